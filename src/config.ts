@@ -1,0 +1,85 @@
+// Every knob of the service, its default and its range, in one place. Nothing else reads
+// process.env: main.ts calls loadConfig(process.env) once and passes the result down.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+const int = (def: number, min: number, max: number, description: string) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, description });
+
+export const ConfigSchema = Type.Object({
+  PORT: int(8080, 0, 65535, 'TCP port of the HTTP API (0 picks a free one).'),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address the HTTP API binds to; 0.0.0.0 in containers.' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL of an existing Redis. Unset: the service starts and manages its own redis-server under DATA_DIR.' })),
+  DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Where the managed redis-server keeps its append-only file (only used without REDIS_URL).' }),
+  REDIS_SERVER_BIN: Type.String({ default: 'redis-server', minLength: 1, description: 'The redis-server executable to manage when REDIS_URL is unset.' }),
+  KEY_PREFIX: Type.String({ default: 'lease', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'Hash tag of every Redis key ({KEY_PREFIX}:...), so all keys share one Cluster slot.' }),
+  REDIS_COMMAND_TIMEOUT_MS: int(2000, 100, 60000, 'A Redis call that takes longer fails the request with 503 backend_unavailable.'),
+  TTL_DEFAULT_MS: int(15000, 1, 86400000, 'ttlMs when a request gives none.'),
+  TTL_MIN_MS: int(1000, 1, 86400000, 'Smallest ttlMs accepted.'),
+  TTL_MAX_MS: int(300000, 1, 86400000, 'Largest ttlMs accepted.'),
+  MAX_HOLD_DEFAULT_MS: int(86400000, 1, 31536000000, 'maxHoldMs when a request gives none.'),
+  MAX_HOLD_MIN_MS: int(1000, 1, 31536000000, 'Smallest maxHoldMs accepted.'),
+  MAX_HOLD_MAX_MS: int(604800000, 1, 31536000000, 'Largest maxHoldMs accepted.'),
+  LOCK_DELAY_MAX_MS: int(60000, 0, 3600000, 'Largest lockDelayMs accepted.'),
+  WAIT_MAX_MS: int(60000, 0, 600000, 'Largest waitMs accepted.'),
+  MAX_ATTEMPTS_DEFAULT: int(3, 1, 100, 'action.maxAttempts when a request gives none.'),
+  MAX_ATTEMPTS_MAX: int(100, 1, 10000, 'Largest action.maxAttempts accepted.'),
+  BODY_LIMIT_BYTES: int(1048576, 1024, 67108864, 'Largest request body; larger ones get 413 payload_too_large.'),
+  PAYLOAD_LIMIT_BYTES: int(65536, 16, 16777216, 'Largest action.payload, as JSON bytes.'),
+  PROGRESS_LIMIT_BYTES: int(16384, 16, 16777216, 'Largest renew progress checkpoint, as JSON bytes.'),
+  LIST_LIMIT_DEFAULT: int(100, 1, 1000, 'limit of a listing when the request gives none.'),
+  LIST_LIMIT_MAX: int(1000, 1, 10000, 'Largest limit of a listing.'),
+  TOMBSTONE_TTL_MS: int(3600000, 3600000, 604800000, 'How long an ended lease still answers with its tombstone (at least one hour).'),
+  SWEEP_INTERVAL_MS: int(1000, 50, 60000, 'How often expired leases are swept into tombstones and their index entries removed.'),
+  SWEEP_BATCH: int(500, 1, 100000, 'Expired leases one sweep call handles at most (bounds the time Redis is busy).'),
+  SHUTDOWN_GRACE_MS: int(10000, 0, 600000, 'How long a SIGTERM waits for in-flight requests before closing anyway.'),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info', description: 'pino log level.' },
+  ),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+export class ConfigError extends Error {}
+
+/**
+ * Reads the configuration from an environment-like object. Unknown variables are ignored;
+ * a bad value throws a ConfigError whose one-line message names the variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(ConfigSchema.properties) as [string, TSchema][]) {
+    const text = env[name];
+    if (text === undefined || text === '') continue;
+    raw[name] = schema.type === 'integer' ? parseIntegerOrKeep(text) : text;
+  }
+  const config = Value.Default(ConfigSchema, raw) as Record<string, unknown>;
+  const firstError = Value.Errors(ConfigSchema, config).First();
+  if (firstError) {
+    const name = firstError.path.replace(/^\//, '');
+    throw new ConfigError(`invalid ${name}=${JSON.stringify(env[name] ?? '')}: ${firstError.message}`);
+  }
+  return checkRanges(config as Config);
+}
+
+function parseIntegerOrKeep(text: string): number | string {
+  return /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
+}
+
+function checkRanges(config: Config): Config {
+  const pairs: [keyof Config, keyof Config][] = [
+    ['TTL_MIN_MS', 'TTL_DEFAULT_MS'],
+    ['TTL_DEFAULT_MS', 'TTL_MAX_MS'],
+    ['MAX_HOLD_MIN_MS', 'MAX_HOLD_DEFAULT_MS'],
+    ['MAX_HOLD_DEFAULT_MS', 'MAX_HOLD_MAX_MS'],
+    ['MAX_ATTEMPTS_DEFAULT', 'MAX_ATTEMPTS_MAX'],
+    ['LIST_LIMIT_DEFAULT', 'LIST_LIMIT_MAX'],
+  ];
+  for (const [low, high] of pairs) {
+    if ((config[low] as number) > (config[high] as number)) {
+      throw new ConfigError(`invalid ${low}=${config[low]}: must not exceed ${high}=${config[high]}`);
+    }
+  }
+  return config;
+}

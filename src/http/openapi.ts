@@ -1,0 +1,34 @@
+// The OpenAPI document is generated from the route schemas (there is no other copy to keep
+// in step by hand); Swagger UI at /docs, the document at /openapi.json.
+import type { FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+
+export const API_DESCRIPTION = `Hierarchical, fenced leases on cloud resources, backed by Redis.
+
+A conductor acquires a lease before it acts on a resource (an instance and the volumes and networks below it),
+renews it as a heartbeat while it works (at about a third of ttlMs), and releases it when done. A lease on a path covers
+every path below it. Every grant carries a fencing token that is greater than that of any earlier conflicting lease,
+also across Redis restarts; resource servers reject writes with stale tokens.
+
+Expiry is decided by Redis' clock only and is exact: no acquire ever conflicts with an expired lease. A holder must treat
+its lease as lost ttlMs after it *sent* the request that granted or renewed it.
+
+Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached the service answers
+503 backend_unavailable with Retry-After, and has changed nothing.`;
+
+export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Lease service', version, description: API_DESCRIPTION },
+      tags: [
+        { name: 'leases', description: 'Acquire, renew, release and inspect leases.' },
+        { name: 'resources', description: 'What holds a resource; fencing checks for resource servers.' },
+        { name: 'health', description: 'Liveness, readiness and metrics.' },
+      ],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+}

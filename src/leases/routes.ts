@@ -1,0 +1,263 @@
+// /v1/leases and /v1/holders: acquire, renew (the heartbeat), release, revoke, read, list.
+// Handlers validate what a schema cannot say (overlaps, JSON sizes), make one store call,
+// and map its answer onto the contract's statuses.
+import { randomBytes } from 'node:crypto';
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Config } from '../config.js';
+import { ProblemError, type ProblemCode } from '../errors.js';
+import type { LeaseChange, LeaseRecord, LeaseStore, ResourceClaim } from '../store/lease-store.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import { findOverlap } from './paths.js';
+import { holdsResources, leaseView, tombstoneView } from './present.js';
+import {
+  HolderParams,
+  LeaseIdParams,
+  LeaseView,
+  problemResponses,
+  requestSchemas,
+  TombstoneView,
+} from './schemas.js';
+
+export interface LeaseRoutesOptions {
+  config: Config;
+  store: LeaseStore;
+}
+
+const CONFLICTS_REPORTED = 10;
+const GONE_CODE: Record<string, ProblemCode> = {
+  released: 'lease_released',
+  expired: 'lease_expired',
+  revoked: 'lease_revoked',
+};
+
+export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store }) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const schemas = requestSchemas(config);
+  const tags = ['leases'];
+
+  app.post(
+    '/v1/leases',
+    {
+      schema: {
+        tags,
+        summary: 'Acquire a lease on one or more resources',
+        description:
+          'Grants all resources together or none. A lease on a path covers every path below it; two leases conflict when one ' +
+          'covers the other and either is exclusive. Answers 201 with a new lease, 200 with the same lease for a retried requestId, ' +
+          'or 409 with the conflicting leases. A holder must treat the lease as lost ttlMs after it sent this request.',
+        body: schemas.AcquireBody,
+        response: { 201: LeaseView, 200: LeaseView, ...problemResponses(400, 409, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const resources = body.resources as ResourceClaim[];
+      const overlap = findOverlap(resources.map((r) => r.path));
+      if (overlap) {
+        throw new ProblemError('overlapping_resources', `"${overlap[0]}" and "${overlap[1]}" cover each other; request the covering one only.`);
+      }
+      const payload = body.action?.payload;
+      if (payload !== undefined) assertJsonSize(payload, config.PAYLOAD_LIMIT_BYTES, 'action.payload');
+      const action = body.action
+        ? { kind: body.action.kind, payload: payload ?? null, attempt: 1, maxAttempts: body.action.maxAttempts ?? config.MAX_ATTEMPTS_DEFAULT }
+        : null;
+      const result = await store.acquire({
+        id: randomBytes(16).toString('base64url'),
+        holder: body.holder,
+        resources,
+        ttlMs: body.ttlMs ?? config.TTL_DEFAULT_MS,
+        maxHoldMs: body.maxHoldMs ?? config.MAX_HOLD_DEFAULT_MS,
+        lockDelayMs: body.lockDelayMs ?? 0,
+        action,
+        requestId: body.requestId ?? null,
+        fingerprint: JSON.stringify({ resources, action }),
+        conflictLimit: CONFLICTS_REPORTED,
+      });
+      switch (result.kind) {
+        case 'granted':
+          request.log.info({ leaseId: result.lease.id, holder: body.holder }, 'lease granted');
+          return reply.code(201).send(leaseView(result.lease, result.now));
+        case 'existing':
+          return reply.code(200).send(leaseView(result.lease, result.now));
+        case 'conflict':
+          throw new ProblemError('conflict', describeConflict(result.conflicts.length), { conflicts: result.conflicts });
+        case 'request_id_reused':
+          throw new ProblemError(
+            'request_id_reused',
+            `requestId "${body.requestId}" of holder "${body.holder}" already granted lease ${result.leaseId} for other resources or another action.`,
+          );
+      }
+    },
+  );
+
+  app.post(
+    '/v1/leases/:id/renew',
+    {
+      schema: {
+        tags,
+        summary: 'Renew a lease (the heartbeat)',
+        description:
+          'Extends the lease to now + ttlMs (never past holdDeadline) and stores the progress checkpoint. ' +
+          'A 410 means the lease is lost: stop the work that needs it, its fencing token is stale.',
+        params: LeaseIdParams,
+        body: schemas.RenewBody,
+        response: { 200: LeaseView, ...problemResponses(400, 404, 410, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { progress, ttlMs } = request.body;
+      if (progress !== undefined) assertJsonSize(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
+      const result = await store.renew(request.params.id, ttlMs ?? null, progress);
+      if (result.kind === 'no_action') {
+        throw new ProblemError('invalid_request', 'progress is kept only for leases that carry an action; this one has none.');
+      }
+      const lease = present(result, request.params.id);
+      return reply.send(leaseView(lease, result.now));
+    },
+  );
+
+  app.post(
+    '/v1/leases/:id/release',
+    {
+      schema: {
+        tags,
+        summary: 'Release a lease',
+        description:
+          'completed (default) and failed free the resources at once; abandoned turns a lease with an action into an orphan. ' +
+          'Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410.',
+        params: LeaseIdParams,
+        body: schemas.ReleaseBody,
+        response: { 200: TombstoneView, ...problemResponses(400, 404, 410, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const result = await store.release(request.params.id, request.body.outcome ?? 'completed');
+      const lease = present(result, request.params.id);
+      request.log.info({ leaseId: lease.id, holder: lease.holder, outcome: lease.outcome }, 'lease released');
+      return reply.send(tombstoneView(lease));
+    },
+  );
+
+  app.get(
+    '/v1/leases/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Read a lease',
+        description: 'An active or orphaned lease answers 200; an ended one answers 410 with its tombstone for at least an hour.',
+        params: LeaseIdParams,
+        response: { 200: LeaseView, ...problemResponses(400, 404, 410, 503) },
+      },
+    },
+    async (request, reply) => {
+      const result = await store.get(request.params.id);
+      if (result.kind === 'done' && !holdsResources(result.lease)) throw gone(result.lease);
+      return reply.send(leaseView(present(result, request.params.id), result.now));
+    },
+  );
+
+  app.delete(
+    '/v1/leases/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Revoke a lease (an operator\'s force-end)',
+        description:
+          'Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. ' +
+          'A lease that has already ended answers 410.',
+        params: LeaseIdParams,
+        response: { 200: TombstoneView, ...problemResponses(400, 404, 410, 503) },
+      },
+    },
+    async (request, reply) => {
+      const result = await store.revoke(request.params.id);
+      const lease = present(result, request.params.id);
+      request.log.warn({ leaseId: lease.id, holder: lease.holder }, 'lease revoked');
+      return reply.send(tombstoneView(lease));
+    },
+  );
+
+  app.get(
+    '/v1/leases',
+    {
+      schema: {
+        tags,
+        summary: 'List leases that hold resources',
+        description:
+          'Active and orphaned leases in grant order, filtered by holder, path prefix (the path itself or anything below it) and state. ' +
+          'A page may hold fewer than limit items when filters match little; follow nextCursor until it is null.',
+        querystring: schemas.ListQuery,
+        response: {
+          200: Type.Object({
+            items: Type.Array(LeaseView),
+            nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
+          }),
+          ...problemResponses(400, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { holder, prefix, state, limit, cursor } = request.query;
+      const pageSize = limit ?? config.LIST_LIMIT_DEFAULT;
+      const page = await store.list({
+        holder: holder ?? null,
+        prefix: prefix ?? null,
+        state: state ?? null,
+        afterToken: cursor === undefined ? null : decodeCursor(cursor),
+        limit: pageSize,
+        scanBudget: pageSize * 10 + 100,
+      });
+      return reply.send({
+        items: page.items.map((lease) => leaseView(lease, page.now)),
+        nextCursor: page.nextToken === null ? null : encodeCursor(page.nextToken),
+      });
+    },
+  );
+
+  app.post(
+    '/v1/holders/:holder/renew',
+    {
+      schema: {
+        tags,
+        summary: 'Renew every active lease of a holder',
+        description: 'One heartbeat for a conductor that holds many leases. Leases that have already ended are not renewed and not listed.',
+        params: HolderParams,
+        body: schemas.HolderRenewBody,
+        response: {
+          200: Type.Object({
+            renewed: Type.Array(Type.Object({ id: Type.String(), expiresAt: Type.String({ format: 'date-time' }) })),
+          }),
+          ...problemResponses(400, 415, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const result = await store.renewHolder(request.params.holder, request.body.ttlMs ?? null);
+      return reply.send({ renewed: result.renewed.map(({ id, expiresAt }) => ({ id, expiresAt: new Date(expiresAt).toISOString() })) });
+    },
+  );
+};
+
+/** The lease of a store answer, or the 404/410 problem it stands for. */
+function present(result: LeaseChange, id: string): LeaseRecord {
+  if (result.kind === 'missing') throw new ProblemError('lease_not_found', `No lease ${id}, and no tombstone of one (tombstones are kept an hour).`);
+  if (result.kind === 'ended') throw gone(result.lease);
+  return result.lease;
+}
+
+function gone(lease: LeaseRecord): ProblemError {
+  const tombstone = tombstoneView(lease);
+  const code = GONE_CODE[tombstone.state] ?? 'lease_expired';
+  return new ProblemError(code, `Lease ${lease.id} ${tombstone.state} at ${tombstone.endedAt}; its holder has lost it.`, tombstone);
+}
+
+function describeConflict(count: number): string {
+  return `${count === 1 ? 'A lease holds' : 'Leases hold'} a resource of this request; see conflicts.`;
+}
+
+function assertJsonSize(value: unknown, limit: number, name: string): void {
+  const bytes = Buffer.byteLength(JSON.stringify(value));
+  if (bytes > limit) throw new ProblemError('payload_too_large', `${name} is ${bytes} bytes of JSON; at most ${limit} are allowed.`);
+}

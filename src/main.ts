@@ -1,0 +1,63 @@
+// The process: reads the configuration, starts (or connects to) Redis, serves HTTP, and on
+// SIGTERM/SIGINT finishes in-flight requests before closing Redis.
+import closeWithGrace from 'close-with-grace';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createRedisClient, waitUntilReady } from './redis/connection.js';
+import { RedisServerMissingError, startEmbeddedRedis, type EmbeddedRedis } from './redis/embedded.js';
+import { ensureScriptsLoaded, loadScripts } from './store/scripts.js';
+
+const REDIS_START_TIMEOUT_MS = 30000;
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`lease-service: ${error.message}\n`);
+    process.exit(2);
+  }
+
+  let embedded: EmbeddedRedis | undefined;
+  if (!config.REDIS_URL) {
+    try {
+      embedded = await startEmbeddedRedis({ dataDir: config.DATA_DIR, bin: config.REDIS_SERVER_BIN });
+    } catch (error) {
+      process.stderr.write(`lease-service: ${(error as Error).message}\n`);
+      process.exit(error instanceof RedisServerMissingError ? 3 : 1);
+    }
+  }
+  const redisUrl = config.REDIS_URL ?? embedded!.url;
+  const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
+  redis.on('error', () => {
+    // Connection errors surface as 503s and in /readyz; ioredis reconnects by itself.
+  });
+  await waitUntilReady(redis, REDIS_START_TIMEOUT_MS);
+  await ensureScriptsLoaded(redis, loadScripts());
+
+  const app = await buildApp({ config, redis });
+  redis.on('ready', () => app.log.info('Redis connection ready'));
+  redis.on('close', () => app.log.warn('Redis connection closed; reconnecting'));
+  if (embedded) {
+    app.log.info(
+      { redis: embedded.url, dataDir: embedded.dataDir, pid: embedded.pid, adopted: embedded.adopted },
+      embedded.adopted ? 'adopted the redis-server left running by an earlier start' : 'started redis-server',
+    );
+  }
+
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger: app.log }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'stopping after an unexpected error');
+    else app.log.info({ signal }, 'stopping: finishing in-flight requests');
+    await app.close();
+    await redis.quit().catch(() => redis.disconnect());
+    await embedded?.stop();
+  });
+
+  await app.listen({ port: config.PORT, host: config.HOST });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`lease-service: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,237 @@
+// The typed face of the lease scripts: it marshals arguments in and records out, and
+// holds no logic of its own. Each method is one script call, one round trip.
+import type { ScriptRunner } from './scripts.js';
+
+export type Mode = 'exclusive' | 'shared';
+export type LeaseState = 'active' | 'orphaned' | 'released' | 'expired' | 'revoked';
+export type EndState = 'released' | 'expired' | 'revoked';
+export type Outcome = 'completed' | 'failed' | 'abandoned';
+
+export interface ResourceClaim {
+  path: string;
+  mode: Mode;
+}
+
+export interface StoredAction {
+  kind: string;
+  payload: unknown;
+  attempt: number;
+  maxAttempts: number;
+}
+
+/** A lease as Redis holds it; times are ms on Redis' clock. */
+export interface LeaseRecord {
+  id: string;
+  holder: string;
+  resources: ResourceClaim[];
+  fencingToken: string;
+  state: LeaseState;
+  /** How it ended, for an ended lease; for an orphaned one, how its holder lost it. */
+  endState: EndState | null;
+  ttlMs: number;
+  acquiredAt: number;
+  renewedAt: number;
+  expiresAt: number;
+  holdDeadline: number;
+  lockDelayMs: number;
+  action: StoredAction | null;
+  progress: unknown;
+  outcome: Outcome | null;
+  endedAt: number | null;
+  orphanId: string | null;
+}
+
+export interface Conflict {
+  path: string;
+  leaseId: string;
+  holder: string;
+  mode: Mode;
+  state: 'active' | 'orphaned' | 'lock_delay';
+}
+
+export interface AcquireInput {
+  id: string;
+  holder: string;
+  resources: ResourceClaim[];
+  ttlMs: number;
+  maxHoldMs: number;
+  lockDelayMs: number;
+  action: StoredAction | null;
+  requestId: string | null;
+  fingerprint: string;
+  conflictLimit: number;
+}
+
+export type AcquireResult =
+  | { kind: 'granted' | 'existing'; now: number; lease: LeaseRecord }
+  | { kind: 'conflict'; now: number; conflicts: Conflict[] }
+  | { kind: 'request_id_reused'; now: number; leaseId: string };
+
+export type LeaseChange =
+  | { kind: 'done'; now: number; lease: LeaseRecord }
+  | { kind: 'ended'; now: number; lease: LeaseRecord }
+  | { kind: 'missing'; now: number };
+
+export type RenewResult = LeaseChange | { kind: 'no_action'; now: number };
+
+export interface ListQuery {
+  holder: string | null;
+  prefix: string | null;
+  state: 'active' | 'orphaned' | null;
+  afterToken: string | null;
+  limit: number;
+  scanBudget: number;
+}
+
+export interface ResourceView {
+  now: number;
+  coveredBy: LeaseRecord[];
+  belowCount: number;
+  below: LeaseRecord[];
+}
+
+export interface StoreOptions {
+  /** The Redis key prefix with its hash tag, e.g. "{lease}:". */
+  keyPrefix: string;
+  tombstoneTtlMs: number;
+}
+
+type Fields = string[];
+
+export class LeaseStore {
+  private readonly keys: string[];
+  private readonly common: string[];
+
+  constructor(
+    private readonly run: ScriptRunner,
+    options: StoreOptions,
+  ) {
+    this.keys = [`${options.keyPrefix}token`];
+    this.common = [options.keyPrefix, String(options.tombstoneTtlMs)];
+  }
+
+  private call(name: string, ...args: (string | number)[]): Promise<unknown[]> {
+    return this.run(name, this.keys, [...this.common, ...args]) as Promise<unknown[]>;
+  }
+
+  async acquire(input: AcquireInput): Promise<AcquireResult> {
+    const [kind, now, body] = await this.call(
+      'acquire',
+      input.id,
+      input.holder,
+      JSON.stringify(input.resources),
+      input.ttlMs,
+      input.maxHoldMs,
+      input.lockDelayMs,
+      input.action ? JSON.stringify(input.action) : '',
+      input.requestId ?? '',
+      input.fingerprint,
+      input.conflictLimit,
+    );
+    const at = Number(now);
+    if (kind === 'conflict') return { kind, now: at, conflicts: toConflicts(body as string[]) };
+    if (kind === 'request_id_reused') return { kind, now: at, leaseId: String(body) };
+    return { kind: kind as 'granted' | 'existing', now: at, lease: toLease(body as Fields) };
+  }
+
+  async renew(id: string, ttlMs: number | null, progress: unknown): Promise<RenewResult> {
+    const reply = await this.call('renew', id, ttlMs ?? '', progress === undefined ? '' : JSON.stringify(progress));
+    if (reply[0] === 'no_action') return { kind: 'no_action', now: Number(reply[1]) };
+    return toChange(reply, 'renewed');
+  }
+
+  async renewHolder(holder: string, ttlMs: number | null): Promise<{ now: number; renewed: { id: string; expiresAt: number }[] }> {
+    const [now, flat] = (await this.call('renewHolder', holder, ttlMs ?? '')) as [number, (string | number)[]];
+    const renewed = [];
+    for (let i = 0; i < flat.length; i += 2) renewed.push({ id: String(flat[i]), expiresAt: Number(flat[i + 1]) });
+    return { now: Number(now), renewed };
+  }
+
+  async release(id: string, outcome: Outcome): Promise<LeaseChange> {
+    return toChange(await this.call('release', id, outcome), 'released');
+  }
+
+  async revoke(id: string): Promise<LeaseChange> {
+    return toChange(await this.call('revoke', id), 'revoked');
+  }
+
+  async get(id: string): Promise<LeaseChange> {
+    return toChange(await this.call('get', id), 'found');
+  }
+
+  async list(query: ListQuery): Promise<{ now: number; nextToken: string | null; items: LeaseRecord[] }> {
+    const [now, next, items] = (await this.call(
+      'list',
+      query.holder !== null ? 'h' : 't',
+      query.holder ?? query.prefix ?? '',
+      query.holder !== null ? (query.prefix ?? '') : '',
+      query.state ?? '',
+      query.afterToken ?? '',
+      query.limit,
+      query.scanBudget,
+    )) as [number, string, Fields[]];
+    return { now: Number(now), nextToken: next === '' ? null : String(next), items: items.map(toLease) };
+  }
+
+  async resource(path: string, belowLimit: number): Promise<ResourceView> {
+    const [now, covering, count, below] = (await this.call('resource', path, belowLimit)) as [number, Fields[], number, Fields[]];
+    return { now: Number(now), coveredBy: covering.map(toLease), belowCount: Number(count), below: below.map(toLease) };
+  }
+
+  async checkFencing(path: string, fencingToken: string): Promise<{ now: number; valid: boolean; current: LeaseRecord[] }> {
+    const [now, valid, current] = (await this.call('fencingCheck', path, fencingToken)) as [number, number, Fields[]];
+    return { now: Number(now), valid: valid === 1, current: current.map(toLease) };
+  }
+
+  /** Settles up to `batch` due leases; returns how many it settled and how many are still due. */
+  async sweep(batch: number): Promise<{ settled: number; stillDue: number }> {
+    const [settled, stillDue] = await this.call('sweep', batch);
+    return { settled: Number(settled), stillDue: Number(stillDue) };
+  }
+}
+
+function toChange(reply: unknown[], doneKind: string): LeaseChange {
+  const [kind, now, fields] = reply;
+  const at = Number(now);
+  if (kind === 'missing') return { kind: 'missing', now: at };
+  return { kind: kind === doneKind ? 'done' : 'ended', now: at, lease: toLease(fields as Fields) };
+}
+
+function toConflicts(flat: string[]): Conflict[] {
+  const conflicts: Conflict[] = [];
+  for (let i = 0; i + 4 < flat.length; i += 5) {
+    conflicts.push({
+      path: flat[i]!,
+      leaseId: flat[i + 1]!,
+      holder: flat[i + 2]!,
+      mode: flat[i + 3] as Mode,
+      state: flat[i + 4] as Conflict['state'],
+    });
+  }
+  return conflicts;
+}
+
+export function toLease(flat: Fields): LeaseRecord {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+  const number = (name: string) => Number(f[name] ?? 0);
+  return {
+    id: f.id ?? '',
+    holder: f.holder ?? '',
+    resources: JSON.parse(f.res ?? '[]') as ResourceClaim[],
+    fencingToken: f.tok ?? '0',
+    state: f.st as LeaseState,
+    endState: (f.es ?? (f.st === 'active' || f.st === 'orphaned' ? null : f.st)) as EndState | null,
+    ttlMs: number('ttl'),
+    acquiredAt: number('acq'),
+    renewedAt: number('ren'),
+    expiresAt: number('exp'),
+    holdDeadline: number('hold'),
+    lockDelayMs: number('ld'),
+    action: f.act ? (JSON.parse(f.act) as StoredAction) : null,
+    progress: f.prog ? JSON.parse(f.prog) : null,
+    outcome: (f.out as Outcome | undefined) ?? null,
+    endedAt: f.end !== undefined ? Number(f.end) : null,
+    orphanId: f.oid ?? null,
+  };
+}

@@ -1,0 +1,79 @@
+--[[
+  Grants a lease on every requested resource, or on none (all-or-nothing).
+  Invariant: a grant is recorded in the lease hash and in every index before the caller
+  hears of it, and its fencing token is above every token issued before, also after Redis
+  restarted from an append-only file that lost its last writes: the token never falls
+  below Redis' clock in microseconds.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms
+  ARGV[3]  new lease id
+  ARGV[4]  holder
+  ARGV[5]  resources JSON [{path, mode}] (validated, no two covering each other)
+  ARGV[6]  ttlMs      ARGV[7]  maxHoldMs      ARGV[8]  lockDelayMs
+  ARGV[9]  action JSON, or "" for none
+  ARGV[10] requestId, or "" for none
+  ARGV[11] fingerprint of the request (same requestId must mean the same request)
+  ARGV[12] how many conflicts to report at most
+
+  Returns {"granted", now, leaseFields} | {"existing", now, leaseFields}
+        | {"conflict", now, {path, leaseId, holder, mode, state, ...}}
+        | {"request_id_reused", now, leaseId}
+]]
+--- @include "includes/core"
+--- @include "includes/conflicts"
+
+local id, holder = ARGV[3], ARGV[4]
+local resources = cjson.decode(ARGV[5])
+local ttl, maxHold, lockDelay = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local action, requestId, fingerprint = ARGV[9], ARGV[10], ARGV[11]
+local conflictLimit = tonumber(ARGV[12])
+local now = nowMs()
+
+local requestKey = P .. 'rq:' .. #holder .. ':' .. holder .. requestId
+if requestId ~= '' then
+  local previousId = redis.call('GET', requestKey)
+  if previousId then
+    local previous = settle(readLease(previousId), now)
+    if previous and previous.st == 'active' then
+      if previous.fp ~= fingerprint then return { 'request_id_reused', now, previousId } end
+      return { 'existing', now, flatLease(previous) }
+    end
+  end
+end
+
+local conflicts = {}
+for _, r in ipairs(resources) do
+  collectConflicts(r.path, r.mode, now, conflictLimit, conflicts)
+end
+if #conflicts > 0 then return { 'conflict', now, conflicts } end
+
+local t = redis.call('TIME')
+local clockMicros = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local token = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, clockMicros)
+redis.call('SET', KEYS[1], int(token))
+
+local hold = now + maxHold
+local expiresAt = math.min(now + ttl, hold)
+local lease = { id = id, holder = holder, resources = resources, tok = int(token) }
+local fields = {
+  'holder', holder, 'res', ARGV[5], 'tok', lease.tok, 'st', 'active',
+  'ttl', int(ttl), 'acq', int(now), 'ren', int(now), 'exp', int(expiresAt), 'hold', int(hold),
+  'ld', int(lockDelay), 'fp', fingerprint,
+}
+if action ~= '' then
+  lease.act = action
+  fields[#fields + 1] = 'act'
+  fields[#fields + 1] = action
+end
+if requestId ~= '' then
+  fields[#fields + 1] = 'rid'
+  fields[#fields + 1] = requestId
+  redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL))
+end
+lease.ld = int(lockDelay)
+redis.call('HSET', P .. 'l:' .. id, unpack(fields))
+indexBlocking(lease, blocksUntil(lease, expiresAt))
+indexListing(lease)
+redis.call('ZADD', P .. 'exp', int(expiresAt), id)
+return { 'granted', now, flatLease(lease) }

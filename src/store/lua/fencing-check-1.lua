@@ -1,0 +1,30 @@
+--[[
+  For resource servers: is this fencing token the token of an active lease that covers
+  this path right now? Like Chubby's CheckSequencer, a write carrying the token of a lease
+  that has ended (released, expired, revoked, orphaned) is refused.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms
+  ARGV[3]  path       ARGV[4]  fencing token (decimal)
+
+  Returns {now, valid (1|0), {leaseFields, ...} active leases covering path}
+]]
+--- @include "includes/core"
+
+local path, token = ARGV[3], ARGV[4]
+local now = nowMs()
+local nodes = ancestors(path)
+nodes[#nodes + 1] = path
+local current, valid = {}, 0
+for _, node in ipairs(nodes) do
+  for _, set in ipairs({ 'ax:', 'as:' }) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, '(' .. now, '+inf', 'LIMIT', 0, 100)) do
+      local lease = settle(readLease(id), now)
+      if lease and lease.st == 'active' then
+        current[#current + 1] = flatLease(lease)
+        if lease.tok == token then valid = 1 end
+      end
+    end
+  end
+end
+return { now, valid, current }

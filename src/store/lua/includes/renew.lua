@@ -1,0 +1,9 @@
+-- Moves an active lease's expiry to now + ttl, never past its holdDeadline, and its
+-- blocking entries with it (leases with an action block at +inf and need no rescore).
+local function renewLease(lease, ttl, now)
+  local expiresAt = math.min(now + ttl, tonumber(lease.hold))
+  setFields(lease, { ren = int(now), exp = int(expiresAt), ttl = int(ttl) })
+  if not lease.act then indexBlocking(lease, blocksUntil(lease, expiresAt)) end
+  redis.call('ZADD', P .. 'exp', int(expiresAt), lease.id)
+  return expiresAt
+end

@@ -1,0 +1,57 @@
+--[[
+  One page of leases that hold resources (active or orphaned), in fencing-token order,
+  which is the order they were granted: a page boundary stays put while leases renew.
+  Reads the holder's index when a holder is given, else the index of the prefix path
+  ("" = every lease). Settles expired leases it meets.
+  Invariant: scans at most ARGV[9] index entries, so one call's cost is bounded even
+  when filters match little; the caller gets a cursor to go on from.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms
+  ARGV[3]  index: "h" (holder) or "t" (path)
+  ARGV[4]  holder, or prefix path ("" = all)
+  ARGV[5]  prefix path to filter by when reading a holder's index, or ""
+  ARGV[6]  state filter: "", "active" or "orphaned"
+  ARGV[7]  cursor: the token to start after, or ""
+  ARGV[8]  limit      ARGV[9]  scan budget
+
+  Returns {now, nextCursor or "", {leaseFields, leaseFields, ...}}
+]]
+--- @include "includes/core"
+
+local key = P .. ARGV[3] .. ':' .. ARGV[4]
+local prefix, wantedState = ARGV[5], ARGV[6]
+local limit, budget = tonumber(ARGV[8]), tonumber(ARGV[9])
+local after = ARGV[7] ~= '' and ('(' .. ARGV[7]) or '-inf'
+local now = nowMs()
+
+local function matches(lease)
+  if not holdsResources(lease) then return false end
+  if wantedState ~= '' and lease.st ~= wantedState then return false end
+  if prefix == '' then return true end
+  for _, r in ipairs(lease.resources) do
+    if covers(prefix, r.path) then return true end
+  end
+  return false
+end
+
+local items, last = {}, nil
+while #items < limit and budget > 0 do
+  local batch = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'WITHSCORES', 'LIMIT', 0, math.min(budget, limit - #items + 10))
+  if #batch == 0 then return { now, '', items } end
+  for i = 1, #batch, 2 do
+    local id = batch[i]
+    last = batch[i + 1]
+    budget = budget - 1
+    local lease = settle(readLease(id), now)
+    if not lease then
+      redis.call('ZREM', key, id)
+    elseif matches(lease) then
+      items[#items + 1] = flatLease(lease)
+    end
+    if #items == limit or budget == 0 then break end
+  end
+  after = '(' .. last
+end
+local more = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'LIMIT', 0, 1)
+return { now, #more > 0 and last or '', items }

@@ -1,0 +1,27 @@
+--[[
+  One heartbeat for every active lease of a holder (a conductor with many leases renews
+  them all in one call). Leases that have expired are settled, not renewed.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms
+  ARGV[3]  holder
+  ARGV[4]  ttlMs, or "" for each lease's own
+
+  Returns {now, {leaseId, expiresAt, leaseId, expiresAt, ...}}
+]]
+--- @include "includes/core"
+--- @include "includes/renew"
+
+local now = nowMs()
+local renewed = {}
+for _, id in ipairs(redis.call('ZRANGE', P .. 'h:' .. ARGV[3], 0, -1)) do
+  local lease = settle(readLease(id), now)
+  if not lease then
+    redis.call('ZREM', P .. 'h:' .. ARGV[3], id)
+  elseif lease.st == 'active' then
+    local expiresAt = renewLease(lease, tonumber(ARGV[4] ~= '' and ARGV[4] or lease.ttl), now)
+    renewed[#renewed + 1] = id
+    renewed[#renewed + 1] = expiresAt
+  end
+end
+return { now, renewed }

@@ -1,0 +1,40 @@
+--[[
+  What holds a resource path: the leases that cover it (at it or at an ancestor) and the
+  leases below it (the first `limit`, and how many there are).
+  Invariant: costs O(depth + limit) whatever the store holds: the count comes from the
+  path's below-index (ZCOUNT), never from a scan.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms
+  ARGV[3]  path       ARGV[4]  how many leases below to list at most
+
+  Returns {now, {leaseFields, ...} covering, belowCount, {leaseFields, ...} below}
+]]
+--- @include "includes/core"
+
+local path, limit = ARGV[3], tonumber(ARGV[4])
+local now = nowMs()
+local live = '(' .. now
+
+local nodes = ancestors(path)
+nodes[#nodes + 1] = path
+local coveredBy, seen = {}, {}
+for _, node in ipairs(nodes) do
+  for _, set in ipairs({ 'ax:', 'as:' }) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, live, '+inf', 'LIMIT', 0, limit)) do
+      local lease = settle(readLease(id), now)
+      if lease and not seen[id] and holdsResources(lease) then
+        seen[id] = true
+        coveredBy[#coveredBy + 1] = flatLease(lease)
+      end
+    end
+  end
+end
+
+local below = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'b:' .. path, live, '+inf', 'LIMIT', 0, limit)) do
+  local lease = settle(readLease(id), now)
+  if lease and holdsResources(lease) then below[#below + 1] = flatLease(lease) end
+end
+local belowCount = redis.call('ZCOUNT', P .. 'b:' .. path, live, '+inf')
+return { now, coveredBy, belowCount, below }
