@@ -47,12 +47,14 @@ export type ScriptRunner = (name: string, keys: string[], args: (string | number
 
 /** Defines every script on the client and returns a typed-enough way to run them by name. */
 export function defineScripts(client: Redis, scripts: LuaScript[]): ScriptRunner {
+  // Prefixed, so a script called "get" never shadows the client's own GET.
+  const commandName = (name: string) => `lease_${name}`;
   for (const script of scripts) {
-    client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.source });
+    client.defineCommand(commandName(script.name), { numberOfKeys: script.numberOfKeys, lua: script.source });
   }
   const commands = client as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>;
   return (name, keys, args) => {
-    const command = commands[name];
+    const command = commands[commandName(name)];
     if (!command) throw new Error(`no Lua script named ${name}`);
     return command.call(client, ...keys, ...args);
   };

@@ -1,0 +1,68 @@
+// A real redis-server per test file, in a temporary data folder, started by the same
+// manager the service uses. Tests pause it (SIGSTOP), kill it and restart it for real.
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isAlive, startEmbeddedRedis, type EmbeddedRedis } from '../../src/redis/embedded.js';
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  dataDir: string;
+  pid(): number;
+  /** SIGSTOP: the socket stays open and nothing answers, like a stuck server. */
+  pause(): void;
+  resume(): void;
+  /** SIGKILL: no final fsync, like a power cut. */
+  kill(): Promise<void>;
+  /** Starts redis-server again on the same port and data folder. */
+  start(): Promise<void>;
+  /** Copies the data folder aside (while running: what a lagging disk would hold). */
+  snapshot(): string;
+  /** Replaces the data folder with a snapshot; the server must be stopped. */
+  restore(snapshot: string): void;
+  stop(): Promise<void>;
+}
+
+export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedis> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'lease-test-redis-'));
+  let server: EmbeddedRedis = await startEmbeddedRedis({ dataDir, extraArgs });
+  const port = server.port;
+  const snapshots: string[] = [];
+  return {
+    url: server.url,
+    port,
+    dataDir,
+    pid: () => server.pid,
+    pause: () => process.kill(server.pid, 'SIGSTOP'),
+    resume: () => process.kill(server.pid, 'SIGCONT'),
+    async kill() {
+      process.kill(server.pid, 'SIGKILL');
+      while (isAlive(server.pid)) await sleep(10);
+      rmSync(join(dataDir, 'embedded-redis.json'), { force: true });
+    },
+    async start() {
+      server = await startEmbeddedRedis({ dataDir, port, extraArgs });
+    },
+    snapshot() {
+      const copy = mkdtempSync(join(tmpdir(), 'lease-test-snapshot-'));
+      cpSync(join(dataDir, 'appendonlydir'), join(copy, 'appendonlydir'), { recursive: true });
+      snapshots.push(copy);
+      return copy;
+    },
+    restore(snapshot: string) {
+      rmSync(join(dataDir, 'appendonlydir'), { recursive: true, force: true });
+      cpSync(join(snapshot, 'appendonlydir'), join(dataDir, 'appendonlydir'), { recursive: true });
+    },
+    async stop() {
+      try {
+        process.kill(server.pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+      await server.stop();
+      for (const dir of [dataDir, ...snapshots]) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
