@@ -22,7 +22,11 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(redisUrl: string, env: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(
+  redisUrl: string,
+  env: Record<string, string> = {},
+  { sweep = true }: { sweep?: boolean } = {},
+): Promise<TestApp> {
   const config = loadConfig({
     REDIS_URL: redisUrl,
     KEY_PREFIX: `t${randomBytes(4).toString('hex')}`,
@@ -33,7 +37,7 @@ export async function startTestApp(redisUrl: string, env: Record<string, string>
   const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', () => {});
   await waitUntilReady(redis, 10000);
-  const app = await buildApp({ config, redis, logger: false });
+  const app = await buildApp({ config, redis, logger: false, sweep });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;
   const json = (method: 'POST' | 'GET' | 'DELETE', url: string, body?: unknown) =>

@@ -25,9 +25,26 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
+// Ports below Linux's ephemeral range (32768+): a port another test got from bind(0) is
+// never one of these, so restarting a server on its old port does not find it taken.
+const PORT_RANGE = { low: 20000, high: 32000 };
+
+async function startOnUnusedPort(dataDir: string, extraArgs: string[]): Promise<EmbeddedRedis> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const port = PORT_RANGE.low + Math.floor(Math.random() * (PORT_RANGE.high - PORT_RANGE.low));
+    try {
+      return await startEmbeddedRedis({ dataDir, extraArgs, port });
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
 export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedis> {
   const dataDir = mkdtempSync(join(tmpdir(), 'lease-test-redis-'));
-  let server: EmbeddedRedis = await startEmbeddedRedis({ dataDir, extraArgs });
+  let server = await startOnUnusedPort(dataDir, extraArgs);
   const port = server.port;
   const snapshots: string[] = [];
   return {
