@@ -3,7 +3,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { installProblemHandling } from './http/problems.js';
+import { frameworkErrorHandler, installProblemHandling } from './http/problems.js';
 import { registerOpenApi } from './http/openapi.js';
 import { validatorCompiler } from './http/validation.js';
 import { leaseRoutes } from './leases/routes.js';
@@ -38,6 +38,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
     routerOptions: { maxParamLength: 1024 },
     requestIdHeader: 'x-request-id',
     return503OnClosing: true,
+    frameworkErrors: frameworkErrorHandler,
   });
   app.setValidatorCompiler(validatorCompiler);
   installProblemHandling(app);

@@ -14,6 +14,15 @@ export function sendProblem(reply: FastifyReply, body: Problem, headers: Record<
   return reply.code(body.status).headers(headers).type('application/problem+json').send(body);
 }
 
+/**
+ * For Fastify's `frameworkErrors` option: errors met before routing (a URL that does not
+ * decode, a path parameter over the router's length limit) answer problem+json too.
+ */
+export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const detail = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long.' : 'The URL is not validly percent-encoded.';
+  sendProblem(reply, problem('invalid_request', detail));
+}
+
 export function installProblemHandling(app: FastifyInstance): void {
   // JSON only: without the text/plain parser a text body gets 415, not a confusing 400.
   app.removeContentTypeParser('text/plain');
@@ -50,8 +59,9 @@ export function installProblemHandling(app: FastifyInstance): void {
 
 function classify(error: FastifyError): { code: ProblemCode; detail: string } | undefined {
   if (error.validation) {
-    const aboutPath = error.validation.some((issue) => RESOURCE_PATH_FIELD.test(issue.instancePath) && issue.keyword !== 'required');
-    return { code: aboutPath ? 'invalid_resource' : 'invalid_request', detail: error.message };
+    const about = (field: RegExp) => error.validation!.some((issue) => field.test(issue.instancePath) && issue.keyword !== 'required');
+    const code = about(RESOURCE_PATH_FIELD) ? 'invalid_resource' : about(/^\/cursor$/) ? 'invalid_cursor' : 'invalid_request';
+    return { code, detail: error.message };
   }
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { ProblemError, type ProblemCode } from '../errors.js';
 import type { LeaseChange, LeaseRecord, LeaseStore, ResourceClaim } from '../store/lease-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { assertJsonWithinLimits } from './json-limits.js';
 import { findOverlap } from './paths.js';
 import { holdsResources, leaseView, tombstoneView } from './present.js';
 import {
@@ -59,7 +60,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         throw new ProblemError('overlapping_resources', `"${overlap[0]}" and "${overlap[1]}" cover each other; request the covering one only.`);
       }
       const payload = body.action?.payload;
-      if (payload !== undefined) assertJsonSize(payload, config.PAYLOAD_LIMIT_BYTES, 'action.payload');
+      if (payload !== undefined) assertJsonWithinLimits(payload, config.PAYLOAD_LIMIT_BYTES, 'action.payload');
       const action = body.action
         ? { kind: body.action.kind, payload: payload ?? null, attempt: 1, maxAttempts: body.action.maxAttempts ?? config.MAX_ATTEMPTS_DEFAULT }
         : null;
@@ -108,7 +109,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
     },
     async (request, reply) => {
       const { progress, ttlMs } = request.body;
-      if (progress !== undefined) assertJsonSize(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
+      if (progress !== undefined) assertJsonWithinLimits(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
       const result = await store.renew(request.params.id, ttlMs ?? null, progress);
       if (result.kind === 'no_action') {
         throw new ProblemError('invalid_request', 'progress is kept only for leases that carry an action; this one has none.');
@@ -255,9 +256,4 @@ function gone(lease: LeaseRecord): ProblemError {
 
 function describeConflict(count: number): string {
   return `${count === 1 ? 'A lease holds' : 'Leases hold'} a resource of this request; see conflicts.`;
-}
-
-function assertJsonSize(value: unknown, limit: number, name: string): void {
-  const bytes = Buffer.byteLength(JSON.stringify(value));
-  if (bytes > limit) throw new ProblemError('payload_too_large', `${name} is ${bytes} bytes of JSON; at most ${limit} are allowed.`);
 }

@@ -251,7 +251,7 @@ export function requestSchemas(config: Config) {
   const FencingCheckBody = Type.Object(
     {
       path: ResourcePath,
-      fencingToken: Type.Integer({ minimum: 0, description: 'The token the writer presented.' }),
+      fencingToken: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The token the writer presented.' }),
     },
     { additionalProperties: false },
   );
