@@ -18,7 +18,7 @@ nodes[#nodes + 1] = path
 local current, valid = {}, 0
 for _, node in ipairs(nodes) do
   for _, set in ipairs({ 'ax:', 'as:' }) do
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, '(' .. now, '+inf', 'LIMIT', 0, 100)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, '(' .. now, '+inf')) do
       local lease = settle(readLease(id), now)
       if lease and lease.st == 'active' then
         current[#current + 1] = flatLease(lease)

@@ -1,8 +1,9 @@
 --[[
   What holds a resource path: the leases that cover it (at it or at an ancestor) and the
   leases below it (the first `limit`, and how many there are).
-  Invariant: costs O(depth + limit) whatever the store holds: the count comes from the
-  path's below-index (ZCOUNT), never from a scan.
+  Invariant: the count comes from the path's below-index (ZCOUNT), never from a scan; the
+  cost is that of the leases on the path and its ancestors plus `limit` below it (and any
+  lock-delayed tombstones read past on the way).
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms
@@ -21,7 +22,7 @@ nodes[#nodes + 1] = path
 local coveredBy, seen = {}, {}
 for _, node in ipairs(nodes) do
   for _, set in ipairs({ 'ax:', 'as:' }) do
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, live, '+inf', 'LIMIT', 0, limit)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, live, '+inf')) do
       local lease = settle(readLease(id), now)
       if lease and not seen[id] and holdsResources(lease) then
         seen[id] = true
@@ -31,10 +32,17 @@ for _, node in ipairs(nodes) do
   end
 end
 
-local below = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'b:' .. path, live, '+inf', 'LIMIT', 0, limit)) do
-  local lease = settle(readLease(id), now)
-  if lease and holdsResources(lease) then below[#below + 1] = flatLease(lease) end
+-- Entries of ended leases still in their lock delay are live in b: but are not leases to
+-- list, so read on past them in pages until `limit` leases are found.
+local below, offset = {}, 0
+while #below < limit do
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'b:' .. path, live, '+inf', 'LIMIT', offset, limit)
+  if #ids == 0 then break end
+  offset = offset + #ids
+  for _, id in ipairs(ids) do
+    local lease = settle(readLease(id), now)
+    if lease and holdsResources(lease) and #below < limit then below[#below + 1] = flatLease(lease) end
+  end
 end
 local belowCount = redis.call('ZCOUNT', P .. 'b:' .. path, live, '+inf')
 return { now, coveredBy, belowCount, below }
