@@ -26,6 +26,21 @@ export interface AppDeps {
   logger?: boolean | object;
 }
 
+/**
+ * Once shutdown begins, every answer says Connection: close, so keep-alive clients leave
+ * after their last in-flight request and close() does not wait on idle sockets.
+ */
+function closeConnectionsWhenClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    app.server.closeIdleConnections();
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+}
+
 export function keyPrefix(config: Config): string {
   return `{${config.KEY_PREFIX}}:`;
 }
@@ -37,16 +52,20 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
     // Lease ids and paths are short; anything longer is garbage, not a slow parse.
     routerOptions: { maxParamLength: 1024 },
     requestIdHeader: 'x-request-id',
-    return503OnClosing: true,
+    // While closing, requests on open connections are still served (Redis is closed only
+    // after the server); each answer then closes its connection, see below.
+    return503OnClosing: false,
     frameworkErrors: frameworkErrorHandler,
   });
   app.setValidatorCompiler(validatorCompiler);
   installProblemHandling(app);
+  closeConnectionsWhenClosing(app);
 
   const scripts = loadScripts();
   const store = new LeaseStore(defineScripts(redis, scripts), {
     keyPrefix: keyPrefix(config),
     tombstoneTtlMs: config.TOMBSTONE_TTL_MS,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
 
   await registerOpenApi(app, SERVICE_VERSION);

@@ -19,7 +19,7 @@ export const PROBLEMS = {
   unauthorized: { status: 401, title: 'Not authorized' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error' },
-  backend_unavailable: { status: 503, title: 'Redis cannot be reached; nothing was changed' },
+  backend_unavailable: { status: 503, title: 'Redis cannot be reached' },
 } as const;
 
 export type ProblemCode = keyof typeof PROBLEMS;

@@ -14,8 +14,9 @@ also across Redis restarts; resource servers reject writes with stale tokens.
 Expiry is decided by Redis' clock only and is exact: no acquire ever conflicts with an expired lease. A holder must treat
 its lease as lost ttlMs after it *sent* the request that granted or renewed it.
 
-Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached the service answers
-503 backend_unavailable with Retry-After, and has changed nothing.`;
+Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached or does not answer
+within the command timeout the service answers 503 backend_unavailable with Retry-After. Every call carries a deadline on
+Redis' clock: one that reaches a paused Redis only after its caller was told 503 changes nothing when Redis wakes up.`;
 
 export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
   await app.register(swagger, {

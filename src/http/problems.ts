@@ -44,17 +44,23 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (error instanceof ProblemError) return sendProblem(reply, error.toProblem(), error.headers);
     if (isBackendUnavailable(error)) {
       request.log.warn({ err: error.message }, 'Redis unavailable');
-      return sendProblem(
-        reply,
-        problem('backend_unavailable', 'Redis could not be reached in time; nothing was changed by this request. Retry shortly.'),
-        { 'retry-after': RETRY_AFTER_SECONDS },
-      );
+      return sendProblem(reply, problem('backend_unavailable', describeUnavailable(error)), { 'retry-after': RETRY_AFTER_SECONDS });
     }
     const known = classify(error);
     if (known) return sendProblem(reply, problem(known.code, known.detail));
     request.log.error({ err: error }, 'unexpected error');
     return sendProblem(reply, problem('internal_error', 'The service failed to handle this request; it has been logged.'));
   });
+}
+
+function describeUnavailable(error: Error): string {
+  if (/timed out/i.test(error.message)) {
+    return (
+      'Redis did not answer in time. A call that reaches Redis after its deadline changes nothing; retry shortly ' +
+      '(an acquire with the same requestId is safe to retry and returns the lease if it was granted after all).'
+    );
+  }
+  return 'Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.';
 }
 
 function classify(error: FastifyError): { code: ProblemCode; detail: string } | undefined {

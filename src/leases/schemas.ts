@@ -277,5 +277,5 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   404: 'lease_not_found, or not_found for an unknown route.',
   413: 'payload_too_large: the body, action.payload or progress is over its limit.',
   415: 'unsupported_media_type: send application/json.',
-  503: 'backend_unavailable: Redis cannot be reached; nothing was changed. Retry after Retry-After seconds.',
+  503: 'backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId).',
 };

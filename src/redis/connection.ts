@@ -25,7 +25,7 @@ export function createRedisClient({ url, commandTimeoutMs }: ConnectionOptions):
 }
 
 const UNAVAILABLE_PATTERNS = [
-  /Command timed out/i,
+  /Command timed out/i, // ioredis' commandTimeout, and a script that started after its deadline
   /Connection is closed/i,
   /Stream isn't writeable/i,
   /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/,

@@ -1,5 +1,6 @@
 // The typed face of the lease scripts: it marshals arguments in and records out, and
 // holds no logic of its own. Each method is one script call, one round trip.
+import { RedisClock } from './redis-clock.js';
 import type { ScriptRunner } from './scripts.js';
 
 export type Mode = 'exclusive' | 'shared';
@@ -94,6 +95,15 @@ export interface StoreOptions {
   /** The Redis key prefix with its hash tag, e.g. "{lease}:". */
   keyPrefix: string;
   tombstoneTtlMs: number;
+  /** The client's command timeout: a script that starts later than this does nothing. */
+  commandTimeoutMs: number;
+}
+
+/** A script reached Redis after its caller had stopped waiting, and changed nothing. */
+export class ScriptTooLateError extends Error {
+  constructor() {
+    super('Command timed out: Redis ran the script after its deadline, and it changed nothing');
+  }
 }
 
 type Fields = string[];
@@ -101,6 +111,9 @@ type Fields = string[];
 export class LeaseStore {
   private readonly keys: string[];
   private readonly common: string[];
+  private readonly clock = new RedisClock();
+  /** Time left for the reply to travel back before the client's timeout fires. */
+  private readonly budgetMs: number;
 
   constructor(
     private readonly run: ScriptRunner,
@@ -108,14 +121,21 @@ export class LeaseStore {
   ) {
     this.keys = [`${options.keyPrefix}token`];
     this.common = [options.keyPrefix, String(options.tombstoneTtlMs)];
+    this.budgetMs = options.commandTimeoutMs - Math.min(250, options.commandTimeoutMs / 4);
   }
 
-  private call(name: string, ...args: (string | number)[]): Promise<unknown[]> {
-    return this.run(name, this.keys, [...this.common, ...args]) as Promise<unknown[]>;
+  /** Runs a script; its reply starts with Redis' clock (ms), returned apart from the rest. */
+  private async call(name: string, ...args: (string | number)[]): Promise<[number, ...unknown[]]> {
+    const sentAt = Date.now();
+    const reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), ...args])) as unknown[];
+    if (reply[0] === 'too_late') throw new ScriptTooLateError();
+    const now = Number(reply[0]);
+    this.clock.observe(now, sentAt, Date.now());
+    return [now, ...reply.slice(1)];
   }
 
   async acquire(input: AcquireInput): Promise<AcquireResult> {
-    const [kind, now, body] = await this.call(
+    const [now, kind, body] = await this.call(
       'acquire',
       input.id,
       input.holder,
@@ -128,15 +148,14 @@ export class LeaseStore {
       input.fingerprint,
       input.conflictLimit,
     );
-    const at = Number(now);
-    if (kind === 'conflict') return { kind, now: at, conflicts: toConflicts(body as string[]) };
-    if (kind === 'request_id_reused') return { kind, now: at, leaseId: String(body) };
-    return { kind: kind as 'granted' | 'existing', now: at, lease: toLease(body as Fields) };
+    if (kind === 'conflict') return { kind, now, conflicts: toConflicts(body as string[]) };
+    if (kind === 'request_id_reused') return { kind, now, leaseId: String(body) };
+    return { kind: kind as 'granted' | 'existing', now, lease: toLease(body as Fields) };
   }
 
   async renew(id: string, ttlMs: number | null, progress: unknown): Promise<RenewResult> {
     const reply = await this.call('renew', id, ttlMs ?? '', progress === undefined ? '' : JSON.stringify(progress));
-    if (reply[0] === 'no_action') return { kind: 'no_action', now: Number(reply[1]) };
+    if (reply[1] === 'no_action') return { kind: 'no_action', now: reply[0] };
     return toChange(reply, 'renewed');
   }
 
@@ -185,16 +204,14 @@ export class LeaseStore {
 
   /** Settles up to `batch` due leases; returns how many it settled and how many are still due. */
   async sweep(batch: number): Promise<{ settled: number; stillDue: number }> {
-    const [settled, stillDue] = await this.call('sweep', batch);
+    const [, settled, stillDue] = await this.call('sweep', batch);
     return { settled: Number(settled), stillDue: Number(stillDue) };
   }
 }
 
-function toChange(reply: unknown[], doneKind: string): LeaseChange {
-  const [kind, now, fields] = reply;
-  const at = Number(now);
-  if (kind === 'missing') return { kind: 'missing', now: at };
-  return { kind: kind === doneKind ? 'done' : 'ended', now: at, lease: toLease(fields as Fields) };
+function toChange([now, kind, fields]: [number, ...unknown[]], doneKind: string): LeaseChange {
+  if (kind === 'missing') return { kind: 'missing', now };
+  return { kind: kind === doneKind ? 'done' : 'ended', now, lease: toLease(fields as Fields) };
 }
 
 function toConflicts(flat: string[]): Conflict[] {

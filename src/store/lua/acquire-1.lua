@@ -6,28 +6,28 @@
   below Redis' clock in microseconds.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms
-  ARGV[3]  new lease id
-  ARGV[4]  holder
-  ARGV[5]  resources JSON [{path, mode}] (validated, no two covering each other)
-  ARGV[6]  ttlMs      ARGV[7]  maxHoldMs      ARGV[8]  lockDelayMs
-  ARGV[9]  action JSON, or "" for none
-  ARGV[10] requestId, or "" for none
-  ARGV[11] fingerprint of the request (same requestId must mean the same request)
-  ARGV[12] how many conflicts to report at most
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
+  ARGV[4]  new lease id
+  ARGV[5]  holder
+  ARGV[6]  resources JSON [{path, mode}] (validated, no two covering each other)
+  ARGV[7]  ttlMs      ARGV[8]  maxHoldMs      ARGV[9]  lockDelayMs
+  ARGV[10] action JSON, or "" for none
+  ARGV[11] requestId, or "" for none
+  ARGV[12] fingerprint of the request (same requestId must mean the same request)
+  ARGV[13] how many conflicts to report at most
 
-  Returns {"granted", now, leaseFields} | {"existing", now, leaseFields}
-        | {"conflict", now, {path, leaseId, holder, mode, state, ...}}
-        | {"request_id_reused", now, leaseId}
+  Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
+        | {now, "conflict", {path, leaseId, holder, mode, state, ...}}
+        | {now, "request_id_reused", leaseId}
 ]]
 --- @include "includes/core"
 --- @include "includes/conflicts"
 
-local id, holder = ARGV[3], ARGV[4]
-local resources = cjson.decode(ARGV[5])
-local ttl, maxHold, lockDelay = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local action, requestId, fingerprint = ARGV[9], ARGV[10], ARGV[11]
-local conflictLimit = tonumber(ARGV[12])
+local id, holder = ARGV[4], ARGV[5]
+local resources = cjson.decode(ARGV[6])
+local ttl, maxHold, lockDelay = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local action, requestId, fingerprint = ARGV[10], ARGV[11], ARGV[12]
+local conflictLimit = tonumber(ARGV[13])
 local now = nowMs()
 
 local requestKey = P .. 'rq:' .. #holder .. ':' .. holder .. requestId
@@ -36,8 +36,8 @@ if requestId ~= '' then
   if previousId then
     local previous = settle(readLease(previousId), now)
     if previous and previous.st == 'active' then
-      if previous.fp ~= fingerprint then return { 'request_id_reused', now, previousId } end
-      return { 'existing', now, flatLease(previous) }
+      if previous.fp ~= fingerprint then return { now, 'request_id_reused', previousId } end
+      return { now, 'existing', flatLease(previous) }
     end
   end
 end
@@ -46,7 +46,7 @@ local conflicts = {}
 for _, r in ipairs(resources) do
   collectConflicts(r.path, r.mode, now, conflictLimit, conflicts)
 end
-if #conflicts > 0 then return { 'conflict', now, conflicts } end
+if #conflicts > 0 then return { now, 'conflict', conflicts } end
 
 local t = redis.call('TIME')
 local clockMicros = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -57,7 +57,7 @@ local hold = now + maxHold
 local expiresAt = math.min(now + ttl, hold)
 local lease = { id = id, holder = holder, resources = resources, tok = int(token) }
 local fields = {
-  'holder', holder, 'res', ARGV[5], 'tok', lease.tok, 'st', 'active',
+  'holder', holder, 'res', ARGV[6], 'tok', lease.tok, 'st', 'active',
   'ttl', int(ttl), 'acq', int(now), 'ren', int(now), 'exp', int(expiresAt), 'hold', int(hold),
   'ld', int(lockDelay), 'fp', fingerprint,
 }
@@ -76,4 +76,4 @@ redis.call('HSET', P .. 'l:' .. id, unpack(fields))
 indexBlocking(lease, blocksUntil(lease, expiresAt))
 indexListing(lease)
 redis.call('ZADD', P .. 'exp', int(expiresAt), id)
-return { 'granted', now, flatLease(lease) }
+return { now, 'granted', flatLease(lease) }

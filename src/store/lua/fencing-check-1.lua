@@ -4,14 +4,14 @@
   that has ended (released, expired, revoked, orphaned) is refused.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms
-  ARGV[3]  path       ARGV[4]  fencing token (decimal)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
+  ARGV[4]  path       ARGV[5]  fencing token (decimal)
 
   Returns {now, valid (1|0), {leaseFields, ...} active leases covering path}
 ]]
 --- @include "includes/core"
 
-local path, token = ARGV[3], ARGV[4]
+local path, token = ARGV[4], ARGV[5]
 local now = nowMs()
 local nodes = ancestors(path)
 nodes[#nodes + 1] = path

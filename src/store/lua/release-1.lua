@@ -6,18 +6,18 @@
   tombstone and changes nothing.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms
-  ARGV[3]  lease id
-  ARGV[4]  outcome: completed | failed | abandoned
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
+  ARGV[4]  lease id
+  ARGV[5]  outcome: completed | failed | abandoned
 
-  Returns {"released", now, leaseFields} | {"ended", now, leaseFields} | {"missing", now}
+  Returns {now, "released", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
 ]]
 --- @include "includes/core"
 
-local outcome = ARGV[4]
+local outcome = ARGV[5]
 local now = nowMs()
-local lease = settle(readLease(ARGV[3]), now)
-if not lease then return { 'missing', now } end
+local lease = settle(readLease(ARGV[4]), now)
+if not lease then return { now, 'missing' } end
 
 if lease.st == 'active' then
   setFields(lease, { out = outcome })
@@ -26,9 +26,9 @@ if lease.st == 'active' then
   else
     entomb(lease, 'released', now, now, 0)
   end
-  return { 'released', now, flatLease(lease) }
+  return { now, 'released', flatLease(lease) }
 end
 
 local endedAs = lease.st == 'orphaned' and lease.es or lease.st
-if endedAs == 'released' and lease.out == outcome then return { 'released', now, flatLease(lease) } end
-return { 'ended', now, flatLease(lease) }
+if endedAs == 'released' and lease.out == outcome then return { now, 'released', flatLease(lease) } end
+return { now, 'ended', flatLease(lease) }

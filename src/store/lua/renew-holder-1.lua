@@ -3,9 +3,9 @@
   them all in one call). Leases that have expired are settled, not renewed.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms
-  ARGV[3]  holder
-  ARGV[4]  ttlMs, or "" for each lease's own
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
+  ARGV[4]  holder
+  ARGV[5]  ttlMs, or "" for each lease's own
 
   Returns {now, {leaseId, expiresAt, leaseId, expiresAt, ...}}
 ]]
@@ -14,12 +14,12 @@
 
 local now = nowMs()
 local renewed = {}
-for _, id in ipairs(redis.call('ZRANGE', P .. 'h:' .. ARGV[3], 0, -1)) do
+for _, id in ipairs(redis.call('ZRANGE', P .. 'h:' .. ARGV[4], 0, -1)) do
   local lease = settle(readLease(id), now)
   if not lease then
-    redis.call('ZREM', P .. 'h:' .. ARGV[3], id)
+    redis.call('ZREM', P .. 'h:' .. ARGV[4], id)
   elseif lease.st == 'active' then
-    local expiresAt = renewLease(lease, tonumber(ARGV[4] ~= '' and ARGV[4] or lease.ttl), now)
+    local expiresAt = renewLease(lease, tonumber(ARGV[5] ~= '' and ARGV[5] or lease.ttl), now)
     renewed[#renewed + 1] = id
     renewed[#renewed + 1] = expiresAt
   end

@@ -4,20 +4,20 @@
   resources after its lockDelayMs, so a holder that was only slow has time to notice.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms
-  ARGV[3]  lease id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
+  ARGV[4]  lease id
 
-  Returns {"revoked", now, leaseFields} | {"ended", now, leaseFields} | {"missing", now}
+  Returns {now, "revoked", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
 ]]
 --- @include "includes/core"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[3]), now)
-if not lease then return { 'missing', now } end
-if lease.st ~= 'active' then return { 'ended', now, flatLease(lease) } end
+local lease = settle(readLease(ARGV[4]), now)
+if not lease then return { now, 'missing' } end
+if lease.st ~= 'active' then return { now, 'ended', flatLease(lease) } end
 if lease.act then
   orphan(lease, 'revoked', now)
 else
   entomb(lease, 'revoked', now, now, now + tonumber(lease.ld or '0'))
 end
-return { 'revoked', now, flatLease(lease) }
+return { now, 'revoked', flatLease(lease) }

@@ -5,15 +5,15 @@
   once, is harmless: each lease's transition happens once, under the script's atomicity.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms
-  ARGV[3]  batch size
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
+  ARGV[4]  batch size
 
-  Returns {settled, stillDue}
+  Returns {now, settled, stillDue}
 ]]
 --- @include "includes/core"
 
 local now = nowMs()
-local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(due) do
   local lease = readLease(id)
   if not lease then
@@ -28,4 +28,4 @@ for _, id in ipairs(due) do
     redis.call('ZREM', P .. 'exp', id)
   end
 end
-return { #due, redis.call('ZCOUNT', P .. 'exp', '-inf', now) }
+return { now, #due, redis.call('ZCOUNT', P .. 'exp', '-inf', now) }

@@ -4,6 +4,7 @@
     KEYS[1]  P.."token" (the fencing counter; it names the hash slot every other key shares)
     ARGV[1]  P, the key prefix with its hash tag, e.g. "{lease}:"
     ARGV[2]  how long a tombstone is kept, ms
+    ARGV[3]  deadline: Redis-clock ms after which the caller has given up waiting (0: none)
   Other keys are built here from P: they all carry the same hash tag, so they live in the
   slot of KEYS[1] on Redis Cluster too.
 
@@ -30,11 +31,17 @@
 
 local P = ARGV[1]
 local TOMBSTONE_TTL = tonumber(ARGV[2])
+local DEADLINE = tonumber(ARGV[3])
 
 local function nowMs()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+
+-- A call that reaches Redis after its caller timed out (Redis was paused, or stuck behind a
+-- slow command) changes nothing: the caller was told 503, and a grant or release it never
+-- hears of would surprise it. Every reply but this one starts with Redis' clock.
+if DEADLINE > 0 and nowMs() > DEADLINE then return { 'too_late' } end
 
 local function int(n)
   return string.format('%.0f', n)
