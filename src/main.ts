@@ -38,7 +38,10 @@ async function main(): Promise<void> {
 
   const app = await buildApp({ config, redis });
   redis.on('ready', () => app.log.info('Redis connection ready'));
-  redis.on('close', () => app.log.warn('Redis connection closed; reconnecting'));
+  let stopping = false;
+  redis.on('close', () => {
+    if (!stopping) app.log.warn('Redis connection closed; reconnecting');
+  });
   if (embedded) {
     app.log.info(
       { redis: embedded.url, dataDir: embedded.dataDir, pid: embedded.pid, adopted: embedded.adopted },
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
     if (err) app.log.error({ err }, 'stopping after an unexpected error');
     else app.log.info({ signal }, 'stopping: finishing in-flight requests');
     await app.close();
+    stopping = true;
     await redis.quit().catch(() => redis.disconnect());
     await embedded?.stop();
   });

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { isAlive } from '../src/redis/embedded.js';
 import { acquireBody } from './helpers/app.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
-import { startService, type ServiceProcess } from './helpers/service.js';
+import { startService, waitUntilServing, type ServiceProcess } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
 const STATE_FILE = 'embedded-redis.json';
@@ -25,19 +25,7 @@ let testRedis: TestRedis | undefined;
 async function start(env: Record<string, string>, { waitReady = true } = {}): Promise<ServiceProcess> {
   const service = await startService(env, { waitReady: false });
   services.push(service);
-  if (waitReady) {
-    await waitFor(
-      async () => {
-        if (ended(service)) throw new Error(`service exited during start: ${service.output()}`);
-        try {
-          return (await fetch(`${service.url}/readyz`)).status === 200;
-        } catch {
-          return false;
-        }
-      },
-      { timeoutMs: 30000, what: 'the service to be ready' },
-    );
-  }
+  if (waitReady) await waitUntilServing(service);
   return service;
 }
 

@@ -39,20 +39,23 @@ export async function startService(env: Record<string, string>, { waitReady = tr
   child.stderr!.on('data', (chunk) => (output += chunk));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const service = { url: `http://127.0.0.1:${port}`, child, output: () => output, exited };
-  if (waitReady) {
-    let ended = false;
-    void exited.then(() => (ended = true));
-    await waitFor(
-      async () => {
-        if (ended) throw new Error(`service exited during start: ${output}`);
-        try {
-          return (await fetch(`${service.url}/readyz`)).status === 200;
-        } catch {
-          return false;
-        }
-      },
-      { timeoutMs: 30000, what: 'the service to be ready' },
-    );
-  }
+  if (waitReady) await waitUntilServing(service);
   return service;
+}
+
+/** Resolves once /readyz answers 200; fails at once if the process exits first. */
+export async function waitUntilServing(service: ServiceProcess): Promise<void> {
+  let ended = false;
+  void service.exited.then(() => (ended = true));
+  await waitFor(
+    async () => {
+      if (ended) throw new Error(`service exited during start: ${service.output()}`);
+      try {
+        return (await fetch(`${service.url}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 30000, what: 'the service to be ready' },
+  );
 }
