@@ -153,6 +153,8 @@ local function entomb(lease, state, endedAt, now, blockedUntil)
     unindexBlocking(lease)
     redis.call('ZREM', P .. 'exp', lease.id)
   end
+  -- A tombstone is kept an hour and there may be many: drop what it no longer answers with.
+  redis.call('HDEL', P .. 'l:' .. lease.id, 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'fp')
   redis.call('PEXPIRE', P .. 'l:' .. lease.id, TOMBSTONE_TTL)
   if lease.rid then redis.call('PEXPIRE', P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid, TOMBSTONE_TTL) end
 end
