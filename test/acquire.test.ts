@@ -167,6 +167,24 @@ describe('requestId makes acquire safe to retry', () => {
     }
   });
 
+  test('a retry that lists the resources or payload keys in another order is the same request', async () => {
+    const a = instance();
+    const b = instance();
+    const first = await t.post('/v1/leases', acquireBody('z', [{ path: a, mode: 'shared' }, b], {
+      requestId: 'order', action: { kind: 'resize', payload: { flavor: 'm1', disk: { size: 20, type: 'ssd' } } },
+    }));
+    assert.equal(first.statusCode, 201);
+    const retry = await t.post('/v1/leases', acquireBody('z', [{ path: b, mode: 'exclusive' }, { mode: 'shared', path: a }], {
+      action: { payload: { disk: { type: 'ssd', size: 20 }, flavor: 'm1' }, kind: 'resize' }, requestId: 'order', ttlMs: 15000,
+    }));
+    assert.equal(retry.statusCode, 200);
+    assert.equal(retry.json().id, first.json().id);
+    const otherTtl = await t.post('/v1/leases', acquireBody('z', [{ path: a, mode: 'shared' }, b], {
+      requestId: 'order', ttlMs: 5000, action: { kind: 'resize', payload: { flavor: 'm1', disk: { size: 20, type: 'ssd' } } },
+    }));
+    assert.equal(otherTtl.json().code, 'request_id_reused');
+  });
+
   test('concurrent first attempts with one requestId grant one lease between them', async () => {
     const path = instance();
     const body = acquireBody('conductor-z', [path], { requestId: 'race' });

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { ProblemError, type ProblemCode } from '../errors.js';
 import type { LeaseChange, LeaseRecord, LeaseStore, ResourceClaim } from '../store/lease-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { acquireFingerprint } from './fingerprint.js';
 import { assertJsonWithinLimits } from './json-limits.js';
 import { findOverlap } from './paths.js';
 import { holdsResources, leaseView, tombstoneView } from './present.js';
@@ -64,16 +65,19 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       const action = body.action
         ? { kind: body.action.kind, payload: payload ?? null, attempt: 1, maxAttempts: body.action.maxAttempts ?? config.MAX_ATTEMPTS_DEFAULT }
         : null;
+      const limits = {
+        ttlMs: body.ttlMs ?? config.TTL_DEFAULT_MS,
+        maxHoldMs: body.maxHoldMs ?? config.MAX_HOLD_DEFAULT_MS,
+        lockDelayMs: body.lockDelayMs ?? 0,
+      };
       const result = await store.acquire({
         id: randomBytes(16).toString('base64url'),
         holder: body.holder,
         resources,
-        ttlMs: body.ttlMs ?? config.TTL_DEFAULT_MS,
-        maxHoldMs: body.maxHoldMs ?? config.MAX_HOLD_DEFAULT_MS,
-        lockDelayMs: body.lockDelayMs ?? 0,
+        ...limits,
         action,
         requestId: body.requestId ?? null,
-        fingerprint: JSON.stringify({ resources, action }),
+        fingerprint: acquireFingerprint({ resources, action, ...limits }),
         conflictLimit: CONFLICTS_REPORTED,
       });
       switch (result.kind) {
@@ -87,7 +91,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         case 'request_id_reused':
           throw new ProblemError(
             'request_id_reused',
-            `requestId "${body.requestId}" of holder "${body.holder}" already granted lease ${result.leaseId} for other resources or another action.`,
+            `requestId "${body.requestId}" of holder "${body.holder}" already granted lease ${result.leaseId} for other resources, another action or other limits.`,
           );
       }
     },

@@ -189,7 +189,7 @@ export function requestSchemas(config: Config) {
           pattern: PRINTABLE_PATTERN,
           description:
             'Makes the acquire safe to retry: the same holder and requestId while that lease is active answers the same lease with 200. ' +
-            'Reusing it for different resources or action is 409 request_id_reused. Once that lease has ended, the requestId grants anew.',
+            'Reusing it for other resources (in any order), another action or other ttlMs/maxHoldMs/lockDelayMs is 409 request_id_reused. Once that lease has ended, the requestId grants anew.',
         }),
       ),
       maxHoldMs: Type.Optional(

@@ -77,12 +77,7 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
       const result = await store.checkFencing(path, String(fencingToken));
       return reply.send({
         valid: result.valid,
-        current: result.current.map((lease) => ({
-          leaseId: lease.id,
-          holder: lease.holder,
-          fencingToken: Number(lease.fencingToken),
-          state: lease.state,
-        })),
+        current: result.current.map((lease) => ({ ...lease, fencingToken: Number(lease.fencingToken), state: 'active' })),
       });
     },
   );

@@ -84,6 +84,12 @@ export interface ListQuery {
   scanBudget: number;
 }
 
+export interface FencingHolder {
+  leaseId: string;
+  holder: string;
+  fencingToken: string;
+}
+
 export interface ResourceView {
   now: number;
   coveredBy: LeaseRecord[];
@@ -126,12 +132,22 @@ export class LeaseStore {
 
   /** Runs a script; its reply starts with Redis' clock (ms), returned apart from the rest. */
   private async call(name: string, ...args: (string | number)[]): Promise<[number, ...unknown[]]> {
-    const sentAt = Date.now();
+    const reply = await this.runWithDeadline(name, args);
+    if (reply[0] !== 'too_late') return reply as [number, ...unknown[]];
+    // The script changed nothing. Its caller got this reply in time, so the deadline was
+    // wrong (Redis' clock stepped, e.g. after a failover), not the call slow: with the clock
+    // just corrected from the reply, try once more.
+    const retried = await this.runWithDeadline(name, args);
+    if (retried[0] === 'too_late') throw new ScriptTooLateError();
+    return retried as [number, ...unknown[]];
+  }
+
+  private async runWithDeadline(name: string, args: (string | number)[]): Promise<unknown[]> {
+    const sentAt = RedisClock.local();
     const reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), ...args])) as unknown[];
-    if (reply[0] === 'too_late') throw new ScriptTooLateError();
-    const now = Number(reply[0]);
-    this.clock.observe(now, sentAt, Date.now());
-    return [now, ...reply.slice(1)];
+    const now = Number(reply[0] === 'too_late' ? reply[1] : reply[0]);
+    this.clock.observe(now, sentAt, RedisClock.local());
+    return reply;
   }
 
   async acquire(input: AcquireInput): Promise<AcquireResult> {
@@ -197,9 +213,11 @@ export class LeaseStore {
     return { now: Number(now), coveredBy: covering.map(toLease), belowCount: Number(count), below: below.map(toLease) };
   }
 
-  async checkFencing(path: string, fencingToken: string): Promise<{ now: number; valid: boolean; current: LeaseRecord[] }> {
-    const [now, valid, current] = (await this.call('fencingCheck', path, fencingToken)) as [number, number, Fields[]];
-    return { now: Number(now), valid: valid === 1, current: current.map(toLease) };
+  async checkFencing(path: string, fencingToken: string): Promise<{ now: number; valid: boolean; current: FencingHolder[] }> {
+    const [now, valid, flat] = (await this.call('fencingCheck', path, fencingToken)) as [number, number, string[]];
+    const current: FencingHolder[] = [];
+    for (let i = 0; i + 2 < flat.length; i += 3) current.push({ leaseId: flat[i]!, holder: flat[i + 1]!, fencingToken: flat[i + 2]! });
+    return { now, valid: valid === 1, current };
   }
 
   /** Settles up to `batch` due leases; returns how many it settled and how many are still due. */

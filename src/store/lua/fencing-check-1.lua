@@ -2,12 +2,14 @@
   For resource servers: is this fencing token the token of an active lease that covers
   this path right now? Like Chubby's CheckSequencer, a write carrying the token of a lease
   that has ended (released, expired, revoked, orphaned) is refused.
+  Invariant: read-only, and reads three fields per covering lease, never a payload; a
+  lease whose expiresAt has passed is not active, whether or not anyone settled it yet.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
   ARGV[4]  path       ARGV[5]  fencing token (decimal)
 
-  Returns {now, valid (1|0), {leaseFields, ...} active leases covering path}
+  Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}}
 ]]
 --- @include "includes/core"
 
@@ -19,10 +21,12 @@ local current, valid = {}, 0
 for _, node in ipairs(nodes) do
   for _, set in ipairs({ 'ax:', 'as:' }) do
     for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, '(' .. now, '+inf')) do
-      local lease = settle(readLease(id), now)
-      if lease and lease.st == 'active' then
-        current[#current + 1] = flatLease(lease)
-        if lease.tok == token then valid = 1 end
+      local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'tok')
+      if f[1] == 'active' and tonumber(f[2]) > now then
+        current[#current + 1] = id
+        current[#current + 1] = f[3]
+        current[#current + 1] = f[4]
+        if f[4] == token then valid = 1 end
       end
     end
   end

@@ -15,10 +15,12 @@
 local now = nowMs()
 local renewed = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'h:' .. ARGV[4], 0, -1)) do
-  local lease = settle(readLease(id), now)
-  if not lease then
+  -- Orphaned leases stay listed under their holder; skip them without reading payloads.
+  local state = redis.call('HGET', P .. 'l:' .. id, 'st')
+  local lease = state == 'active' and settle(readLease(id), now) or nil
+  if not state then
     redis.call('ZREM', P .. 'h:' .. ARGV[4], id)
-  elseif lease.st == 'active' then
+  elseif lease and lease.st == 'active' then
     local expiresAt = renewLease(lease, tonumber(ARGV[5] ~= '' and ARGV[5] or lease.ttl), now)
     renewed[#renewed + 1] = id
     renewed[#renewed + 1] = expiresAt

@@ -22,8 +22,7 @@ for _, id in ipairs(due) do
     settle(lease, now)
     if lease.st == 'active' then redis.call('ZADD', P .. 'exp', lease.exp, id) end
   elseif lease.st == 'expired' or lease.st == 'revoked' then
-    unindexBlocking(lease)
-    redis.call('ZREM', P .. 'exp', id)
+    dropTombstoneIndex(lease)
   else
     redis.call('ZREM', P .. 'exp', id)
   end

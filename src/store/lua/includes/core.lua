@@ -40,8 +40,9 @@ end
 
 -- A call that reaches Redis after its caller timed out (Redis was paused, or stuck behind a
 -- slow command) changes nothing: the caller was told 503, and a grant or release it never
--- hears of would surprise it. Every reply but this one starts with Redis' clock.
-if DEADLINE > 0 and nowMs() > DEADLINE then return { 'too_late' } end
+-- hears of would surprise it. Every reply starts with Redis' clock, except this one, which
+-- carries it second so that a caller whose deadline was wrong can correct its clock.
+if DEADLINE > 0 and nowMs() > DEADLINE then return { 'too_late', nowMs() } end
 
 local function int(n)
   return string.format('%.0f', n)
@@ -143,20 +144,34 @@ end
 -- unless it must keep blocking until `blockedUntil` (lock delay): then they are rescored
 -- and the sweeper drops them once that time has passed.
 local function entomb(lease, state, endedAt, now, blockedUntil)
-  local fields = { st = state, ['end'] = int(endedAt) }
-  setFields(lease, fields)
+  setFields(lease, { st = state, ['end'] = int(endedAt) })
   unindexListing(lease)
+  local key = P .. 'l:' .. lease.id
+  -- A tombstone is kept an hour and there may be many: drop what it no longer answers with.
+  redis.call('HDEL', key, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp')
   if blockedUntil > now then
     indexBlocking(lease, int(blockedUntil))
     redis.call('ZADD', P .. 'exp', int(blockedUntil), lease.id)
+    -- No TTL yet: the sweeper needs this record's paths to drop the blocking entries,
+    -- however late it runs; it starts the tombstone's hour when it does (dropTombstoneIndex).
+    redis.call('PERSIST', key)
   else
     unindexBlocking(lease)
     redis.call('ZREM', P .. 'exp', lease.id)
+    redis.call('PEXPIRE', key, TOMBSTONE_TTL)
   end
-  -- A tombstone is kept an hour and there may be many: drop what it no longer answers with.
-  redis.call('HDEL', P .. 'l:' .. lease.id, 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'fp')
+  if lease.rid then
+    local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
+    -- The requestId may name a newer lease by now; leave that one's key alone.
+    if redis.call('GET', requestKey) == lease.id then redis.call('PEXPIRE', requestKey, TOMBSTONE_TTL) end
+  end
+end
+
+-- The end of an ended lease's lock delay: it stops blocking, and its tombstone's hour starts.
+local function dropTombstoneIndex(lease)
+  unindexBlocking(lease)
+  redis.call('ZREM', P .. 'exp', lease.id)
   redis.call('PEXPIRE', P .. 'l:' .. lease.id, TOMBSTONE_TTL)
-  if lease.rid then redis.call('PEXPIRE', P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid, TOMBSTONE_TTL) end
 end
 
 local function expire(lease, now)
