@@ -1,19 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { acquireBody, startTestApp, type TestApp } from './helpers/app.js';
-import { startTestRedis, type TestRedis } from './helpers/redis.js';
+import { describe, test } from 'node:test';
+import { acquireBody, useTestApp } from './helpers/app.js';
 
-let redis: TestRedis;
-let t: TestApp;
-
-before(async () => {
-  redis = await startTestRedis();
-  t = await startTestApp(redis.url);
-});
-after(async () => {
-  await t?.close();
-  await redis?.stop();
-});
+const { t } = useTestApp();
 
 let n = 0;
 /** A fresh instance path per test, so tests in this file never overlap. */

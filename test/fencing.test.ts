@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { acquireBody, startTestApp, type TestApp } from './helpers/app.js';
-import { startTestRedis, type TestRedis } from './helpers/redis.js';
+import { describe, test } from 'node:test';
+import { acquireBody, useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Lease {
@@ -16,17 +15,7 @@ interface Check {
   current: { leaseId: string; holder: string; fencingToken: number; state: string }[];
 }
 
-let redis: TestRedis;
-let t: TestApp;
-
-before(async () => {
-  redis = await startTestRedis();
-  t = await startTestApp(redis.url);
-});
-after(async () => {
-  await t?.close();
-  await redis?.stop();
-});
+const { t } = useTestApp();
 
 let n = 0;
 /** A fresh root path segment per test, so tests in this file never overlap. */

@@ -2,23 +2,12 @@
 // release outcomes, revocation, lock delay, and leases with an action turning into orphans.
 // The app here runs no sweeper, so everything asserted happens without a background job.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acquireBody, startTestApp, type TestApp } from './helpers/app.js';
-import { startTestRedis, type TestRedis } from './helpers/redis.js';
+import { acquireBody, useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
-let redis: TestRedis;
-let t: TestApp;
-
-before(async () => {
-  redis = await startTestRedis();
-  t = await startTestApp(redis.url, {}, { sweep: false });
-});
-after(async () => {
-  await t?.close();
-  await redis?.stop();
-});
+const { t, redis } = useTestApp({ sweep: false });
 
 let n = 0;
 const instance = () => `instances/i-${++n}-${Date.now()}`;

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { keyPrefix } from '../src/app.js';
-import { acquireBody, startTestApp, type TestApp } from './helpers/app.js';
-import { startTestRedis, type TestRedis } from './helpers/redis.js';
+import { acquireBody, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Lease {
@@ -24,17 +23,7 @@ interface Page {
   nextCursor: string | null;
 }
 
-let redis: TestRedis;
-let t: TestApp;
-
-before(async () => {
-  redis = await startTestRedis();
-  t = await startTestApp(redis.url);
-});
-after(async () => {
-  await t?.close();
-  await redis?.stop();
-});
+const { t, redis } = useTestApp();
 
 let n = 0;
 /** A fresh name per use (a root path segment or a holder), so tests in this file never see each other's leases. */

@@ -2,22 +2,11 @@
 // that lost its last writes (here: an older copy of its data folder), which a plain INCR
 // counter would not survive.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { acquireBody, startTestApp, type TestApp } from './helpers/app.js';
-import { startTestRedis, type TestRedis } from './helpers/redis.js';
+import { test } from 'node:test';
+import { acquireBody, useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
-let redis: TestRedis;
-let t: TestApp;
-
-before(async () => {
-  redis = await startTestRedis(['--appendfsync', 'always']);
-  t = await startTestApp(redis.url);
-});
-after(async () => {
-  await t?.close();
-  await redis?.stop();
-});
+const { t, redis } = useTestApp({ redisArgs: ['--appendfsync', 'always'] });
 
 async function grant(holder: string, path: string) {
   const res = await t.post('/v1/leases', acquireBody(holder, [path]));

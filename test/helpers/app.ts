@@ -2,11 +2,13 @@
 // prefix so tests of one file never see each other's leases.
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { after, before } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createRedisClient, waitUntilReady } from '../../src/redis/connection.js';
+import { startTestRedis, type TestRedis } from './redis.js';
 
 export interface TestApp {
   app: FastifyInstance;
@@ -70,7 +72,31 @@ export async function startTestApp(
 }
 
 /** An acquire body with defaults for what a test does not care about. */
-export function acquireBody(holder: string, paths: string[] | { path: string; mode?: string }[], extra: Record<string, unknown> = {}) {
+export function acquireBody(holder: string, paths: (string | { path: string; mode?: string })[], extra: Record<string, unknown> = {}) {
   const resources = paths.map((p) => (typeof p === 'string' ? { path: p } : p));
   return { holder, resources, ...extra };
+}
+
+export interface FixtureOptions {
+  env?: Record<string, string>;
+  sweep?: boolean;
+  redisArgs?: string[];
+}
+
+/**
+ * Registers before/after hooks that start a real redis-server and an app for this test
+ * file, and returns handles that are filled in once `before` has run.
+ */
+export function useTestApp({ env = {}, sweep = true, redisArgs = [] }: FixtureOptions = {}): { t: TestApp; redis: TestRedis } {
+  const t = {} as TestApp;
+  const redis = {} as TestRedis;
+  before(async () => {
+    Object.assign(redis, await startTestRedis(redisArgs));
+    Object.assign(t, await startTestApp(redis.url, env, { sweep }));
+  });
+  after(async () => {
+    await t.close?.();
+    await redis.stop?.();
+  });
+  return { t, redis };
 }
