@@ -12,6 +12,10 @@ export const ConfigSchema = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL of an existing Redis. Unset: the service starts and manages its own redis-server under DATA_DIR.' })),
   DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Where the managed redis-server keeps its append-only file (only used without REDIS_URL).' }),
   REDIS_SERVER_BIN: Type.String({ default: 'redis-server', minLength: 1, description: 'The redis-server executable to manage when REDIS_URL is unset.' }),
+  REDIS_APPENDFSYNC: Type.Union([Type.Literal('everysec'), Type.Literal('always')], {
+    default: 'everysec',
+    description: 'fsync policy of the managed redis-server: everysec may lose the last second of writes on a crash (fencing tokens stay safe), always loses none.',
+  }),
   KEY_PREFIX: Type.String({ default: 'lease', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'Hash tag of every Redis key ({KEY_PREFIX}:...), so all keys share one Cluster slot.' }),
   REDIS_COMMAND_TIMEOUT_MS: int(2000, 100, 60000, 'A Redis call that takes longer fails the request with 503 backend_unavailable.'),
   TTL_DEFAULT_MS: int(15000, 1, 86400000, 'ttlMs when a request gives none.'),

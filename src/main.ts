@@ -4,7 +4,8 @@ import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createRedisClient, waitUntilReady } from './redis/connection.js';
-import { RedisServerMissingError, startEmbeddedRedis, type EmbeddedRedis } from './redis/embedded.js';
+import { RedisServerMissingError, startEmbeddedRedis, type EmbeddedRedis, type EmbeddedRedisOptions } from './redis/embedded.js';
+import { EmbeddedRedisSupervisor } from './redis/supervisor.js';
 import { ensureScriptsLoaded, loadScripts } from './store/scripts.js';
 
 const REDIS_START_TIMEOUT_MS = 30000;
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
   let embedded: EmbeddedRedis | undefined;
   if (!config.REDIS_URL) {
     try {
-      embedded = await startEmbeddedRedis({ dataDir: config.DATA_DIR, bin: config.REDIS_SERVER_BIN });
+      embedded = await startEmbeddedRedis(embeddedOptions(config));
     } catch (error) {
       process.stderr.write(`lease-service: ${(error as Error).message}\n`);
       process.exit(error instanceof RedisServerMissingError ? 3 : 1);
@@ -42,6 +43,8 @@ async function main(): Promise<void> {
   redis.on('close', () => {
     if (!stopping) app.log.warn('Redis connection closed; reconnecting');
   });
+  const supervisor = embedded && new EmbeddedRedisSupervisor(embedded, embeddedOptions(config), app.log);
+  supervisor?.start();
   if (embedded) {
     app.log.info(
       { redis: embedded.url, dataDir: embedded.dataDir, pid: embedded.pid, adopted: embedded.adopted },
@@ -55,10 +58,14 @@ async function main(): Promise<void> {
     await app.close();
     stopping = true;
     await redis.quit().catch(() => redis.disconnect());
-    await embedded?.stop();
+    await supervisor?.stop();
   });
 
   await app.listen({ port: config.PORT, host: config.HOST });
+}
+
+function embeddedOptions(config: Config): EmbeddedRedisOptions {
+  return { dataDir: config.DATA_DIR, bin: config.REDIS_SERVER_BIN, extraArgs: ['--appendfsync', config.REDIS_APPENDFSYNC] };
 }
 
 main().catch((error: unknown) => {

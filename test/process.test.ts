@@ -134,6 +134,45 @@ describe('without REDIS_URL the service runs its own redis-server', () => {
     assert.ok(!isAlive(redisPid), `the managed redis-server (pid ${redisPid}) is still running after the service stopped`);
   });
 
+  test('a managed redis-server that dies is started again and comes back with the leases', async () => {
+    const dataDir = tempDir('supervised');
+    embeddedDirs.push(dataDir);
+    const service = await start({ DATA_DIR: dataDir, REDIS_APPENDFSYNC: 'always' });
+    const { pid: firstPid, port } = readEmbeddedState(dataDir);
+    redisPids.add(firstPid);
+    const granted = await request(service, 'POST', '/v1/leases', acquireBody('conductor-z', ['instances/i-43'], { ttlMs: 60000 }));
+    assert.equal(granted.status, 201);
+
+    process.kill(firstPid, 'SIGKILL');
+    const restarted = await waitFor(
+      () => {
+        try {
+          const state = readEmbeddedState(dataDir);
+          return state.pid !== firstPid && isAlive(state.pid) ? state : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { what: 'a new redis-server' },
+    );
+    redisPids.add(restarted.pid);
+    assert.equal(restarted.port, port, 'on the same port, where the client reconnects');
+    const found = await waitFor(
+      async () => {
+        const answer = await request(service, 'GET', `/v1/leases/${granted.body.id}`);
+        return answer.status === 503 ? undefined : answer;
+      },
+      { what: 'the service to reach Redis again' },
+    );
+    assert.equal(found.status, 200, JSON.stringify(found.body));
+    assert.equal(found.body.fencingToken, granted.body.fencingToken);
+    assert.equal((await request(service, 'POST', '/v1/leases', acquireBody('other', ['instances/i-43']))).status, 409);
+
+    service.child.kill('SIGTERM');
+    assert.equal(await exitWithin(service, 15000), 0, service.output());
+    assert.ok(!isAlive(restarted.pid), 'SIGTERM stops the restarted redis-server too');
+  });
+
   test('a missing redis-server stops the start with an exit code and says how to install it', async () => {
     const service = await start({ DATA_DIR: tempDir('nobin'), REDIS_SERVER_BIN: '/nonexistent/redis-server' }, { waitReady: false });
     const code = await exitWithin(service, 15000);
