@@ -62,8 +62,8 @@ describe('expiry is exact and needs no background job', () => {
 describe('heartbeats', () => {
   test('a holder that keeps renewing keeps its lease well past one ttl', async () => {
     const path = instance();
-    const lease = await acquire('alive', path, { ttlMs: 1000 });
-    const deadline = Date.now() + 3000;
+    const lease = await acquire('alive', path, { ttlMs: 1500 });
+    const deadline = Date.now() + 4000;
     while (Date.now() < deadline) {
       const renewed = await t.post(`/v1/leases/${lease.id}/renew`);
       assert.equal(renewed.statusCode, 200);
@@ -94,9 +94,11 @@ describe('heartbeats', () => {
 
   test('renewal never moves expiresAt past holdDeadline, and the lease ends there', async () => {
     const path = instance();
-    const lease = await acquire('stuck', path, { ttlMs: 1000, maxHoldMs: 1500 });
-    assert.equal(Date.parse(lease.holdDeadline) - Date.parse(lease.acquiredAt), 1500);
-    await sleep(800);
+    const lease = await acquire('stuck', path, { ttlMs: 1900, maxHoldMs: 2000 });
+    assert.equal(Date.parse(lease.holdDeadline) - Date.parse(lease.acquiredAt), 2000);
+    assert.equal(Date.parse(lease.expiresAt) - Date.parse(lease.acquiredAt), 1900);
+    // Any renew from 100 ms on would reach past holdDeadline (and the lease lives 1.9 s).
+    await pastExpiry({ expiresAt: new Date(Date.parse(lease.acquiredAt) + 100).toISOString() });
     const renewed = (await t.post(`/v1/leases/${lease.id}/renew`)).json();
     assert.equal(renewed.expiresAt, lease.holdDeadline);
     await pastExpiry(renewed);
@@ -205,10 +207,10 @@ describe('lockDelayMs', () => {
 
   test('after a revocation the resources stay blocked for lockDelayMs; after a release they are free at once', async () => {
     const revokedPath = instance();
-    const revoked = await acquire('slow', revokedPath, { lockDelayMs: 1000 });
+    const revoked = await acquire('slow', revokedPath, { lockDelayMs: 2000 });
     const revokedAt = Date.parse((await t.del(`/v1/leases/${revoked.id}`)).json().endedAt);
     assert.equal((await t.post('/v1/leases', acquireBody('next', [revokedPath]))).json().conflicts[0].state, 'lock_delay');
-    await pastExpiry({ expiresAt: new Date(revokedAt + 1000).toISOString() });
+    await pastExpiry({ expiresAt: new Date(revokedAt + 2000).toISOString() });
     await acquire('next', revokedPath);
 
     const releasedPath = instance();
