@@ -192,7 +192,8 @@ function findExecutable(bin: string): string | undefined {
   return undefined;
 }
 
-function findFreePort(): Promise<number> {
+/** A TCP port on loopback that nothing listens on right now. */
+export function findFreePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -179,7 +179,7 @@ export class LeaseStore {
     const [now, flat] = (await this.call('renewHolder', holder, ttlMs ?? '')) as [number, (string | number)[]];
     const renewed = [];
     for (let i = 0; i < flat.length; i += 2) renewed.push({ id: String(flat[i]), expiresAt: Number(flat[i + 1]) });
-    return { now: Number(now), renewed };
+    return { now, renewed };
   }
 
   async release(id: string, outcome: Outcome): Promise<LeaseChange> {
@@ -205,12 +205,12 @@ export class LeaseStore {
       query.limit,
       query.scanBudget,
     )) as [number, string, Fields[]];
-    return { now: Number(now), nextToken: next === '' ? null : String(next), items: items.map(toLease) };
+    return { now, nextToken: next === '' ? null : String(next), items: items.map(toLease) };
   }
 
   async resource(path: string, belowLimit: number): Promise<ResourceView> {
     const [now, covering, count, below] = (await this.call('resource', path, belowLimit)) as [number, Fields[], number, Fields[]];
-    return { now: Number(now), coveredBy: covering.map(toLease), belowCount: Number(count), below: below.map(toLease) };
+    return { now, coveredBy: covering.map(toLease), belowCount: Number(count), below: below.map(toLease) };
   }
 
   async checkFencing(path: string, fencingToken: string): Promise<{ now: number; valid: boolean; current: FencingHolder[] }> {

@@ -1,8 +1,8 @@
 // The service as a real process (`node --import tsx src/main.ts`), for tests of start-up,
 // signals and crashes: what `npm start` runs, minus the build.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { findFreePort } from '../../src/redis/embedded.js';
 import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -15,20 +15,10 @@ export interface ServiceProcess {
   exited: Promise<number | string>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Spawns the service; with `waitReady` resolves once /readyz answers 200. */
 export async function startService(env: Record<string, string>, { waitReady = true } = {}): Promise<ServiceProcess> {
-  const port = env.PORT ?? String(await freePort());
+  const port = env.PORT ?? String(await findFreePort());
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'warn', ...env, PORT: port, HOST: '127.0.0.1' },
