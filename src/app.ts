@@ -7,9 +7,11 @@ import { frameworkErrorHandler, installProblemHandling } from './http/problems.j
 import { registerOpenApi } from './http/openapi.js';
 import { validatorCompiler } from './http/validation.js';
 import { leaseRoutes } from './leases/routes.js';
-import { Sweeper } from './leases/sweeper.js';
 import { healthRoutes } from './observability/health.js';
+import { Notifications } from './notify/notifications.js';
 import { metricsRoutes } from './observability/metrics.js';
+import { orphanRoutes } from './orphans/routes.js';
+import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
 import { LeaseStore } from './store/lease-store.js';
 import { defineScripts, loadScripts } from './store/scripts.js';
@@ -20,7 +22,7 @@ export interface AppDeps {
   config: Config;
   /** A connected client made by createRedisClient (fail-fast options). */
   redis: Redis;
-  /** Run the background sweep of expired leases (default true). */
+  /** Run the reaper, which settles expired leases in the background (default true). */
   sweep?: boolean;
   /** pino options, or false for no logging. */
   logger?: boolean | object;
@@ -65,19 +67,33 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   const store = new LeaseStore(defineScripts(redis, scripts), {
     keyPrefix: keyPrefix(config),
     tombstoneTtlMs: config.TOMBSTONE_TTL_MS,
+    streamCap: config.STREAM_MAX_ENTRIES,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
+
+  // Waiting requests (waitMs) are woken by what the scripts publish; stopping the
+  // notifications first lets them answer before the server waits on them to close.
+  const notifications = new Notifications(redis, keyPrefix(config));
+  app.addHook('onReady', async () => notifications.start());
+  app.addHook('preClose', async () => notifications.stop());
 
   await registerOpenApi(app, SERVICE_VERSION);
   await app.register(healthRoutes, { redis, scripts });
   await app.register(metricsRoutes);
   await app.register(leaseRoutes, { config, store });
   await app.register(resourceRoutes, { config, store });
+  await app.register(orphanRoutes, { config, store, notifications });
 
   if (sweep) {
-    const sweeper = new Sweeper(store, { intervalMs: config.SWEEP_INTERVAL_MS, batch: config.SWEEP_BATCH, log: app.log });
-    app.addHook('onReady', async () => sweeper.start());
-    app.addHook('onClose', async () => sweeper.stop());
+    const reaper = new Reaper(redis, store, {
+      intervalMs: config.REAPER_INTERVAL_MS,
+      batch: config.REAPER_BATCH,
+      lockMs: config.REAPER_LOCK_MS,
+      lockKey: `${keyPrefix(config)}reaper`,
+      log: app.log,
+    });
+    app.addHook('onReady', async () => reaper.start());
+    app.addHook('onClose', async () => reaper.stop());
   }
   return app;
 }

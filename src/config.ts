@@ -34,8 +34,10 @@ export const ConfigSchema = Type.Object({
   LIST_LIMIT_DEFAULT: int(100, 1, 1000, 'limit of a listing when the request gives none.'),
   LIST_LIMIT_MAX: int(1000, 1, 10000, 'Largest limit of a listing.'),
   TOMBSTONE_TTL_MS: int(3600000, 3600000, 604800000, 'How long an ended lease still answers with its tombstone (at least one hour).'),
-  SWEEP_INTERVAL_MS: int(1000, 50, 60000, 'How often expired leases are swept into tombstones and their index entries removed.'),
-  SWEEP_BATCH: int(500, 1, 100000, 'Expired leases one sweep call handles at most (bounds the time Redis is busy).'),
+  REAPER_INTERVAL_MS: int(1000, 50, 60000, 'The reaper sweeps at least this often (sooner when a lease is due sooner): an orphan is published within one interval of its expiry.'),
+  REAPER_BATCH: int(500, 1, 100000, 'Expired leases one sweep call handles at most (bounds the time Redis is busy).'),
+  REAPER_LOCK_MS: int(5000, 500, 600000, 'How long the reaper leader\'s redlock lasts unless extended: when the leader dies, another replica leads after at most this long.'),
+  STREAM_MAX_ENTRIES: int(100000, 100, 10000000, 'The events and orphans streams are trimmed to about this many entries.'),
   SHUTDOWN_GRACE_MS: int(10000, 0, 600000, 'How long a SIGTERM waits for in-flight requests before closing anyway.'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),

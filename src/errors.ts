@@ -11,6 +11,8 @@ export const PROBLEMS = {
   orphan_not_found: { status: 404, title: 'No such orphan' },
   conflict: { status: 409, title: 'A conflicting lease holds a resource' },
   request_id_reused: { status: 409, title: 'This requestId was used for a different request' },
+  orphan_claimed: { status: 409, title: 'The orphan is claimed by a conductor' },
+  orphan_resolved: { status: 409, title: 'The orphan was already resolved otherwise' },
   lease_expired: { status: 410, title: 'The lease has expired' },
   lease_released: { status: 410, title: 'The lease was released' },
   lease_revoked: { status: 410, title: 'The lease was revoked' },

@@ -19,7 +19,7 @@ before(async () => {
   server = await startTestRedis();
   redis = createRedisClient({ url: server.url, commandTimeoutMs: 2000 });
   await waitUntilReady(redis, 10000);
-  store = new LeaseStore(defineScripts(redis, loadScripts()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, commandTimeoutMs: 2000 });
+  store = new LeaseStore(defineScripts(redis, loadScripts()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, streamCap: 10000, commandTimeoutMs: 2000 });
 });
 after(async () => {
   redis?.disconnect();

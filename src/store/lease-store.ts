@@ -97,10 +97,59 @@ export interface ResourceView {
   below: LeaseRecord[];
 }
 
+export type OrphanState = 'pending' | 'claimed' | 'dead_letter' | 'resolved';
+export type OrphanReason = 'expired' | 'abandoned' | 'revoked';
+
+/** An orphan as Redis holds it; times are ms on Redis' clock. */
+export interface OrphanRecord {
+  id: string;
+  state: OrphanState;
+  reason: OrphanReason;
+  resources: ResourceClaim[];
+  /** The action, with the attempt that was running when it was orphaned. */
+  action: StoredAction;
+  progress: unknown;
+  lastLeaseId: string;
+  lastHolder: string;
+  lastFencingToken: string;
+  orphanedAt: number;
+  claimedBy: string | null;
+  claimedLeaseId: string | null;
+  resolution: string | null;
+  resolvedAt: number | null;
+  /** Order of first orphaning: the claim queue's order and the listing cursor. */
+  seq: string;
+}
+
+export type ClaimResult = { kind: 'claimed'; now: number; orphan: OrphanRecord; lease: LeaseRecord } | { kind: 'none'; now: number };
+
+export type ResolveResult =
+  | { kind: 'resolved' | 'claimed' | 'already_resolved'; now: number; orphan: OrphanRecord }
+  | { kind: 'missing'; now: number };
+
+export interface OrphanQuery {
+  state: OrphanState | null;
+  kind: string | null;
+  afterSeq: string | null;
+  limit: number;
+  scanBudget: number;
+}
+
+export interface SweepResult {
+  settled: number;
+  stillDue: number;
+  /** Redis-clock ms when the next lease is due, or null when none is. */
+  nextDueAt: number | null;
+  /** Redis' clock when the sweep ran. */
+  now: number;
+}
+
 export interface StoreOptions {
   /** The Redis key prefix with its hash tag, e.g. "{lease}:". */
   keyPrefix: string;
   tombstoneTtlMs: number;
+  /** The events and orphans streams keep about this many entries (XADD MAXLEN ~). */
+  streamCap: number;
   /** The client's command timeout: a script that starts later than this does nothing. */
   commandTimeoutMs: number;
 }
@@ -117,6 +166,7 @@ type Fields = string[];
 export class LeaseStore {
   private readonly keys: string[];
   private readonly common: string[];
+  private readonly streamCap: string;
   private readonly clock = new RedisClock();
   /** Time left for the reply to travel back before the client's timeout fires. */
   private readonly budgetMs: number;
@@ -127,6 +177,7 @@ export class LeaseStore {
   ) {
     this.keys = [`${options.keyPrefix}token`];
     this.common = [options.keyPrefix, String(options.tombstoneTtlMs)];
+    this.streamCap = String(options.streamCap);
     this.budgetMs = options.commandTimeoutMs - Math.min(250, options.commandTimeoutMs / 4);
   }
 
@@ -144,7 +195,7 @@ export class LeaseStore {
 
   private async runWithDeadline(name: string, args: (string | number)[]): Promise<unknown[]> {
     const sentAt = RedisClock.local();
-    const reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), ...args])) as unknown[];
+    const reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), this.streamCap, ...args])) as unknown[];
     const now = Number(reply[0] === 'too_late' ? reply[1] : reply[0]);
     this.clock.observe(now, sentAt, RedisClock.local());
     return reply;
@@ -159,7 +210,7 @@ export class LeaseStore {
       input.ttlMs,
       input.maxHoldMs,
       input.lockDelayMs,
-      input.action ? JSON.stringify(input.action) : '',
+      input.action ? storedActionJson(input.action) : '',
       input.requestId ?? '',
       input.fingerprint,
       input.conflictLimit,
@@ -220,10 +271,46 @@ export class LeaseStore {
     return { now, valid: valid === 1, current };
   }
 
-  /** Settles up to `batch` due leases; returns how many it settled and how many are still due. */
-  async sweep(batch: number): Promise<{ settled: number; stillDue: number }> {
-    const [, settled, stillDue] = await this.call('sweep', batch);
-    return { settled: Number(settled), stillDue: Number(stillDue) };
+  /** Settles up to `batch` due leases and drops resolved orphans whose keeping time is over. */
+  async sweep(batch: number): Promise<SweepResult> {
+    const [now, settled, stillDue, nextDue] = await this.call('sweep', batch);
+    return { now, settled: Number(settled), stillDue: Number(stillDue), nextDueAt: nextDue === '' ? null : Number(nextDue) };
+  }
+
+  async claim(input: { id: string; holder: string; ttlMs: number; maxHoldMs: number; kinds: string[] | null }): Promise<ClaimResult> {
+    const [now, kind, orphan, lease] = await this.call(
+      'claim',
+      input.id,
+      input.holder,
+      input.ttlMs,
+      input.maxHoldMs,
+      input.kinds ? JSON.stringify(input.kinds) : '',
+    );
+    if (kind === 'none') return { kind, now };
+    return { kind: 'claimed', now, orphan: toOrphan(orphan as Fields), lease: toLease(lease as Fields) };
+  }
+
+  async resolve(id: string, resolution: string): Promise<ResolveResult> {
+    const [now, kind, orphan] = await this.call('resolve', id, resolution);
+    if (kind === 'missing') return { kind, now };
+    return { kind: kind as 'resolved' | 'claimed' | 'already_resolved', now, orphan: toOrphan(orphan as Fields) };
+  }
+
+  async getOrphan(id: string): Promise<{ now: number; orphan: OrphanRecord | null }> {
+    const [now, kind, orphan] = await this.call('getOrphan', id);
+    return { now, orphan: kind === 'found' ? toOrphan(orphan as Fields) : null };
+  }
+
+  async listOrphans(query: OrphanQuery): Promise<{ now: number; nextSeq: string | null; items: OrphanRecord[] }> {
+    const [now, next, items] = (await this.call(
+      'listOrphans',
+      query.state ?? '',
+      query.kind ?? '',
+      query.afterSeq ?? '',
+      query.limit,
+      query.scanBudget,
+    )) as [number, string, Fields[]];
+    return { now, nextSeq: next === '' ? null : String(next), items: items.map(toOrphan) };
   }
 }
 
@@ -246,9 +333,45 @@ function toConflicts(flat: string[]): Conflict[] {
   return conflicts;
 }
 
-export function toLease(flat: Fields): LeaseRecord {
+/** What the scripts store as a lease's `act`: the attempt number is kept apart (`att`). */
+function storedActionJson({ kind, payload, maxAttempts }: StoredAction): string {
+  return JSON.stringify({ kind, payload, maxAttempts });
+}
+
+function fieldMap(flat: Fields): Record<string, string> {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+  return f;
+}
+
+function parseAction(json: string, attempt: string | undefined): StoredAction {
+  const { kind, payload, maxAttempts } = JSON.parse(json) as Omit<StoredAction, 'attempt'>;
+  return { kind, payload: payload ?? null, attempt: Number(attempt ?? 1), maxAttempts };
+}
+
+export function toOrphan(flat: Fields): OrphanRecord {
+  const f = fieldMap(flat);
+  return {
+    id: f.id ?? '',
+    state: f.st as OrphanState,
+    reason: f.why as OrphanReason,
+    resources: JSON.parse(f.res ?? '[]') as ResourceClaim[],
+    action: parseAction(f.act ?? '{}', f.att),
+    progress: f.prog ? JSON.parse(f.prog) : null,
+    lastLeaseId: f.lid ?? '',
+    lastHolder: f.lh ?? '',
+    lastFencingToken: f.ltok ?? '0',
+    orphanedAt: Number(f.at ?? 0),
+    claimedBy: f.cb ?? null,
+    claimedLeaseId: f.cl ?? null,
+    resolution: f.rsl ?? null,
+    resolvedAt: f.rat !== undefined ? Number(f.rat) : null,
+    seq: f.seq ?? '0',
+  };
+}
+
+export function toLease(flat: Fields): LeaseRecord {
+  const f = fieldMap(flat);
   const number = (name: string) => Number(f[name] ?? 0);
   return {
     id: f.id ?? '',
@@ -263,7 +386,7 @@ export function toLease(flat: Fields): LeaseRecord {
     expiresAt: number('exp'),
     holdDeadline: number('hold'),
     lockDelayMs: number('ld'),
-    action: f.act ? (JSON.parse(f.act) as StoredAction) : null,
+    action: f.act ? parseAction(f.act, f.att) : null,
     progress: f.prog ? JSON.parse(f.prog) : null,
     outcome: (f.out as Outcome | undefined) ?? null,
     endedAt: f.end !== undefined ? Number(f.end) : null,

@@ -33,7 +33,7 @@ export async function startTestApp(
     REDIS_URL: redisUrl,
     KEY_PREFIX: `t${randomBytes(4).toString('hex')}`,
     LOG_LEVEL: 'silent',
-    SWEEP_INTERVAL_MS: '100',
+    REAPER_INTERVAL_MS: '100',
     ...env,
   });
   const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });

@@ -6,15 +6,15 @@
   below Redis' clock in microseconds.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  new lease id
-  ARGV[5]  holder
-  ARGV[6]  resources JSON [{path, mode}] (validated, no two covering each other)
-  ARGV[7]  ttlMs      ARGV[8]  maxHoldMs      ARGV[9]  lockDelayMs
-  ARGV[10] action JSON, or "" for none
-  ARGV[11] requestId, or "" for none
-  ARGV[12] fingerprint of the request (same requestId must mean the same request)
-  ARGV[13] how many conflicts to report at most
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  new lease id
+  ARGV[6]  holder
+  ARGV[7]  resources JSON [{path, mode}] (validated, no two covering each other)
+  ARGV[8]  ttlMs      ARGV[9]  maxHoldMs      ARGV[10] lockDelayMs
+  ARGV[11] action JSON {kind, payload, maxAttempts}, or "" for none
+  ARGV[12] requestId, or "" for none
+  ARGV[13] fingerprint of the request (same requestId must mean the same request)
+  ARGV[14] how many conflicts to report at most
 
   Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
         | {now, "conflict", {path, leaseId, holder, mode, state, ...}}
@@ -22,12 +22,13 @@
 ]]
 --- @include "includes/core"
 --- @include "includes/conflicts"
+--- @include "includes/grant"
 
-local id, holder = ARGV[4], ARGV[5]
-local resources = cjson.decode(ARGV[6])
-local ttl, maxHold, lockDelay = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local action, requestId, fingerprint = ARGV[10], ARGV[11], ARGV[12]
-local conflictLimit = tonumber(ARGV[13])
+local id, holder = ARGV[5], ARGV[6]
+local resources = cjson.decode(ARGV[7])
+local ttl, maxHold, lockDelay = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local action, requestId, fingerprint = ARGV[11], ARGV[12], ARGV[13]
+local conflictLimit = tonumber(ARGV[14])
 local now = nowMs()
 
 local requestKey = P .. 'rq:' .. #holder .. ':' .. holder .. requestId
@@ -48,32 +49,9 @@ for _, r in ipairs(resources) do
 end
 if #conflicts > 0 then return { now, 'conflict', conflicts } end
 
-local t = redis.call('TIME')
-local clockMicros = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local token = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, clockMicros)
-redis.call('SET', KEYS[1], int(token))
-
-local hold = now + maxHold
-local expiresAt = math.min(now + ttl, hold)
-local lease = { id = id, holder = holder, resources = resources, tok = int(token) }
-local fields = {
-  'holder', holder, 'res', ARGV[6], 'tok', lease.tok, 'st', 'active',
-  'ttl', int(ttl), 'acq', int(now), 'ren', int(now), 'exp', int(expiresAt), 'hold', int(hold),
-  'ld', int(lockDelay), 'fp', fingerprint,
-}
-if action ~= '' then
-  lease.act = action
-  fields[#fields + 1] = 'act'
-  fields[#fields + 1] = action
-end
-if requestId ~= '' then
-  fields[#fields + 1] = 'rid'
-  fields[#fields + 1] = requestId
-  redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL))
-end
-lease.ld = int(lockDelay)
-redis.call('HSET', P .. 'l:' .. id, unpack(fields))
-indexBlocking(lease, blocksUntil(lease, expiresAt))
-indexListing(lease)
-redis.call('ZADD', P .. 'exp', int(expiresAt), id)
+local lease = grant({
+  id = id, holder = holder, res = ARGV[7], ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
+  act = action ~= '' and action or nil, rid = requestId ~= '' and requestId or nil, fp = fingerprint,
+}, now, 'granted')
+if requestId ~= '' then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
 return { now, 'granted', flatLease(lease) }

@@ -6,14 +6,14 @@
   lease whose expiresAt has passed is not active, whether or not anyone settled it yet.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  path       ARGV[5]  fencing token (decimal)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  path       ARGV[6]  fencing token (decimal)
 
   Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}}
 ]]
 --- @include "includes/core"
 
-local path, token = ARGV[4], ARGV[5]
+local path, token = ARGV[5], ARGV[6]
 local now = nowMs()
 local nodes = ancestors(path)
 nodes[#nodes + 1] = path

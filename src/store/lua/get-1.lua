@@ -3,14 +3,14 @@
   the answer never shows a lease as active after Redis' clock has passed its expiry.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  lease id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  lease id
 
   Returns {now, "found", leaseFields} | {now, "missing"}
 ]]
 --- @include "includes/core"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[4]), now)
+local lease = settle(readLease(ARGV[5]), now)
 if not lease then return { now, 'missing' } end
 return { now, 'found', flatLease(lease) }

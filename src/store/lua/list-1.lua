@@ -3,26 +3,26 @@
   which is the order they were granted: a page boundary stays put while leases renew.
   Reads the holder's index when a holder is given, else the index of the prefix path
   ("" = every lease). Settles expired leases it meets.
-  Invariant: scans at most ARGV[10] index entries, so one call's cost is bounded even
+  Invariant: scans at most ARGV[11] index entries, so one call's cost is bounded even
   when filters match little; the caller gets a cursor to go on from.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  index: "h" (holder) or "t" (path)
-  ARGV[5]  holder, or prefix path ("" = all)
-  ARGV[6]  prefix path to filter by when reading a holder's index, or ""
-  ARGV[7]  state filter: "", "active" or "orphaned"
-  ARGV[8]  cursor: the token to start after, or ""
-  ARGV[9]  limit      ARGV[10]  scan budget
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  index: "h" (holder) or "t" (path)
+  ARGV[6]  holder, or prefix path ("" = all)
+  ARGV[7]  prefix path to filter by when reading a holder's index, or ""
+  ARGV[8]  state filter: "", "active" or "orphaned"
+  ARGV[9]  cursor: the token to start after, or ""
+  ARGV[10]  limit      ARGV[11]  scan budget
 
   Returns {now, nextCursor or "", {leaseFields, leaseFields, ...}}
 ]]
 --- @include "includes/core"
 
-local key = P .. ARGV[4] .. ':' .. ARGV[5]
-local prefix, wantedState = ARGV[6], ARGV[7]
-local limit, budget = tonumber(ARGV[9]), tonumber(ARGV[10])
-local after = ARGV[8] ~= '' and ('(' .. ARGV[8]) or '-inf'
+local key = P .. ARGV[5] .. ':' .. ARGV[6]
+local prefix, wantedState = ARGV[7], ARGV[8]
+local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
+local after = ARGV[9] ~= '' and ('(' .. ARGV[9]) or '-inf'
 local now = nowMs()
 
 local function matches(lease)

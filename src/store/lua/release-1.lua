@@ -6,26 +6,22 @@
   tombstone and changes nothing.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  lease id
-  ARGV[5]  outcome: completed | failed | abandoned
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  lease id
+  ARGV[6]  outcome: completed | failed | abandoned
 
   Returns {now, "released", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
 ]]
 --- @include "includes/core"
 
-local outcome = ARGV[5]
+local outcome = ARGV[6]
 local now = nowMs()
-local lease = settle(readLease(ARGV[4]), now)
+local lease = settle(readLease(ARGV[5]), now)
 if not lease then return { now, 'missing' } end
 
 if lease.st == 'active' then
   setFields(lease, { out = outcome })
-  if lease.act and outcome == 'abandoned' then
-    orphan(lease, 'released', now)
-  else
-    entomb(lease, 'released', now, now, 0)
-  end
+  endLease(lease, 'released', now, now)
   return { now, 'released', flatLease(lease) }
 end
 

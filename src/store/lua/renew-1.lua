@@ -4,10 +4,10 @@
   has passed expires here (exactly once) and the holder hears it has lost the lease.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  lease id
-  ARGV[5]  ttlMs, or "" to keep the lease's own
-  ARGV[6]  progress JSON, or "" to keep the last one
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  lease id
+  ARGV[6]  ttlMs, or "" to keep the lease's own
+  ARGV[7]  progress JSON, or "" to keep the last one
 
   Returns {now, "renewed", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
         | {now, "no_action"}
@@ -16,12 +16,13 @@
 --- @include "includes/renew"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[4]), now)
+local lease = settle(readLease(ARGV[5]), now)
 if not lease then return { now, 'missing' } end
 if lease.st ~= 'active' then return { now, 'ended', flatLease(lease) } end
-if ARGV[6] ~= '' then
+if ARGV[7] ~= '' then
   if not lease.act then return { now, 'no_action' } end
-  setFields(lease, { prog = ARGV[6] })
+  setFields(lease, { prog = ARGV[7] })
 end
-renewLease(lease, tonumber(ARGV[5] ~= '' and ARGV[5] or lease.ttl), now)
+renewLease(lease, tonumber(ARGV[6] ~= '' and ARGV[6] or lease.ttl), now)
+emit('renewed', now, lease, lease.oid)
 return { now, 'renewed', flatLease(lease) }

@@ -6,14 +6,14 @@
   lock-delayed tombstones read past on the way).
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  path       ARGV[5]  how many leases below to list at most
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  path       ARGV[6]  how many leases below to list at most
 
   Returns {now, {leaseFields, ...} covering, belowCount, {leaseFields, ...} below}
 ]]
 --- @include "includes/core"
 
-local path, limit = ARGV[4], tonumber(ARGV[5])
+local path, limit = ARGV[5], tonumber(ARGV[6])
 local now = nowMs()
 local live = '(' .. now
 

@@ -4,20 +4,16 @@
   resources after its lockDelayMs, so a holder that was only slow has time to notice.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  lease id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  lease id
 
   Returns {now, "revoked", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
 ]]
 --- @include "includes/core"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[4]), now)
+local lease = settle(readLease(ARGV[5]), now)
 if not lease then return { now, 'missing' } end
 if lease.st ~= 'active' then return { now, 'ended', flatLease(lease) } end
-if lease.act then
-  orphan(lease, 'revoked', now)
-else
-  entomb(lease, 'revoked', now, now, now + tonumber(lease.ld or '0'))
-end
+endLease(lease, 'revoked', now, now)
 return { now, 'revoked', flatLease(lease) }

@@ -1,19 +1,22 @@
 --[[
   Settles leases whose time has come, oldest first, in a bounded batch: active leases past
-  expiresAt expire (a lease with an action becomes an orphan), and ended leases whose lock
-  delay is over leave the blocking indexes. Running it twice, or from two replicas at
-  once, is harmless: each lease's transition happens once, under the script's atomicity.
+  expiresAt expire (a lease with an action becomes an orphan, published here if nobody
+  noticed it first), and ended leases whose lock delay is over leave the blocking indexes.
+  Also drops resolved orphans whose keeping time is over. Running it twice, or from two
+  replicas at once, is harmless: each transition happens once, under the script's atomicity.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline (see core)
-  ARGV[4]  batch size
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  batch size
 
-  Returns {now, settled, stillDue}
+  Returns {now, settled, stillDue, nextDue}: nextDue is the earliest time something is due
+  (Redis-clock ms), or "" when nothing is scheduled.
 ]]
 --- @include "includes/core"
 
+local batch = tonumber(ARGV[5])
 local now = nowMs()
-local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, batch)
 for _, id in ipairs(due) do
   local lease = readLease(id)
   if not lease then
@@ -27,4 +30,13 @@ for _, id in ipairs(due) do
     redis.call('ZREM', P .. 'exp', id)
   end
 end
-return { now, #due, redis.call('ZCOUNT', P .. 'exp', '-inf', now) }
+
+for _, oid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'oexp', '-inf', now, 'LIMIT', 0, batch)) do
+  redis.call('ZREM', P .. 'oa', oid)
+  redis.call('ZREM', P .. 'os:resolved', oid)
+  redis.call('ZREM', P .. 'oexp', oid)
+  redis.call('DEL', orphanKey(oid))
+end
+
+local first = redis.call('ZRANGE', P .. 'exp', 0, 0, 'WITHSCORES')
+return { now, #due, redis.call('ZCOUNT', P .. 'exp', '-inf', now), first[2] or '' }

@@ -1,10 +1,11 @@
 --[[
-  Shared by every script: key names, Redis' clock, the lease record, the path indexes and
-  the transitions that end a lease. Every script gets
+  Shared by every script: key names, Redis' clock, the lease and orphan records, the path
+  indexes and the transitions that end a lease. Every script gets
     KEYS[1]  P.."token" (the fencing counter; it names the hash slot every other key shares)
     ARGV[1]  P, the key prefix with its hash tag, e.g. "{lease}:"
-    ARGV[2]  how long a tombstone is kept, ms
+    ARGV[2]  how long a tombstone (or a resolved orphan) is kept, ms
     ARGV[3]  deadline: Redis-clock ms after which the caller has given up waiting (0: none)
+    ARGV[4]  stream cap: the events and orphans streams keep about this many entries
   Other keys are built here from P: they all carry the same hash tag, so they live in the
   slot of KEYS[1] on Redis Cluster too.
 
@@ -18,6 +19,17 @@
     P.."h:"..holder  zset   leases of a holder that hold resources               score: token
     P.."exp"         zset   leases to settle, score: when (expiry, or end of lock delay)
     P.."rq:"..n..":"..holder..requestId  string  lease id of an idempotent acquire
+    P.."o:"..oid     hash   an orphan (see writeOrphan)
+    P.."oseq"        string orphan counter: an orphan's seq orders queues and listings
+    P.."oa"          zset   every orphan not yet dropped           score: seq
+    P.."os:"..state  zset   orphans in a state                     score: seq
+    P.."oq"          zset   pending orphans, any kind (the queue)  score: seq
+    P.."ok:"..kind   zset   pending orphans of a kind              score: seq
+    P.."oexp"        zset   resolved orphans to drop               score: when
+    P.."ev"          stream lifecycle events (capped)
+    P.."orphans"     stream each orphaning, once (capped); other systems read it with XREADGROUP
+  Channels: P.."freed" (JSON paths that stopped being blocked; waiters retry) and
+  P.."pending" (a kind that has a newly pending orphan; claimers retry).
 
   Invariant: a lease blocks a path exactly while its entry in that path's ax/as/b/bx set
   has a score above Redis' clock. Blocks-until is expiresAt + lockDelayMs for a lease
@@ -26,12 +38,14 @@
 
   Lease fields: holder, res (JSON [{path, mode}]), tok, st (active | orphaned | released |
   expired | revoked), es (how an orphaned lease ended), ttl, acq, ren, exp, hold, ld,
-  act (JSON action), prog (JSON), rid, fp, out, end. Times are ms on Redis' clock.
+  act (JSON action), prog (JSON), rid, fp, out, end, oid (its orphan). Times are ms on
+  Redis' clock.
 ]]
 
 local P = ARGV[1]
 local TOMBSTONE_TTL = tonumber(ARGV[2])
 local DEADLINE = tonumber(ARGV[3])
+local STREAM_CAP = ARGV[4]
 
 local function nowMs()
   local t = redis.call('TIME')
@@ -133,38 +147,150 @@ local function setFields(lease, fields)
   redis.call('HSET', P .. 'l:' .. lease.id, unpack(flat))
 end
 
--- The lease stops being anyone's; with an action it becomes an orphan and keeps its
--- resources reserved (its blocking entries stay at +inf) until claimed or resolved.
-local function orphan(lease, endState, endedAt)
-  setFields(lease, { st = 'orphaned', es = endState, ['end'] = int(endedAt) })
-  redis.call('ZREM', P .. 'exp', lease.id)
+local function pathsJson(resources)
+  local paths = {}
+  for i, r in ipairs(resources) do paths[i] = r.path end
+  return cjson.encode(paths)
+end
+
+-- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?} to
+-- the capped events stream; the stream entry's id is when it was recorded, `at` when it
+-- happened (an expiry happens at expiresAt, whoever notices it later).
+local function emit(kind, at, lease, orphanId)
+  local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
+    'paths', pathsJson(lease.resources), 'fencingToken', lease.tok }
+  if orphanId then
+    entry[#entry + 1] = 'orphanId'
+    entry[#entry + 1] = orphanId
+  end
+  redis.call('XADD', P .. 'ev', 'MAXLEN', '~', STREAM_CAP, '*', unpack(entry))
+end
+
+-- Tells waiting acquires (on every replica) that these paths may have stopped being blocked.
+local function announceFreed(resources)
+  redis.call('PUBLISH', P .. 'freed', pathsJson(resources))
+end
+
+-- The attempt a lease with an action runs (the first when the lease was acquired directly).
+local function attemptOf(lease)
+  return tonumber(lease.att or '1')
+end
+
+--[[
+  Orphans. Fields of P.."o:"..oid: st (pending | claimed | dead_letter | resolved),
+  why (expired | abandoned | revoked), kind, act (JSON {kind, payload, maxAttempts}),
+  att (the attempt that was running when it was orphaned), prog (JSON, the last progress),
+  res (JSON resources), lid, lh, ltok (the last lease, its holder and token), at (orphanedAt),
+  seq, cb and cl (claimed by, and the claim's lease), rsl and rat (resolution, resolvedAt).
+  While an orphan is pending, claimed or dead_letter, its resources are held by a lease:
+  the orphaned lease (pending, dead_letter) or the claim's lease (claimed).
+]]
+local REASONS = { expired = 'expired', released = 'abandoned', revoked = 'revoked' }
+
+local function orphanKey(oid)
+  return P .. 'o:' .. oid
+end
+
+local function readHash(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local record = {}
+  for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
+  return record
+end
+
+-- The orphan's fields as HGETALL gives them, led by its id.
+local function flatOrphan(oid)
+  local flat = redis.call('HGETALL', orphanKey(oid))
+  table.insert(flat, 1, oid)
+  table.insert(flat, 1, 'id')
+  return flat
+end
+
+-- Keeps the per-state index and the claim queues in step with an orphan's state.
+local function moveOrphan(oid, seq, kind, from, to)
+  if from then redis.call('ZREM', P .. 'os:' .. from, oid) end
+  redis.call('ZADD', P .. 'os:' .. to, seq, oid)
+  if from == 'pending' then
+    redis.call('ZREM', P .. 'oq', oid)
+    redis.call('ZREM', P .. 'ok:' .. kind, oid)
+  end
+  if to == 'pending' then
+    redis.call('ZADD', P .. 'oq', seq, oid)
+    redis.call('ZADD', P .. 'ok:' .. kind, seq, oid)
+  end
+end
+
+-- Publishes the action of a lease that just became orphaned (its holder died, gave up or
+-- was revoked): a new orphan, or the orphan it was claimed from, back with this attempt.
+-- After maxAttempts attempts it is a dead letter. Each orphaning is appended once to the
+-- orphans stream, in the same script as the transition, so it is published exactly once.
+-- An orphan's id is derived from the first lease it came from (128 random bits, hashed):
+-- Lua in Redis has no randomness of its own.
+local function writeOrphan(lease, endState, at)
+  local oid = lease.oid or string.sub(redis.sha1hex('orphan:' .. lease.id), 1, 32)
+  local key = orphanKey(oid)
+  local action = cjson.decode(lease.act)
+  local attempt = attemptOf(lease)
+  local state = attempt >= tonumber(action.maxAttempts) and 'dead_letter' or 'pending'
+  local previous = redis.call('HGET', key, 'st')
+  local seq = previous and redis.call('HGET', key, 'seq') or redis.call('INCR', P .. 'oseq')
+  redis.call('HSET', key, 'st', state, 'why', REASONS[endState], 'kind', action.kind, 'act', lease.act,
+    'att', int(attempt), 'res', lease.res, 'lid', lease.id, 'lh', lease.holder, 'ltok', lease.tok,
+    'at', int(at), 'seq', seq)
+  if lease.prog then redis.call('HSET', key, 'prog', lease.prog) end
+  redis.call('HDEL', key, 'cb', 'cl')
+  if not previous then redis.call('ZADD', P .. 'oa', seq, oid) end
+  moveOrphan(oid, seq, action.kind, previous, state)
+  if not lease.oid then setFields(lease, { oid = oid }) end
+  redis.call('XADD', P .. 'orphans', 'MAXLEN', '~', STREAM_CAP, '*', 'orphanId', oid, 'state', state,
+    'reason', REASONS[endState], 'kind', action.kind, 'attempt', int(attempt),
+    'maxAttempts', int(tonumber(action.maxAttempts)), 'leaseId', lease.id, 'holder', lease.holder,
+    'fencingToken', lease.tok, 'paths', pathsJson(lease.resources), 'orphanedAt', int(at))
+  emit(state == 'pending' and 'orphaned' or 'dead_lettered', at, lease, oid)
+  if state == 'pending' then redis.call('PUBLISH', P .. 'pending', action.kind) end
+  return oid
+end
+
+-- An orphan's story ends: its work completed or failed under a claim, or an operator
+-- discarded it. It is kept TOMBSTONE_TTL ms for operators, then the sweeper drops it.
+local function resolveOrphan(oid, resolution, at, lease)
+  local key = orphanKey(oid)
+  local f = redis.call('HMGET', key, 'st', 'seq', 'kind')
+  if not f[1] or f[1] == 'resolved' then return end
+  redis.call('HSET', key, 'st', 'resolved', 'rsl', resolution, 'rat', int(at))
+  moveOrphan(oid, f[2], f[3], f[1], 'resolved')
+  redis.call('ZADD', P .. 'oexp', int(at + TOMBSTONE_TTL), oid)
+  emit('resolved', at, lease, oid)
 end
 
 -- Turns a lease into a tombstone kept TOMBSTONE_TTL ms. Its blocking entries are dropped,
 -- unless it must keep blocking until `blockedUntil` (lock delay): then they are rescored
--- and the sweeper drops them once that time has passed.
+-- and the sweeper drops them once that time has passed. Returns true when it freed the
+-- lease's resources (the caller announces it, unless it hands them on in the same script).
 local function entomb(lease, state, endedAt, now, blockedUntil)
   setFields(lease, { st = state, ['end'] = int(endedAt) })
   unindexListing(lease)
   local key = P .. 'l:' .. lease.id
   -- A tombstone is kept an hour and there may be many: drop what it no longer answers with.
   redis.call('HDEL', key, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp')
+  if lease.rid then
+    local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
+    -- The requestId may name a newer lease by now; leave that one's key alone.
+    if redis.call('GET', requestKey) == lease.id then redis.call('PEXPIRE', requestKey, TOMBSTONE_TTL) end
+  end
   if blockedUntil > now then
     indexBlocking(lease, int(blockedUntil))
     redis.call('ZADD', P .. 'exp', int(blockedUntil), lease.id)
     -- No TTL yet: the sweeper needs this record's paths to drop the blocking entries,
     -- however late it runs; it starts the tombstone's hour when it does (dropTombstoneIndex).
     redis.call('PERSIST', key)
-  else
-    unindexBlocking(lease)
-    redis.call('ZREM', P .. 'exp', lease.id)
-    redis.call('PEXPIRE', key, TOMBSTONE_TTL)
+    return false
   end
-  if lease.rid then
-    local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
-    -- The requestId may name a newer lease by now; leave that one's key alone.
-    if redis.call('GET', requestKey) == lease.id then redis.call('PEXPIRE', requestKey, TOMBSTONE_TTL) end
-  end
+  unindexBlocking(lease)
+  redis.call('ZREM', P .. 'exp', lease.id)
+  redis.call('PEXPIRE', key, TOMBSTONE_TTL)
+  return true
 end
 
 -- The end of an ended lease's lock delay: it stops blocking, and its tombstone's hour starts.
@@ -172,21 +298,32 @@ local function dropTombstoneIndex(lease)
   unindexBlocking(lease)
   redis.call('ZREM', P .. 'exp', lease.id)
   redis.call('PEXPIRE', P .. 'l:' .. lease.id, TOMBSTONE_TTL)
+  announceFreed(lease.resources)
 end
 
-local function expire(lease, now)
-  local expiresAt = tonumber(lease.exp)
-  if lease.act then
-    orphan(lease, 'expired', expiresAt)
-  else
-    entomb(lease, 'expired', expiresAt, now, expiresAt + tonumber(lease.ld or '0'))
+-- Ends an active lease as `state` (expired | released | revoked) at `endedAt`. A lease
+-- with an action that did not finish (expired, revoked, released "abandoned") becomes an
+-- orphan and keeps its resources reserved (its blocking entries stay at +inf). Any other
+-- lease becomes a tombstone; one without an action that expired or was revoked keeps
+-- blocking for its lockDelayMs. A claim's lease that completed or failed resolves its orphan.
+local function endLease(lease, state, endedAt, now)
+  if lease.act and (state ~= 'released' or lease.out == 'abandoned') then
+    setFields(lease, { st = 'orphaned', es = state, ['end'] = int(endedAt) })
+    redis.call('ZREM', P .. 'exp', lease.id)
+    emit(state, endedAt, lease, lease.oid)
+    writeOrphan(lease, state, endedAt)
+    return
   end
+  local blockedUntil = state == 'released' and 0 or endedAt + tonumber(lease.ld or '0')
+  if entomb(lease, state, endedAt, now, blockedUntil) then announceFreed(lease.resources) end
+  emit(state, endedAt, lease, lease.oid)
+  if lease.oid then resolveOrphan(lease.oid, lease.out or 'completed', now, lease) end
 end
 
 -- Brings a lease up to date with Redis' clock: an active lease whose expiresAt has passed
 -- expires now, whoever notices first (an acquire, a renew, a read or the sweeper).
 local function settle(lease, now)
-  if lease and lease.st == 'active' and tonumber(lease.exp) <= now then expire(lease, now) end
+  if lease and lease.st == 'active' and tonumber(lease.exp) <= now then endLease(lease, 'expired', tonumber(lease.exp), now) end
   return lease
 end
 

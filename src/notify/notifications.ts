@@ -1,0 +1,103 @@
+// What the scripts announce on Redis pub/sub, for requests that wait: "freed" (paths that
+// may have stopped being blocked) wakes waiting acquires, "pending" (the kind of a newly
+// pending orphan) wakes waiting claims. One subscriber connection per replica.
+// Pub/sub delivers at most once: after the subscriber reconnects, every waiter is woken
+// ("resync") to look again, and each waiter also looks again after a backstop interval.
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+
+/** How long start() waits for the subscription before going on without it. */
+const SUBSCRIBE_WAIT_MS = 2000;
+
+export type Wakeup = { type: 'freed'; paths: string[] } | { type: 'pending'; kind: string } | { type: 'resync' };
+
+export class Notifications {
+  private readonly events = new EventEmitter();
+  private subscriber: Redis | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keyPrefix: string,
+  ) {
+    // One listener per waiting request; thousands may wait at once.
+    this.events.setMaxListeners(0);
+  }
+
+  get freedChannel(): string {
+    return `${this.keyPrefix}freed`;
+  }
+
+  get pendingChannel(): string {
+    return `${this.keyPrefix}pending`;
+  }
+
+  async start(): Promise<void> {
+    // Unlike the request client, the subscriber may queue its SUBSCRIBE until connected
+    // and re-subscribes by itself after a reconnect.
+    const subscriber = this.redis.duplicate({
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: true,
+      commandTimeout: undefined,
+    });
+    this.subscriber = subscriber;
+    subscriber.on('error', () => {}); // reported by the request client and /readyz
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      if (connectedBefore) this.events.emit('wake', { type: 'resync' } satisfies Wakeup);
+      connectedBefore = true;
+    });
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.freedChannel) this.events.emit('wake', { type: 'freed', paths: parsePaths(message) } satisfies Wakeup);
+      else if (channel === this.pendingChannel) this.events.emit('wake', { type: 'pending', kind: message } satisfies Wakeup);
+    });
+    // Starting must not hang while Redis is down: the SUBSCRIBE waits in the offline queue
+    // and waiters fall back on their backstop until it lands.
+    const subscribed = subscriber.subscribe(this.freedChannel, this.pendingChannel).catch(() => undefined);
+    await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
+  }
+
+  /** Wakes every waiter (they answer with what they have) and closes the subscriber. */
+  async stop(): Promise<void> {
+    this.closed = true;
+    this.events.emit('wake', { type: 'resync' } satisfies Wakeup);
+    this.subscriber?.disconnect();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Resolves on the first wakeup that `matches`, a resync, after `timeoutMs`, or when
+   * `signal` aborts, whichever comes first.
+   */
+  wait(matches: (wakeup: Wakeup) => boolean, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (this.closed || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.events.off('wake', onWake);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const onWake = (wakeup: Wakeup) => {
+        if (wakeup.type === 'resync' || matches(wakeup)) done();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      this.events.on('wake', onWake);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+function parsePaths(message: string): string[] {
+  try {
+    const paths: unknown = JSON.parse(message);
+    return Array.isArray(paths) ? paths.filter((p): p is string => typeof p === 'string') : [];
+  } catch {
+    return [];
+  }
+}

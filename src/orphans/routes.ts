@@ -1,0 +1,175 @@
+// /v1/orphans: the queue of actions whose holders died, gave up or were revoked. Conductors
+// claim them (with the dead holder's last progress); operators list and resolve them.
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Config } from '../config.js';
+import { ProblemError } from '../errors.js';
+import { disconnectSignal } from '../http/disconnect.js';
+import { decodeCursor, encodeCursor } from '../leases/cursor.js';
+import { leaseView } from '../leases/present.js';
+import { problemResponses } from '../leases/schemas.js';
+import type { Notifications } from '../notify/notifications.js';
+import type { LeaseStore } from '../store/lease-store.js';
+import { orphanView } from './present.js';
+import { ClaimView, OrphanIdParams, orphanRequestSchemas, OrphanView } from './schemas.js';
+
+export interface OrphanRoutesOptions {
+  config: Config;
+  store: LeaseStore;
+  notifications: Notifications;
+}
+
+/** A waiting claim looks again this often even without a wakeup (pub/sub may drop one). */
+export const WAIT_BACKSTOP_MS = 5000;
+
+export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications }) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { ClaimBody, ResolveBody, OrphanListQuery } = orphanRequestSchemas(config);
+  const tags = ['orphans'];
+
+  app.post(
+    '/v1/orphans/claim',
+    {
+      schema: {
+        tags,
+        summary: 'Claim the oldest pending orphan',
+        description:
+          'Hands the oldest pending orphan (of the given kinds; oldest = first orphaned) to exactly one caller, with a new active lease on ' +
+          'the same resources: a greater fencing token, action.attempt increased by one, and the dead holder\'s last progress. ' +
+          'The resources are never free in between. If the claim\'s lease expires, is abandoned or revoked, the orphan comes back ' +
+          'pending with the next attempt (or goes to dead_letter after maxAttempts); released completed or failed, it is resolved. ' +
+          'Answers 204 when none is pending within waitMs. A claim whose answer is lost costs an attempt: its lease expires unrenewed.',
+        body: ClaimBody,
+        response: { 200: ClaimView, 204: Type.Null({ description: 'No pending orphan (of those kinds) within waitMs.' }), ...problemResponses(400, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { holder, ttlMs, kinds, waitMs } = request.body;
+      const deadline = performance.now() + (waitMs ?? 0);
+      const gone = disconnectSignal(reply);
+      for (;;) {
+        const result = await store.claim({
+          id: randomBytes(16).toString('base64url'),
+          holder,
+          ttlMs: ttlMs ?? config.TTL_DEFAULT_MS,
+          maxHoldMs: config.MAX_HOLD_DEFAULT_MS,
+          kinds: kinds ?? null,
+        });
+        if (result.kind === 'claimed') {
+          request.log.info(
+            { orphanId: result.orphan.id, leaseId: result.lease.id, holder, attempt: result.lease.action?.attempt },
+            'orphan claimed',
+          );
+          return reply.send({ orphan: orphanView(result.orphan), lease: leaseView(result.lease, result.now) });
+        }
+        const left = deadline - performance.now();
+        if (left <= 0 || gone.aborted || notifications.isClosed) return reply.code(204).send(null);
+        await notifications.wait(
+          (wakeup) => wakeup.type === 'pending' && (!kinds || kinds.includes(wakeup.kind)),
+          Math.min(left, WAIT_BACKSTOP_MS),
+          gone,
+        );
+        if (gone.aborted) return reply.code(204).send(null);
+      }
+    },
+  );
+
+  app.post(
+    '/v1/orphans/:id/resolve',
+    {
+      schema: {
+        tags,
+        summary: 'Resolve an orphan (an operator gives the action up)',
+        description:
+          'A pending or dead_letter orphan becomes resolved and its resources are freed at once. Resolving it again the same way answers ' +
+          'the same orphan (retries are safe). 409 orphan_claimed: a conductor is working on it (revoke its lease first, and it comes back ' +
+          'pending); 409 orphan_resolved: it was already resolved otherwise.',
+        params: OrphanIdParams,
+        body: ResolveBody,
+        response: { 200: OrphanView, ...problemResponses(400, 404, 409, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const result = await store.resolve(id, request.body.resolution);
+      switch (result.kind) {
+        case 'missing':
+          throw orphanNotFound(id);
+        case 'claimed':
+          throw new ProblemError(
+            'orphan_claimed',
+            `Orphan ${id} is claimed by ${result.orphan.claimedBy} (lease ${result.orphan.claimedLeaseId}); revoke that lease first.`,
+            { orphan: orphanView(result.orphan) },
+          );
+        case 'already_resolved':
+          throw new ProblemError('orphan_resolved', `Orphan ${id} was already resolved (${result.orphan.resolution}).`, {
+            orphan: orphanView(result.orphan),
+          });
+        case 'resolved':
+          request.log.warn({ orphanId: id, resolution: request.body.resolution }, 'orphan resolved');
+          return reply.send(orphanView(result.orphan));
+      }
+    },
+  );
+
+  app.get(
+    '/v1/orphans/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Read an orphan',
+        description: 'Pending, claimed and dead_letter orphans, and resolved ones for TOMBSTONE_TTL_MS after they were resolved.',
+        params: OrphanIdParams,
+        response: { 200: OrphanView, ...problemResponses(400, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { orphan } = await store.getOrphan(request.params.id);
+      if (!orphan) throw orphanNotFound(request.params.id);
+      return reply.send(orphanView(orphan));
+    },
+  );
+
+  app.get(
+    '/v1/orphans',
+    {
+      schema: {
+        tags,
+        summary: 'List orphans',
+        description:
+          'Orphans in the order they were first orphaned, filtered by action kind and state. A page may hold fewer than limit items ' +
+          'when filters match little; follow nextCursor until it is null.',
+        querystring: OrphanListQuery,
+        response: {
+          200: Type.Object({
+            items: Type.Array(OrphanView),
+            nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
+          }),
+          ...problemResponses(400, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { kind, state, limit, cursor } = request.query;
+      const pageSize = limit ?? config.LIST_LIMIT_DEFAULT;
+      const page = await store.listOrphans({
+        kind: kind ?? null,
+        state: state ?? null,
+        afterSeq: cursor === undefined ? null : decodeCursor(cursor),
+        limit: pageSize,
+        scanBudget: pageSize * 10 + 100,
+      });
+      return reply.send({
+        items: page.items.map(orphanView),
+        nextCursor: page.nextSeq === null ? null : encodeCursor(page.nextSeq),
+      });
+    },
+  );
+};
+
+function orphanNotFound(id: string): ProblemError {
+  return new ProblemError('orphan_not_found', `No orphan ${id} (resolved orphans are kept an hour).`);
+}

@@ -1,0 +1,120 @@
+// The reaper settles expired leases that nobody asks about, so that each orphan is
+// published (to the orphan queue and stream) within one interval of its expiry, and drops
+// resolved orphans and ended lock delays on time. Correctness never waits for it: every
+// script settles what it meets. Every replica runs one; one at a time leads, by a redlock
+// lock on Redis that the leader extends. A brief overlap of two leaders (a paused leader
+// whose lock ran out) is harmless: each transition happens once, inside a script.
+import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
+import Redlock, { type Lock } from 'redlock';
+import type { LeaseStore } from '../store/lease-store.js';
+
+export interface ReaperOptions {
+  /** Sweep at least this often; sooner when the next lease is due sooner. */
+  intervalMs: number;
+  batch: number;
+  /** Leadership lasts this long unless extended. */
+  lockMs: number;
+  /** The Redis key of the leadership lock (with the store's hash tag). */
+  lockKey: string;
+  log: FastifyBaseLogger;
+}
+
+/** Batches one tick may run back to back before yielding to other work. */
+const MAX_BATCHES_PER_TICK = 20;
+/** Least time between two sweeps, so a burst of due times cannot make the reaper spin. */
+const MIN_GAP_MS = 5;
+
+export class Reaper {
+  private readonly redlock: Redlock;
+  private lock: Lock | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+  private failing = false;
+
+  constructor(
+    redis: Redis,
+    private readonly store: LeaseStore,
+    private readonly options: ReaperOptions,
+  ) {
+    // One attempt per tick: a replica that is not the leader simply tries again next tick.
+    this.redlock = new Redlock([redis], { retryCount: 0 });
+  }
+
+  get isLeader(): boolean {
+    return this.lock !== undefined && this.lock.expiration > Date.now();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Stops sweeping and hands leadership on at once (another replica leads on its next tick). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+    const lock = this.lock;
+    this.lock = undefined;
+    await lock?.release().catch(() => undefined);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.tick().then(
+        (next) => this.schedule(next),
+        () => this.schedule(this.options.intervalMs),
+      );
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  /** One round: lead if possible, sweep what is due; returns when to run next (ms). */
+  private async tick(): Promise<number> {
+    try {
+      if (!(await this.lead())) return this.options.intervalMs;
+      let next = this.options.intervalMs;
+      for (let batch = 0; batch < MAX_BATCHES_PER_TICK && !this.stopped; batch++) {
+        const swept = await this.store.sweep(this.options.batch);
+        if (swept.settled > 0) this.options.log.debug({ settled: swept.settled, stillDue: swept.stillDue }, 'reaper swept expired leases');
+        if (swept.stillDue > 0) {
+          next = 0;
+          continue;
+        }
+        if (swept.nextDueAt !== null) next = Math.min(next, Math.max(MIN_GAP_MS, swept.nextDueAt - swept.now + 1));
+        break;
+      }
+      if (this.failing) this.options.log.info('reaper reaches Redis again');
+      this.failing = false;
+      return next;
+    } catch (error) {
+      // Log the first failure of a streak only: Redis being down is reported elsewhere.
+      if (!this.failing) this.options.log.warn({ err: (error as Error).message }, 'reaper sweep failed; retrying every interval');
+      this.failing = true;
+      return this.options.intervalMs;
+    }
+  }
+
+  /** Takes or keeps leadership; true while this replica leads. */
+  private async lead(): Promise<boolean> {
+    const { lockMs, lockKey, log } = this.options;
+    if (this.lock && this.lock.expiration - Date.now() > lockMs / 2) return true;
+    try {
+      if (this.lock) {
+        this.lock = await this.lock.extend(lockMs);
+      } else {
+        this.lock = await this.redlock.acquire([lockKey], lockMs);
+        log.info('reaper: this replica leads');
+      }
+      return true;
+    } catch {
+      // Held by another replica, or our lock ran out while Redis was unreachable.
+      if (this.lock) log.warn('reaper: leadership lost');
+      this.lock = undefined;
+      return false;
+    }
+  }
+}

@@ -1,0 +1,50 @@
+--[[
+  Hands the oldest pending orphan (of the given kinds) to one caller, with a new active
+  lease on the same resources, a greater fencing token, the next attempt number and the
+  last progress the dead holder reported.
+  Invariant: the resources never become free in between: the orphaned lease's reservation
+  and the new lease's are swapped in this one script, so no other acquire can slip in, and
+  an orphan is claimed by exactly one caller.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  new lease id
+  ARGV[6]  holder
+  ARGV[7]  ttlMs      ARGV[8]  maxHoldMs
+  ARGV[9]  kinds: JSON array of strings, or "" for any kind
+
+  Returns {now, "claimed", orphanFields, leaseFields} | {now, "none"}
+]]
+--- @include "includes/core"
+--- @include "includes/grant"
+
+local id, holder = ARGV[5], ARGV[6]
+local now = nowMs()
+
+-- The queues are ordered by seq (first orphaned first), so the oldest is the lowest head.
+local oid
+if ARGV[9] == '' then
+  oid = redis.call('ZRANGE', P .. 'oq', 0, 0)[1]
+else
+  local best
+  for _, kind in ipairs(cjson.decode(ARGV[9])) do
+    local head = redis.call('ZRANGE', P .. 'ok:' .. kind, 0, 0, 'WITHSCORES')
+    if head[1] and (not best or tonumber(head[2]) < best) then oid, best = head[1], tonumber(head[2]) end
+  end
+end
+if not oid then return { now, 'none' } end
+
+local orphan = readHash(orphanKey(oid))
+local previous = readLease(orphan.lid)
+if previous and previous.st == 'orphaned' then
+  -- Its reservation passes to the new lease below; nothing is freed, so nothing is announced.
+  entomb(previous, previous.es, tonumber(previous['end']), now, 0)
+end
+
+local lease = grant({
+  id = id, holder = holder, res = orphan.res, ttl = tonumber(ARGV[7]), maxHold = tonumber(ARGV[8]), lockDelay = 0,
+  act = orphan.act, att = int(tonumber(orphan.att) + 1), prog = orphan.prog, oid = oid,
+}, now, 'claimed')
+redis.call('HSET', orphanKey(oid), 'st', 'claimed', 'cb', holder, 'cl', id)
+moveOrphan(oid, orphan.seq, orphan.kind, 'pending', 'claimed')
+return { now, 'claimed', flatOrphan(oid), flatLease(lease) }

@@ -1,0 +1,42 @@
+-- Granting: the fencing token and the record and indexes of a new active lease.
+
+-- max(last + 1, Redis' clock in µs): strictly increasing, and above every token issued
+-- before even after Redis restarted from an append-only file that lost its last writes.
+local function nextToken()
+  local t = redis.call('TIME')
+  local clockMicros = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local token = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, clockMicros)
+  redis.call('SET', KEYS[1], int(token))
+  return int(token)
+end
+
+-- Records and indexes a new active lease. `spec`: id, holder, res (JSON resources), ttl,
+-- maxHold, lockDelay (numbers) and, when present, act (JSON), att (attempt, when not the
+-- first), prog (JSON), rid (requestId), fp (fingerprint), oid (the orphan it claims).
+-- Appends the `eventType` event and returns the lease.
+local function grant(spec, now, eventType)
+  local hold = now + spec.maxHold
+  local expiresAt = math.min(now + spec.ttl, hold)
+  local lease = {
+    id = spec.id, holder = spec.holder, res = spec.res, resources = cjson.decode(spec.res),
+    tok = nextToken(), ld = int(spec.lockDelay), act = spec.act, oid = spec.oid,
+  }
+  local fields = {
+    'holder', spec.holder, 'res', spec.res, 'tok', lease.tok, 'st', 'active',
+    'ttl', int(spec.ttl), 'acq', int(now), 'ren', int(now), 'exp', int(expiresAt), 'hold', int(hold),
+    'ld', lease.ld,
+  }
+  for _, name in ipairs({ 'act', 'att', 'prog', 'rid', 'fp', 'oid' }) do
+    if spec[name] then
+      lease[name] = spec[name]
+      fields[#fields + 1] = name
+      fields[#fields + 1] = spec[name]
+    end
+  end
+  redis.call('HSET', P .. 'l:' .. spec.id, unpack(fields))
+  indexBlocking(lease, blocksUntil(lease, expiresAt))
+  indexListing(lease)
+  redis.call('ZADD', P .. 'exp', int(expiresAt), spec.id)
+  emit(eventType, now, lease, spec.oid)
+  return lease
+end

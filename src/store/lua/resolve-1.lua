@@ -1,0 +1,36 @@
+--[[
+  An operator resolves an orphan that nobody will finish: its reservation ends and its
+  resources are free. Only a pending or dead_letter orphan can be resolved; a claimed one
+  is being worked on (revoke its lease first, and it comes back pending).
+  Invariant: resolving again with the same resolution answers the same orphan and changes
+  nothing (retries are safe).
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  orphan id
+  ARGV[6]  resolution ("discard")
+
+  Returns {now, "resolved", orphanFields} | {now, "claimed" | "already_resolved", orphanFields}
+        | {now, "missing"}
+]]
+--- @include "includes/core"
+
+local oid, resolution = ARGV[5], ARGV[6]
+local now = nowMs()
+local orphan = readHash(orphanKey(oid))
+if not orphan then return { now, 'missing' } end
+if orphan.st == 'resolved' then
+  return { now, orphan.rsl == resolution and 'resolved' or 'already_resolved', flatOrphan(oid) }
+end
+if orphan.st == 'claimed' then return { now, 'claimed', flatOrphan(oid) } end
+
+local lease = readLease(orphan.lid)
+if lease and lease.st == 'orphaned' then
+  entomb(lease, lease.es, tonumber(lease['end']), now, 0)
+  announceFreed(lease.resources)
+else
+  -- Only if the lease record was lost (it is never given a TTL while orphaned).
+  lease = { id = orphan.lid, holder = orphan.lh, tok = orphan.ltok, resources = cjson.decode(orphan.res) }
+end
+resolveOrphan(oid, resolution, now, lease)
+return { now, 'resolved', flatOrphan(oid) }
