@@ -80,7 +80,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await registerOpenApi(app, SERVICE_VERSION);
   await app.register(healthRoutes, { redis, scripts });
   await app.register(metricsRoutes);
-  await app.register(leaseRoutes, { config, store });
+  await app.register(leaseRoutes, { config, store, notifications });
   await app.register(resourceRoutes, { config, store });
   await app.register(orphanRoutes, { config, store, notifications });
 

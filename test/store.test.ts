@@ -38,6 +38,7 @@ const acquire = (path: string, extra: { lockDelayMs?: number; ttlMs?: number } =
     requestId: null,
     fingerprint: '',
     conflictLimit: 10,
+    wait: null,
   });
 
 test('a tombstone in its lock delay keeps its record until the sweeper has dropped its blocking entries, however late', async () => {

@@ -11,8 +11,11 @@ import type { LeaseChange, LeaseRecord, LeaseStore, ResourceClaim } from '../sto
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { acquireFingerprint } from './fingerprint.js';
 import { assertJsonWithinLimits } from './json-limits.js';
+import { disconnectSignal } from '../http/disconnect.js';
+import type { Notifications } from '../notify/notifications.js';
 import { findOverlap } from './paths.js';
 import { holdsResources, leaseView, tombstoneView } from './present.js';
+import { acquireWaiting } from './wait.js';
 import {
   HolderParams,
   LeaseIdParams,
@@ -25,6 +28,7 @@ import {
 export interface LeaseRoutesOptions {
   config: Config;
   store: LeaseStore;
+  notifications: Notifications;
 }
 
 const CONFLICTS_REPORTED = 10;
@@ -34,8 +38,9 @@ const GONE_CODE: Record<string, ProblemCode> = {
   revoked: 'lease_revoked',
 };
 
-export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store }) => {
+export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store, notifications }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const waitDeps = { store, notifications, ticketGraceMs: config.REDIS_COMMAND_TIMEOUT_MS + 1000 };
   const schemas = requestSchemas(config);
   const tags = ['leases'];
 
@@ -48,7 +53,12 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         description:
           'Grants all resources together or none. A lease on a path covers every path below it; two leases conflict when one ' +
           'covers the other and either is exclusive. Answers 201 with a new lease, 200 with the same lease for a retried requestId, ' +
-          'or 409 with the conflicting leases. A holder must treat the lease as lost ttlMs after it sent this request.',
+          'or 409 with the conflicting leases. A holder must treat the lease as lost ttlMs after it sent this request. ' +
+          'With waitMs, a conflicting request waits for the conflict to clear (release, expiry, orphan resolution), woken by Redis ' +
+          'pub/sub rather than polling, and answers 201, or 409 at the deadline. Waiting requests on overlapping resources are served in ' +
+          'arrival order on every replica: a request, waiting or not, never passes an earlier waiting one it overlaps (its conflict ' +
+          'shows state waiting), so a stream of shared requests cannot starve a waiting exclusive one. A waiter whose client ' +
+          'disconnects leaves the queue; one whose replica dies stops blocking others when its waitMs has passed.',
         body: schemas.AcquireBody,
         response: { 201: LeaseView, 200: LeaseView, ...problemResponses(400, 409, 413, 415, 503) },
       },
@@ -70,7 +80,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         maxHoldMs: body.maxHoldMs ?? config.MAX_HOLD_DEFAULT_MS,
         lockDelayMs: body.lockDelayMs ?? 0,
       };
-      const result = await store.acquire({
+      const input = {
         id: randomBytes(16).toString('base64url'),
         holder: body.holder,
         resources,
@@ -79,7 +89,12 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         requestId: body.requestId ?? null,
         fingerprint: acquireFingerprint({ resources, action, ...limits }),
         conflictLimit: CONFLICTS_REPORTED,
-      });
+      };
+      const waitMs = body.waitMs ?? 0;
+      const result =
+        waitMs > 0
+          ? await acquireWaiting(waitDeps, input, waitMs, disconnectSignal(reply))
+          : await store.acquire({ ...input, wait: null });
       switch (result.kind) {
         case 'granted':
           request.log.info({ leaseId: result.lease.id, holder: body.holder }, 'lease granted');
@@ -87,6 +102,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         case 'existing':
           return reply.code(200).send(leaseView(result.lease, result.now));
         case 'conflict':
+        case 'waiting': // only when the client left mid-wait: the answer goes nowhere
           throw new ProblemError('conflict', describeConflict(result.conflicts.length), { conflicts: result.conflicts });
         case 'request_id_reused':
           throw new ProblemError(

@@ -115,8 +115,10 @@ export const ConflictView = Type.Object({
   leaseId: LeaseId,
   holder: Holder,
   mode: Mode,
-  state: Type.Union([Type.Literal('active'), Type.Literal('orphaned'), Type.Literal('lock_delay')], {
-    description: 'lock_delay: an expired or revoked lease still blocking for its lockDelayMs.',
+  state: Type.Union([Type.Literal('active'), Type.Literal('orphaned'), Type.Literal('lock_delay'), Type.Literal('waiting')], {
+    description:
+      'lock_delay: an expired or revoked lease still blocking for its lockDelayMs. waiting: an earlier acquire with waitMs still queued ' +
+      'for an overlapping resource (leaseId is the id its lease will have); requests are served in arrival order.',
   }),
 });
 
@@ -167,7 +169,7 @@ export function requestSchemas(config: Config) {
         Type.Integer({
           minimum: 0,
           maximum: config.WAIT_MAX_MS,
-          description: 'How long to wait for a conflict to clear. This version answers 409 at once whatever the value; waiting comes later.',
+          description: `How long to wait for a conflict to clear, 0..${config.WAIT_MAX_MS} ms, default 0 (answer 409 at once). The request keeps its place in the queue of overlapping requests meanwhile.`,
         }),
       ),
       action: Type.Optional(

@@ -6,6 +6,9 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 
+/** A waiting request looks again at least this often, in case a pub/sub notice was lost. */
+export const WAIT_BACKSTOP_MS = 5000;
+
 /** How long start() waits for the subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
 

@@ -11,7 +11,7 @@ import { disconnectSignal } from '../http/disconnect.js';
 import { decodeCursor, encodeCursor } from '../leases/cursor.js';
 import { leaseView } from '../leases/present.js';
 import { problemResponses } from '../leases/schemas.js';
-import type { Notifications } from '../notify/notifications.js';
+import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { orphanView } from './present.js';
 import { ClaimView, OrphanIdParams, orphanRequestSchemas, OrphanView } from './schemas.js';
@@ -21,9 +21,6 @@ export interface OrphanRoutesOptions {
   store: LeaseStore;
   notifications: Notifications;
 }
-
-/** A waiting claim looks again this often even without a wakeup (pub/sub may drop one). */
-export const WAIT_BACKSTOP_MS = 5000;
 
 export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();

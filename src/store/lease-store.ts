@@ -47,8 +47,15 @@ export interface Conflict {
   leaseId: string;
   holder: string;
   mode: Mode;
-  state: 'active' | 'orphaned' | 'lock_delay';
+  /** waiting: a request queued earlier for an overlapping resource (leaseId is its ticket). */
+  state: 'active' | 'orphaned' | 'lock_delay' | 'waiting';
 }
+
+/**
+ * How an acquire treats a conflict: answer it at once (null), queue a ticket ("open"),
+ * look again in the ticket's turn ("retry"), or end the wait ("last").
+ */
+export type WaitStep = { step: 'open'; ticketTtlMs: number } | { step: 'retry' } | { step: 'last' } | null;
 
 export interface AcquireInput {
   id: string;
@@ -61,11 +68,14 @@ export interface AcquireInput {
   requestId: string | null;
   fingerprint: string;
   conflictLimit: number;
+  wait: WaitStep;
 }
 
 export type AcquireResult =
   | { kind: 'granted' | 'existing'; now: number; lease: LeaseRecord }
   | { kind: 'conflict'; now: number; conflicts: Conflict[] }
+  /** Queued: look again on a "freed" notice for its paths, or at wakeAt (Redis-clock ms). */
+  | { kind: 'waiting'; now: number; conflicts: Conflict[]; wakeAt: number | null }
   | { kind: 'request_id_reused'; now: number; leaseId: string };
 
 export type LeaseChange =
@@ -202,7 +212,7 @@ export class LeaseStore {
   }
 
   async acquire(input: AcquireInput): Promise<AcquireResult> {
-    const [now, kind, body] = await this.call(
+    const [now, kind, body, wakeAt] = await this.call(
       'acquire',
       input.id,
       input.holder,
@@ -214,10 +224,19 @@ export class LeaseStore {
       input.requestId ?? '',
       input.fingerprint,
       input.conflictLimit,
+      input.wait?.step ?? '',
+      input.wait?.step === 'open' ? input.wait.ticketTtlMs : '',
     );
+    if (kind === 'waiting') return { kind, now, conflicts: toConflicts(body as string[]), wakeAt: wakeAt === '' ? null : Number(wakeAt) };
     if (kind === 'conflict') return { kind, now, conflicts: toConflicts(body as string[]) };
     if (kind === 'request_id_reused') return { kind, now, leaseId: String(body) };
     return { kind: kind as 'granted' | 'existing', now, lease: toLease(body as Fields) };
+  }
+
+  /** Takes a waiting acquire's ticket out of the queue; true if it was still there. */
+  async cancelWait(id: string): Promise<boolean> {
+    const [, dropped] = await this.call('cancelWait', id);
+    return dropped === 1;
   }
 
   async renew(id: string, ttlMs: number | null, progress: unknown): Promise<RenewResult> {

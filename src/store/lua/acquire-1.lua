@@ -1,13 +1,15 @@
 --[[
-  Grants a lease on every requested resource, or on none (all-or-nothing).
+  Grants a lease on every requested resource, or on none (all-or-nothing), or queues the
+  request to wait for the conflict to clear (see includes/tickets).
   Invariant: a grant is recorded in the lease hash and in every index before the caller
   hears of it, and its fencing token is above every token issued before, also after Redis
   restarted from an append-only file that lost its last writes: the token never falls
-  below Redis' clock in microseconds.
+  below Redis' clock in microseconds. A request never passes an earlier waiting request
+  it overlaps.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
-  ARGV[5]  new lease id
+  ARGV[5]  new lease id (also the id of its ticket while it waits)
   ARGV[6]  holder
   ARGV[7]  resources JSON [{path, mode}] (validated, no two covering each other)
   ARGV[8]  ttlMs      ARGV[9]  maxHoldMs      ARGV[10] lockDelayMs
@@ -15,12 +17,19 @@
   ARGV[12] requestId, or "" for none
   ARGV[13] fingerprint of the request (same requestId must mean the same request)
   ARGV[14] how many conflicts to report at most
+  ARGV[15] waiting: "" (answer a conflict at once), "open" (queue a ticket on conflict),
+           "retry" (the ticket's turn to look again; queued anew if it lapsed),
+           "last" (the wait is over: grant, or drop the ticket and answer the conflict)
+  ARGV[16] for "open": how long the ticket lives (ms), past which a crashed replica's
+           ticket stops blocking others
 
   Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
         | {now, "conflict", {path, leaseId, holder, mode, state, ...}}
+        | {now, "waiting", {path, leaseId, holder, mode, state, ...}, wakeAt or ""}
         | {now, "request_id_reused", leaseId}
 ]]
 --- @include "includes/core"
+--- @include "includes/tickets"
 --- @include "includes/conflicts"
 --- @include "includes/grant"
 
@@ -29,7 +38,17 @@ local resources = cjson.decode(ARGV[7])
 local ttl, maxHold, lockDelay = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local action, requestId, fingerprint = ARGV[11], ARGV[12], ARGV[13]
 local conflictLimit = tonumber(ARGV[14])
+local waiting = ARGV[15]
 local now = nowMs()
+
+local ticket = nil
+if waiting == 'retry' or waiting == 'last' then
+  ticket = readHash(ticketKey(id))
+  if ticket and tonumber(ticket.dl) <= now then
+    dropTicket(id, ticket, true)
+    ticket = nil
+  end
+end
 
 local requestKey = P .. 'rq:' .. #holder .. ':' .. holder .. requestId
 if requestId ~= '' then
@@ -38,20 +57,32 @@ if requestId ~= '' then
     local previous = settle(readLease(previousId), now)
     if previous and previous.st == 'active' then
       if previous.fp ~= fingerprint then return { now, 'request_id_reused', previousId } end
+      if ticket then dropTicket(id, ticket, true) end
       return { now, 'existing', flatLease(previous) }
     end
   end
 end
 
-local conflicts = {}
+local conflicts, wake = {}, { at = math.huge }
 for _, r in ipairs(resources) do
-  collectConflicts(r.path, r.mode, now, conflictLimit, conflicts)
+  collectConflicts(r.path, r.mode, now, conflictLimit, conflicts, wake)
+  collectTicketConflicts(r.path, r.mode, ticket and ticket.seq, now, conflictLimit, conflicts, wake)
 end
-if #conflicts > 0 then return { now, 'conflict', conflicts } end
 
-local lease = grant({
-  id = id, holder = holder, res = ARGV[7], ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
-  act = action ~= '' and action or nil, rid = requestId ~= '' and requestId or nil, fp = fingerprint,
-}, now, 'granted')
-if requestId ~= '' then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
-return { now, 'granted', flatLease(lease) }
+if #conflicts == 0 then
+  -- The ticket becomes the lease, which blocks all it blocked: nobody behind it may go on.
+  if ticket then dropTicket(id, ticket, false) end
+  local lease = grant({
+    id = id, holder = holder, res = ARGV[7], ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
+    act = action ~= '' and action or nil, rid = requestId ~= '' and requestId or nil, fp = fingerprint,
+  }, now, 'granted')
+  if requestId ~= '' then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
+  return { now, 'granted', flatLease(lease) }
+end
+
+if waiting == 'open' or waiting == 'retry' then
+  if not ticket then openTicket(id, holder, ARGV[7], now + tonumber(ARGV[16])) end
+  return { now, 'waiting', conflicts, wake.at < math.huge and int(wake.at) or '' }
+end
+if ticket then dropTicket(id, ticket, true) end
+return { now, 'conflict', conflicts }

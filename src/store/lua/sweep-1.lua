@@ -2,7 +2,8 @@
   Settles leases whose time has come, oldest first, in a bounded batch: active leases past
   expiresAt expire (a lease with an action becomes an orphan, published here if nobody
   noticed it first), and ended leases whose lock delay is over leave the blocking indexes.
-  Also drops resolved orphans whose keeping time is over. Running it twice, or from two
+  Also drops resolved orphans whose keeping time is over, and the tickets of waiting
+  requests that lapsed (their replica died before it could take them out). Running it twice, or from two
   replicas at once, is harmless: each transition happens once, under the script's atomicity.
 
   KEYS[1]  P.."token"
@@ -13,6 +14,7 @@
   (Redis-clock ms), or "" when nothing is scheduled.
 ]]
 --- @include "includes/core"
+--- @include "includes/tickets"
 
 local batch = tonumber(ARGV[5])
 local now = nowMs()
@@ -36,6 +38,10 @@ for _, oid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'oexp', '-inf', now, 'LIMI
   redis.call('ZREM', P .. 'os:resolved', oid)
   redis.call('ZREM', P .. 'oexp', oid)
   redis.call('DEL', orphanKey(oid))
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wexp', '-inf', now, 'LIMIT', 0, batch)) do
+  dropTicket(id, readHash(ticketKey(id)), true)
 end
 
 local first = redis.call('ZRANGE', P .. 'exp', 0, 0, 'WITHSCORES')

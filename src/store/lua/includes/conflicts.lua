@@ -3,18 +3,23 @@
   For a request on path p with mode m the blocking leases are:
     at p or an ancestor a:  exclusive ones (ax:a); when m is exclusive, shared ones too (as:a)
     strictly below p:       when m is exclusive any (b:p); when m is shared exclusive ones (bx:p)
-  Only entries scored above now count, so expired leases never block anyone.
+  Only entries scored above now count, so expired leases never block anyone. Waiting
+  tickets (includes/tickets) are found the same way in their own sets.
+  Conflicts are appended to `out` as flattened {path, leaseId, holder, mode, state} tuples;
+  `wake.at` is lowered to the earliest time one of them stops blocking by itself (an expiry,
+  the end of a lock delay, a ticket lapsing), so a waiter knows when to look again.
 ]]
+local LEASE_SETS = { atX = 'ax:', atS = 'as:', below = 'b:', belowX = 'bx:' }
 
-local function blockingKeys(path, mode)
+local function blockingKeys(path, mode, sets)
   local keys = {}
   local nodes = ancestors(path)
   nodes[#nodes + 1] = path
   for _, node in ipairs(nodes) do
-    keys[#keys + 1] = P .. 'ax:' .. node
-    if mode == 'exclusive' then keys[#keys + 1] = P .. 'as:' .. node end
+    keys[#keys + 1] = P .. sets.atX .. node
+    if mode == 'exclusive' then keys[#keys + 1] = P .. sets.atS .. node end
   end
-  keys[#keys + 1] = P .. (mode == 'exclusive' and 'b:' or 'bx:') .. path
+  keys[#keys + 1] = P .. (mode == 'exclusive' and sets.below or sets.belowX) .. path
   return keys
 end
 
@@ -25,24 +30,55 @@ local function blockingState(lease)
   return 'lock_delay'
 end
 
--- Appends {path, leaseId, holder, mode, state} tuples (flattened) to `out` for leases that
--- block (path, mode); stops once `out` holds `limit` tuples. `seen` avoids reporting the
--- same lease twice for one requested path.
-local function collectConflicts(path, mode, now, limit, out)
+-- Appends the tuples of `resources` entries that conflict with (path, mode); false once
+-- `out` is full.
+local function addConflicts(path, mode, id, holder, resources, state, limit, out)
+  for _, r in ipairs(resources) do
+    if (covers(r.path, path) or covers(path, r.path)) and (r.mode == 'exclusive' or mode == 'exclusive') then
+      if #out >= limit * 5 then return false end
+      for _, v in ipairs({ r.path, id, holder, r.mode, state }) do out[#out + 1] = v end
+    end
+  end
+  return true
+end
+
+local function collectConflicts(path, mode, now, limit, out, wake)
   local seen = {}
-  for _, key in ipairs(blockingKeys(path, mode)) do
-    local ids = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'LIMIT', 0, limit)
-    for _, id in ipairs(ids) do
+  for _, key in ipairs(blockingKeys(path, mode, LEASE_SETS)) do
+    local entries = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+    for i = 1, #entries, 2 do
+      local id = entries[i]
       if not seen[id] then
         seen[id] = true
         local lease = settle(readLease(id), now)
         if lease and lease.st ~= 'released' then
-          for _, r in ipairs(lease.resources) do
-            if (covers(r.path, path) or covers(path, r.path)) and (r.mode == 'exclusive' or mode == 'exclusive') then
-              if #out >= limit * 5 then return end
-              for _, v in ipairs({ r.path, id, lease.holder, r.mode, blockingState(lease) }) do out[#out + 1] = v end
-            end
-          end
+          wake.at = math.min(wake.at, tonumber(entries[i + 1]))
+          if not addConflicts(path, mode, id, lease.holder, lease.resources, blockingState(lease), limit, out) then return end
+        end
+      end
+    end
+  end
+end
+
+-- Tickets that block (path, mode): those that arrived before `beforeSeq` (nil: all).
+-- Lapsed tickets met on the way (their replica died) are dropped.
+local function collectTicketConflicts(path, mode, beforeSeq, now, limit, out, wake)
+  local seen = {}
+  local upTo = beforeSeq and ('(' .. beforeSeq) or '+inf'
+  for _, key in ipairs(blockingKeys(path, mode, TICKET_SETS)) do
+    local again = true
+    while again do
+      again = false
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', upTo, 'LIMIT', 0, limit)) do
+        local ticket = readHash(ticketKey(id))
+        if not ticket or tonumber(ticket.dl) <= now then
+          if not ticket then redis.call('ZREM', key, id) end
+          dropTicket(id, ticket, true)
+          again = true
+        elseif not seen[id] then
+          seen[id] = true
+          wake.at = math.min(wake.at, tonumber(ticket.dl))
+          if not addConflicts(path, mode, id, ticket.holder, cjson.decode(ticket.res), 'waiting', limit, out) then return end
         end
       end
     end

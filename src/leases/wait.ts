@@ -1,0 +1,57 @@
+// Acquires that wait (waitMs > 0). The request queues a ticket in Redis (so it keeps its
+// place among overlapping requests on every replica) and looks again only when something
+// may have changed: a "freed" notice for one of its paths, the moment a blocker stops
+// blocking by itself (an expiry, a lock delay's end, a ticket lapsing), or a backstop for a
+// lost notice. At the deadline it makes one last attempt and answers the conflict.
+import { performance } from 'node:perf_hooks';
+import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js';
+import type { AcquireInput, AcquireResult, LeaseStore } from '../store/lease-store.js';
+import { covers } from './paths.js';
+
+export interface WaitDeps {
+  store: LeaseStore;
+  notifications: Notifications;
+  /** How long a ticket outlives its wait in Redis (covers the last attempt's round trip). */
+  ticketGraceMs: number;
+}
+
+export async function acquireWaiting(
+  { store, notifications, ticketGraceMs }: WaitDeps,
+  input: Omit<AcquireInput, 'wait'>,
+  waitMs: number,
+  gone: AbortSignal,
+): Promise<AcquireResult> {
+  const deadline = performance.now() + waitMs;
+  const paths = input.resources.map((r) => r.path);
+  const concernsUs = (freed: string[]) => freed.some((f) => paths.some((p) => covers(f, p) || covers(p, f)));
+  let result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: waitMs + ticketGraceMs } });
+  try {
+    while (result.kind === 'waiting') {
+      const left = deadline - performance.now();
+      if (left > 0 && !gone.aborted && !notifications.isClosed) {
+        const untilUnblocked = result.wakeAt === null ? Infinity : result.wakeAt - result.now + 1;
+        await notifications.wait(
+          (wakeup) => wakeup.type === 'freed' && concernsUs(wakeup.paths),
+          Math.min(left, untilUnblocked, WAIT_BACKSTOP_MS),
+          gone,
+        );
+      }
+      if (gone.aborted) {
+        // Nobody is listening: leave the queue so those behind may go on.
+        await store.cancelWait(input.id);
+        return result;
+      }
+      const over = deadline - performance.now() <= 0 || notifications.isClosed;
+      result = await store.acquire({ ...input, wait: over ? { step: 'last' } : { step: 'retry' } });
+    }
+  } catch (error) {
+    // Redis trouble mid-wait: take the ticket out if we still can; otherwise it lapses.
+    await store.cancelWait(input.id).catch(() => undefined);
+    throw error;
+  }
+  if (result.kind === 'granted' && gone.aborted) {
+    // Granted in the very moment the client left: it will never use the lease.
+    await store.release(input.id, 'completed').catch(() => undefined);
+  }
+  return result;
+}

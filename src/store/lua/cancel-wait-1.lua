@@ -1,0 +1,19 @@
+--[[
+  A waiting acquire gives up (its client went away, or its replica is shutting down): its
+  ticket leaves the queue, and the requests queued behind it are told to look again.
+  Harmless when the ticket is already gone.
+
+  KEYS[1]  P.."token"
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[5]  ticket id
+
+  Returns {now, dropped (1|0)}
+]]
+--- @include "includes/core"
+--- @include "includes/tickets"
+
+local now = nowMs()
+local ticket = readHash(ticketKey(ARGV[5]))
+if not ticket then return { now, 0 } end
+dropTicket(ARGV[5], ticket, true)
+return { now, 1 }

@@ -1,0 +1,55 @@
+--[[
+  Tickets: acquires that wait (waitMs > 0) for a conflict to clear, queued in arrival order.
+  A ticket is indexed like a lease, in its own sets scored by its arrival seq:
+    P.."w:"..id        hash  holder, res (JSON), seq, dl (Redis-clock ms when it lapses)
+    P.."wx:"..path     zset  exclusive tickets at path            score: seq
+    P.."ws:"..path     zset  shared tickets at path               score: seq
+    P.."wb:"..path     zset  tickets strictly below path          score: seq
+    P.."wbx:"..path    zset  exclusive tickets strictly below     score: seq
+    P.."wexp"          zset  tickets by dl, so the reaper drops those of a crashed replica
+    P.."wseq"          string the arrival counter
+  A request conflicts with live leases and with earlier tickets it overlaps, so it queues
+  behind them: a stream of shared requests cannot pass a waiting exclusive one. The id of a
+  ticket is the id of the lease it becomes.
+]]
+local TICKET_SETS = { atX = 'wx:', atS = 'ws:', below = 'wb:', belowX = 'wbx:' }
+
+local function ticketKey(id)
+  return P .. 'w:' .. id
+end
+
+local function eachTicketEntry(id, resources, command, seq)
+  for _, r in ipairs(resources) do
+    local exclusive = r.mode == 'exclusive'
+    local at = P .. (exclusive and TICKET_SETS.atX or TICKET_SETS.atS) .. r.path
+    if seq then redis.call(command, at, seq, id) else redis.call(command, at, id) end
+    for _, a in ipairs(ancestors(r.path)) do
+      if seq then redis.call(command, P .. TICKET_SETS.below .. a, seq, id) else redis.call(command, P .. TICKET_SETS.below .. a, id) end
+      if exclusive then
+        if seq then redis.call(command, P .. TICKET_SETS.belowX .. a, seq, id) else redis.call(command, P .. TICKET_SETS.belowX .. a, id) end
+      end
+    end
+  end
+end
+
+-- Queues a waiting request at the back; returns the ticket.
+local function openTicket(id, holder, resJson, lapsesAt)
+  local seq = redis.call('INCR', P .. 'wseq')
+  local ticket = { holder = holder, res = resJson, seq = tostring(seq), dl = int(lapsesAt) }
+  redis.call('HSET', ticketKey(id), 'holder', holder, 'res', resJson, 'seq', seq, 'dl', ticket.dl)
+  eachTicketEntry(id, cjson.decode(resJson), 'ZADD', seq)
+  redis.call('ZADD', P .. 'wexp', ticket.dl, id)
+  return ticket
+end
+
+-- Takes a ticket out of the queue (granted, given up, or lapsed). Unless it became a lease
+-- (which blocks whatever the ticket blocked), the requests queued behind it may go on.
+local function dropTicket(id, ticket, announce)
+  if ticket then
+    local resources = cjson.decode(ticket.res)
+    eachTicketEntry(id, resources, 'ZREM')
+    if announce then announceFreed(resources) end
+  end
+  redis.call('DEL', ticketKey(id))
+  redis.call('ZREM', P .. 'wexp', id)
+end
