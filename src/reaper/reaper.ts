@@ -76,7 +76,8 @@ export class Reaper {
   private async tick(): Promise<number> {
     try {
       if (!(await this.lead())) return this.options.intervalMs;
-      let next = this.options.intervalMs;
+      // The leader must come back before its lock runs out, however long the interval.
+      let next = Math.min(this.options.intervalMs, this.options.lockMs / 3);
       for (let batch = 0; batch < MAX_BATCHES_PER_TICK && !this.stopped; batch++) {
         const swept = await this.store.sweep(this.options.batch);
         if (swept.settled > 0) this.options.log.debug({ settled: swept.settled, stillDue: swept.stillDue }, 'reaper swept expired leases');

@@ -227,8 +227,12 @@ end
 -- orphans stream, in the same script as the transition, so it is published exactly once.
 -- An orphan's id is derived from the first lease it came from (128 random bits, hashed):
 -- Lua in Redis has no randomness of its own.
+local function orphanIdOf(lease)
+  return lease.oid or string.sub(redis.sha1hex('orphan:' .. lease.id), 1, 32)
+end
+
 local function writeOrphan(lease, endState, at)
-  local oid = lease.oid or string.sub(redis.sha1hex('orphan:' .. lease.id), 1, 32)
+  local oid = orphanIdOf(lease)
   local key = orphanKey(oid)
   local action = cjson.decode(lease.act)
   local attempt = attemptOf(lease)
@@ -310,7 +314,7 @@ local function endLease(lease, state, endedAt, now)
   if lease.act and (state ~= 'released' or lease.out == 'abandoned') then
     setFields(lease, { st = 'orphaned', es = state, ['end'] = int(endedAt) })
     redis.call('ZREM', P .. 'exp', lease.id)
-    emit(state, endedAt, lease, lease.oid)
+    emit(state, endedAt, lease, orphanIdOf(lease))
     writeOrphan(lease, state, endedAt)
     return
   end
