@@ -24,17 +24,19 @@ export async function acquireWaiting(
   const deadline = performance.now() + waitMs;
   const paths = input.resources.map((r) => r.path);
   const concernsUs = (freed: string[]) => freed.some((f) => paths.some((p) => covers(f, p) || covers(p, f)));
-  let result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: waitMs + ticketGraceMs } });
+  // Listening starts before the first attempt, so a path freed while Redis' answer is on its
+  // way back still wakes us.
+  const watch = notifications.watch((wakeup) => wakeup.type === 'freed' && concernsUs(wakeup.paths));
+  // A ticket outlives the wait by a grace, so the last attempt still finds it.
+  const ticketTtlMs = () => Math.max(0, deadline - performance.now()) + ticketGraceMs;
+  let result: AcquireResult;
   try {
+    result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: ticketTtlMs() } });
     while (result.kind === 'waiting') {
       const left = deadline - performance.now();
       if (left > 0 && !gone.aborted && !notifications.isClosed) {
         const untilUnblocked = result.wakeAt === null ? Infinity : result.wakeAt - result.now + 1;
-        await notifications.wait(
-          (wakeup) => wakeup.type === 'freed' && concernsUs(wakeup.paths),
-          Math.min(left, untilUnblocked, WAIT_BACKSTOP_MS),
-          gone,
-        );
+        await watch.wait(Math.min(left, untilUnblocked, WAIT_BACKSTOP_MS), gone);
       }
       if (gone.aborted) {
         // Nobody is listening: leave the queue so those behind may go on.
@@ -42,12 +44,15 @@ export async function acquireWaiting(
         return result;
       }
       const over = deadline - performance.now() <= 0 || notifications.isClosed;
-      result = await store.acquire({ ...input, wait: over ? { step: 'last' } : { step: 'retry' } });
+      result = await store.acquire({ ...input, wait: over ? { step: 'last' } : { step: 'retry', ticketTtlMs: ticketTtlMs() } });
     }
   } catch (error) {
-    // Redis trouble mid-wait: take the ticket out if we still can; otherwise it lapses.
+    // Redis trouble mid-wait (or a lost answer to the first attempt): take the ticket out if
+    // we still can; otherwise it lapses by itself.
     await store.cancelWait(input.id).catch(() => undefined);
     throw error;
+  } finally {
+    watch.close();
   }
   if (result.kind === 'granted' && gone.aborted) {
     // Granted in the very moment the client left: it will never use the lease.

@@ -74,25 +74,56 @@ export class Notifications {
   }
 
   /**
-   * Resolves on the first wakeup that `matches`, a resync, after `timeoutMs`, or when
-   * `signal` aborts, whichever comes first.
+   * Starts listening for wakeups that `matches` (and resyncs). Take the watch *before* asking
+   * Redis whether to wait: a notice published between Redis' answer and the wait is then
+   * kept, not lost. Close it when done.
    */
-  wait(matches: (wakeup: Wakeup) => boolean, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (this.closed || signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.events.off('wake', onWake);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const onWake = (wakeup: Wakeup) => {
-        if (wakeup.type === 'resync' || matches(wakeup)) done();
-      };
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      this.events.on('wake', onWake);
-      signal.addEventListener('abort', done, { once: true });
-    });
+  watch(matches: (wakeup: Wakeup) => boolean): Watch {
+    return new Watch(this.events, matches, () => this.closed);
+  }
+}
+
+/** Wakeups seen since a watch was taken; wait() returns at once if one came already. */
+export class Watch {
+  private woken = false;
+  private notify: (() => void) | undefined;
+  private readonly onWake = (wakeup: Wakeup) => {
+    if (wakeup.type !== 'resync' && !this.matches(wakeup)) return;
+    this.woken = true;
+    this.notify?.();
+  };
+
+  constructor(
+    private readonly events: EventEmitter,
+    private readonly matches: (wakeup: Wakeup) => boolean,
+    private readonly closed: () => boolean,
+  ) {
+    events.on('wake', this.onWake);
+  }
+
+  /**
+   * Resolves on a matching wakeup since the watch was taken, after `timeoutMs`, or when
+   * `signal` aborts, whichever comes first; then the watch starts afresh.
+   */
+  async wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (!this.woken && !this.closed() && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, timeoutMs));
+        signal.addEventListener('abort', done, { once: true });
+        this.notify = done;
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+      });
+      this.notify = undefined;
+    }
+    this.woken = false;
+  }
+
+  close(): void {
+    this.events.off('wake', this.onWake);
   }
 }
 

@@ -47,29 +47,31 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       const { holder, ttlMs, kinds, waitMs } = request.body;
       const deadline = performance.now() + (waitMs ?? 0);
       const gone = disconnectSignal(reply);
-      for (;;) {
-        const result = await store.claim({
-          id: randomBytes(16).toString('base64url'),
-          holder,
-          ttlMs: ttlMs ?? config.TTL_DEFAULT_MS,
-          maxHoldMs: config.MAX_HOLD_DEFAULT_MS,
-          kinds: kinds ?? null,
-        });
-        if (result.kind === 'claimed') {
-          request.log.info(
-            { orphanId: result.orphan.id, leaseId: result.lease.id, holder, attempt: result.lease.action?.attempt },
-            'orphan claimed',
-          );
-          return reply.send({ orphan: orphanView(result.orphan), lease: leaseView(result.lease, result.now) });
+      // Listening starts before the first look, so an orphan published while Redis' answer
+      // is on its way back still wakes us.
+      const watch = notifications.watch((wakeup) => wakeup.type === 'pending' && (!kinds || kinds.includes(wakeup.kind)));
+      try {
+        for (;;) {
+          const result = await store.claim({
+            id: randomBytes(16).toString('base64url'),
+            holder,
+            ttlMs: ttlMs ?? config.TTL_DEFAULT_MS,
+            maxHoldMs: config.MAX_HOLD_DEFAULT_MS,
+            kinds: kinds ?? null,
+          });
+          if (result.kind === 'claimed') {
+            request.log.info(
+              { orphanId: result.orphan.id, leaseId: result.lease.id, holder, attempt: result.lease.action?.attempt },
+              'orphan claimed',
+            );
+            return reply.send({ orphan: orphanView(result.orphan), lease: leaseView(result.lease, result.now) });
+          }
+          const left = deadline - performance.now();
+          if (left <= 0 || gone.aborted || notifications.isClosed) return reply.code(204).send(null);
+          await watch.wait(Math.min(left, WAIT_BACKSTOP_MS), gone);
         }
-        const left = deadline - performance.now();
-        if (left <= 0 || gone.aborted || notifications.isClosed) return reply.code(204).send(null);
-        await notifications.wait(
-          (wakeup) => wakeup.type === 'pending' && (!kinds || kinds.includes(wakeup.kind)),
-          Math.min(left, WAIT_BACKSTOP_MS),
-          gone,
-        );
-        if (gone.aborted) return reply.code(204).send(null);
+      } finally {
+        watch.close();
       }
     },
   );

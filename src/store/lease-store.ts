@@ -55,7 +55,7 @@ export interface Conflict {
  * How an acquire treats a conflict: answer it at once (null), queue a ticket ("open"),
  * look again in the ticket's turn ("retry"), or end the wait ("last").
  */
-export type WaitStep = { step: 'open'; ticketTtlMs: number } | { step: 'retry' } | { step: 'last' } | null;
+export type WaitStep = { step: 'open' | 'retry'; ticketTtlMs: number } | { step: 'last' } | null;
 
 export interface AcquireInput {
   id: string;
@@ -225,7 +225,7 @@ export class LeaseStore {
       input.fingerprint,
       input.conflictLimit,
       input.wait?.step ?? '',
-      input.wait?.step === 'open' ? input.wait.ticketTtlMs : '',
+      input.wait && input.wait.step !== 'last' ? input.wait.ticketTtlMs : '',
     );
     if (kind === 'waiting') return { kind, now, conflicts: toConflicts(body as string[]), wakeAt: wakeAt === '' ? null : Number(wakeAt) };
     if (kind === 'conflict') return { kind, now, conflicts: toConflicts(body as string[]) };

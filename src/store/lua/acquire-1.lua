@@ -20,8 +20,8 @@
   ARGV[15] waiting: "" (answer a conflict at once), "open" (queue a ticket on conflict),
            "retry" (the ticket's turn to look again; queued anew if it lapsed),
            "last" (the wait is over: grant, or drop the ticket and answer the conflict)
-  ARGV[16] for "open": how long the ticket lives (ms), past which a crashed replica's
-           ticket stops blocking others
+  ARGV[16] for "open" and "retry": how long a new ticket lives (ms), past which a crashed
+           replica's ticket stops blocking others
 
   Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
         | {now, "conflict", {path, leaseId, holder, mode, state, ...}}
@@ -56,8 +56,9 @@ if requestId ~= '' then
   if previousId then
     local previous = settle(readLease(previousId), now)
     if previous and previous.st == 'active' then
-      if previous.fp ~= fingerprint then return { now, 'request_id_reused', previousId } end
+      -- Either way this request stops waiting; its ticket must not hold up those behind it.
       if ticket then dropTicket(id, ticket, true) end
+      if previous.fp ~= fingerprint then return { now, 'request_id_reused', previousId } end
       return { now, 'existing', flatLease(previous) }
     end
   end

@@ -18,8 +18,14 @@
 --- @include "includes/core"
 --- @include "includes/grant"
 
+local CLAIM_SETTLE_BATCH = 50
+
 local id, holder = ARGV[5], ARGV[6]
 local now = nowMs()
+
+-- Expiry is exact without the reaper: a claim's lease that has just expired puts its orphan
+-- back in the queue before we look at it (a bounded batch of what is due, as the reaper does).
+settleDue(CLAIM_SETTLE_BATCH, now)
 
 -- The queues are ordered by seq (first orphaned first), so the oldest is the lowest head.
 local oid
@@ -35,6 +41,12 @@ end
 if not oid then return { now, 'none' } end
 
 local orphan = readHash(orphanKey(oid))
+if not orphan or orphan.st ~= 'pending' then
+  -- The queue and the record disagree (only after data loss): mend the queue, claim nothing.
+  redis.call('ZREM', P .. 'oq', oid)
+  for _, kind in ipairs(ARGV[9] ~= '' and cjson.decode(ARGV[9]) or {}) do redis.call('ZREM', P .. 'ok:' .. kind, oid) end
+  return { now, 'none' }
+end
 local previous = readLease(orphan.lid)
 if previous and previous.st == 'orphaned' then
   -- Its reservation passes to the new lease below; nothing is freed, so nothing is announced.

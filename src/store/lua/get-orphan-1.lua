@@ -1,5 +1,6 @@
 --[[
-  Reads one orphan.
+  Reads one orphan. A claim whose lease has expired is settled first, so the answer never
+  shows an orphan as claimed after Redis' clock has passed its claim's expiry.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
@@ -10,5 +11,5 @@
 --- @include "includes/core"
 
 local now = nowMs()
-if redis.call('EXISTS', orphanKey(ARGV[5])) == 0 then return { now, 'missing' } end
+if not readOrphan(ARGV[5], now) then return { now, 'missing' } end
 return { now, 'found', flatOrphan(ARGV[5]) }

@@ -1,8 +1,9 @@
 --[[
   One page of orphans in the order they were first orphaned (seq), from the index of one
-  state or of all, filtered by kind. Resolved orphans are listed until they are dropped
+  state or of all, filtered by kind; a claim whose lease has expired is settled first.
+  Resolved orphans are listed until they are dropped
   (TOMBSTONE_TTL ms after resolution).
-  Invariant: scans at most ARGV[10] index entries, so one call's cost is bounded even when
+  Invariant: scans at most ARGV[9] index entries, so one call's cost is bounded even when
   the kind filter matches little; the caller gets a cursor to go on from.
 
   KEYS[1]  P.."token"
@@ -34,7 +35,8 @@ while #items < limit and budget > 0 do
     if not f[1] then
       redis.call('ZREM', key, oid)
     elseif kind == '' or f[2] == kind then
-      items[#items + 1] = flatOrphan(oid)
+      local state = f[1] == 'claimed' and readOrphan(oid, now).st or f[1]
+      if ARGV[5] == '' or state == ARGV[5] then items[#items + 1] = flatOrphan(oid) end
     end
     if #items == limit or budget == 0 then break end
   end

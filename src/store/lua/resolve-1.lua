@@ -17,7 +17,7 @@
 
 local oid, resolution = ARGV[5], ARGV[6]
 local now = nowMs()
-local orphan = readHash(orphanKey(oid))
+local orphan = readOrphan(oid, now)
 if not orphan then return { now, 'missing' } end
 if orphan.st == 'resolved' then
   return { now, orphan.rsl == resolution and 'resolved' or 'already_resolved', flatOrphan(oid) }
@@ -29,8 +29,12 @@ if lease and lease.st == 'orphaned' then
   entomb(lease, lease.es, tonumber(lease['end']), now, 0)
   announceFreed(lease.resources)
 else
-  -- Only if the lease record was lost (it is never given a TTL while orphaned).
+  -- Only if the lease record was lost (it is never given a TTL while orphaned): drop what
+  -- may be left of its index entries all the same.
   lease = { id = orphan.lid, holder = orphan.lh, tok = orphan.ltok, resources = cjson.decode(orphan.res) }
+  unindexBlocking(lease)
+  unindexListing(lease)
+  announceFreed(lease.resources)
 end
 resolveOrphan(oid, resolution, now, lease)
 return { now, 'resolved', flatOrphan(oid) }

@@ -18,20 +18,7 @@
 
 local batch = tonumber(ARGV[5])
 local now = nowMs()
-local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, batch)
-for _, id in ipairs(due) do
-  local lease = readLease(id)
-  if not lease then
-    redis.call('ZREM', P .. 'exp', id)
-  elseif lease.st == 'active' then
-    settle(lease, now)
-    if lease.st == 'active' then redis.call('ZADD', P .. 'exp', lease.exp, id) end
-  elseif lease.st == 'expired' or lease.st == 'revoked' then
-    dropTombstoneIndex(lease)
-  else
-    redis.call('ZREM', P .. 'exp', id)
-  end
-end
+local looked = settleDue(batch, now)
 
 for _, oid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'oexp', '-inf', now, 'LIMIT', 0, batch)) do
   redis.call('ZREM', P .. 'oa', oid)
@@ -45,4 +32,4 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wexp', '-inf', now, 'LIMIT
 end
 
 local first = redis.call('ZRANGE', P .. 'exp', 0, 0, 'WITHSCORES')
-return { now, #due, redis.call('ZCOUNT', P .. 'exp', '-inf', now), first[2] or '' }
+return { now, looked, redis.call('ZCOUNT', P .. 'exp', '-inf', now), first[2] or '' }

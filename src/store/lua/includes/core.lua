@@ -147,10 +147,12 @@ local function setFields(lease, fields)
   redis.call('HSET', P .. 'l:' .. lease.id, unpack(flat))
 end
 
+-- A JSON array of the paths. Written by hand because cjson escapes "/" as "\/"; paths are
+-- validated to hold only letters, digits and ._:@-/ so nothing else needs escaping.
 local function pathsJson(resources)
   local paths = {}
   for i, r in ipairs(resources) do paths[i] = r.path end
-  return cjson.encode(paths)
+  return '["' .. table.concat(paths, '","') .. '"]'
 end
 
 -- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?} to
@@ -329,6 +331,38 @@ end
 local function settle(lease, now)
   if lease and lease.st == 'active' and tonumber(lease.exp) <= now then endLease(lease, 'expired', tonumber(lease.exp), now) end
   return lease
+end
+
+-- Settles up to `batch` leases whose time has come, oldest first: active leases past
+-- expiresAt expire, ended leases whose lock delay is over leave the blocking indexes.
+-- Returns how many it looked at.
+local function settleDue(batch, now)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, batch)
+  for _, id in ipairs(due) do
+    local lease = readLease(id)
+    if not lease then
+      redis.call('ZREM', P .. 'exp', id)
+    elseif lease.st == 'active' then
+      settle(lease, now)
+      if lease.st == 'active' then redis.call('ZADD', P .. 'exp', lease.exp, id) end
+    elseif lease.st == 'expired' or lease.st == 'revoked' then
+      dropTombstoneIndex(lease)
+    else
+      redis.call('ZREM', P .. 'exp', id)
+    end
+  end
+  return #due
+end
+
+-- Reads an orphan by Redis' clock: a claimed orphan whose claim's lease has expired is
+-- back in the queue (or a dead letter) now, whether or not the reaper has run.
+local function readOrphan(oid, now)
+  local orphan = readHash(orphanKey(oid))
+  if orphan and orphan.st == 'claimed' and orphan.cl then
+    local lease = readLease(orphan.cl)
+    if lease and lease.st == 'active' and settle(lease, now).st ~= 'active' then orphan = readHash(orphanKey(oid)) end
+  end
+  return orphan
 end
 
 local function holdsResources(lease)
