@@ -18,11 +18,11 @@
   Returns {now, nextCursor or "", {leaseFields, leaseFields, ...}}
 ]]
 --- @include "includes/core"
+--- @include "includes/paging"
 
 local key = P .. ARGV[5] .. ':' .. ARGV[6]
 local prefix, wantedState = ARGV[7], ARGV[8]
 local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
-local after = ARGV[9] ~= '' and ('(' .. ARGV[9]) or '-inf'
 local now = nowMs()
 
 local function matches(lease)
@@ -35,23 +35,12 @@ local function matches(lease)
   return false
 end
 
-local items, last = {}, nil
-while #items < limit and budget > 0 do
-  local batch = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'WITHSCORES', 'LIMIT', 0, math.min(budget, limit - #items + 10))
-  if #batch == 0 then return { now, '', items } end
-  for i = 1, #batch, 2 do
-    local id = batch[i]
-    last = batch[i + 1]
-    budget = budget - 1
-    local lease = settle(readLease(id), now)
-    if not lease then
-      redis.call('ZREM', key, id)
-    elseif matches(lease) then
-      items[#items + 1] = flatLease(lease)
-    end
-    if #items == limit or budget == 0 then break end
+local items, nextCursor = page(key, ARGV[9], limit, budget, function(id)
+  local lease = settle(readLease(id), now)
+  if not lease then
+    redis.call('ZREM', key, id)
+  elseif matches(lease) then
+    return flatLease(lease)
   end
-  after = '(' .. last
-end
-local more = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'LIMIT', 0, 1)
-return { now, #more > 0 and last or '', items }
+end)
+return { now, nextCursor, items }
