@@ -7,6 +7,8 @@ import { frameworkErrorHandler, installProblemHandling } from './http/problems.j
 import { registerOpenApi } from './http/openapi.js';
 import { validatorCompiler } from './http/validation.js';
 import { leaseRoutes } from './leases/routes.js';
+import { eventRoutes } from './events/routes.js';
+import { StreamWatcher } from './events/stream-watcher.js';
 import { healthRoutes } from './observability/health.js';
 import { Notifications } from './notify/notifications.js';
 import { metricsRoutes } from './observability/metrics.js';
@@ -83,6 +85,11 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await app.register(leaseRoutes, { config, store, notifications });
   await app.register(resourceRoutes, { config, store });
   await app.register(orphanRoutes, { config, store, notifications });
+  const eventStreamKey = `${keyPrefix(config)}ev`;
+  const watcher = new StreamWatcher(redis, eventStreamKey);
+  app.addHook('onReady', async () => watcher.start());
+  app.addHook('onClose', async () => watcher.stop());
+  await app.register(eventRoutes, { redis, streamKey: eventStreamKey, watcher });
 
   if (sweep) {
     const reaper = new Reaper(redis, store, {
