@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import { ProblemError } from '../errors.js';
 import { covers } from '../leases/paths.js';
 import { problemResponses, ResourcePath } from '../leases/schemas.js';
+import { fieldMap } from '../store/lease-store.js';
 import type { StreamWatcher } from './stream-watcher.js';
 
 export interface EventRoutesOptions {
@@ -170,8 +171,7 @@ function parseTypes(types: string | undefined): Set<string> | null {
 }
 
 function toEvent(id: string, flat: string[]): LifecycleEvent {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+  const f = fieldMap(flat);
   return {
     id,
     type: f.type ?? 'unknown',

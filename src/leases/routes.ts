@@ -20,6 +20,7 @@ import {
   HolderParams,
   LeaseIdParams,
   LeaseView,
+  Page,
   problemResponses,
   requestSchemas,
   TombstoneView,
@@ -211,10 +212,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'A page may hold fewer than limit items when filters match little; follow nextCursor until it is null.',
         querystring: schemas.ListQuery,
         response: {
-          200: Type.Object({
-            items: Type.Array(LeaseView),
-            nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
-          }),
+          200: Page(LeaseView),
           ...problemResponses(400, 503),
         },
       },

@@ -46,7 +46,7 @@ export const Resource = Type.Object(
   { additionalProperties: false, description: 'One resource of a lease and the mode it is held in.' },
 );
 
-const Timestamp = (description: string) => Type.String({ format: 'date-time', description, examples: ['2026-11-24T10:00:00.000Z'] });
+export const Timestamp = (description: string) => Type.String({ format: 'date-time', description, examples: ['2026-11-24T10:00:00.000Z'] });
 
 const JsonValue = (description: string) => Type.Unknown({ description, examples: [{ flavor: 'm1.large' }] });
 
@@ -93,6 +93,14 @@ export const LeaseView = Type.Object(
   },
   { description: 'A lease that holds its resources.' },
 );
+
+/** A listing page: items and the cursor of the next page. */
+export function Page<T extends TSchema>(item: T) {
+  return Type.Object({
+    items: Type.Array(item),
+    nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
+  });
+}
 
 export const EndStateView = Type.Union([Type.Literal('released'), Type.Literal('expired'), Type.Literal('revoked')]);
 export const OutcomeView = Type.Union([Type.Literal('completed'), Type.Literal('failed'), Type.Literal('abandoned')]);

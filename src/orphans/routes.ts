@@ -10,7 +10,7 @@ import { ProblemError } from '../errors.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import { decodeCursor, encodeCursor } from '../leases/cursor.js';
 import { leaseView } from '../leases/present.js';
-import { problemResponses } from '../leases/schemas.js';
+import { Page, problemResponses } from '../leases/schemas.js';
 import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { orphanView } from './present.js';
@@ -143,10 +143,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           'when filters match little; follow nextCursor until it is null.',
         querystring: OrphanListQuery,
         response: {
-          200: Type.Object({
-            items: Type.Array(OrphanView),
-            nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
-          }),
+          200: Page(OrphanView),
           ...problemResponses(400, 503),
         },
       },

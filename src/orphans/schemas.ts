@@ -2,9 +2,7 @@
 // requests. Like the lease schemas, they validate, type the handlers and become OpenAPI.
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
-import { Holder, LeaseId, LeaseView, PRINTABLE_PATTERN, Resource } from '../leases/schemas.js';
-
-const Timestamp = (description: string) => Type.String({ format: 'date-time', description, examples: ['2026-11-24T10:00:20.000Z'] });
+import { Holder, LeaseId, LeaseView, PRINTABLE_PATTERN, Resource, Timestamp } from '../leases/schemas.js';
 
 export const OrphanId = Type.String({
   minLength: 1,

@@ -42,10 +42,6 @@ export class Reaper {
     this.redlock = new Redlock([redis], { retryCount: 0 });
   }
 
-  get isLeader(): boolean {
-    return this.lock !== undefined && this.lock.expiration > Date.now();
-  }
-
   start(): void {
     this.stopped = false;
     this.schedule(0);

@@ -357,7 +357,8 @@ function storedActionJson({ kind, payload, maxAttempts }: StoredAction): string 
   return JSON.stringify({ kind, payload, maxAttempts });
 }
 
-function fieldMap(flat: Fields): Record<string, string> {
+/** HGETALL-style [name, value, ...] as an object. */
+export function fieldMap(flat: string[]): Record<string, string> {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
   return f;

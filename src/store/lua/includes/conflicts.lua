@@ -9,8 +9,6 @@
   `wake.at` is lowered to the earliest time one of them stops blocking by itself (an expiry,
   the end of a lock delay, a ticket lapsing), so a waiter knows when to look again.
 ]]
-local LEASE_SETS = { atX = 'ax:', atS = 'as:', below = 'b:', belowX = 'bx:' }
-
 local function blockingKeys(path, mode, sets)
   local keys = {}
   local nodes = ancestors(path)

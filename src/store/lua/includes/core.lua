@@ -78,11 +78,26 @@ local function covers(outer, inner)
   return outer == inner or (#inner > #outer and string.sub(inner, 1, #outer + 1) == outer .. '/')
 end
 
-local function readLease(id)
-  local flat = redis.call('HGETALL', P .. 'l:' .. id)
+local function readHash(key)
+  local flat = redis.call('HGETALL', key)
   if #flat == 0 then return nil end
-  local lease = { id = id }
-  for i = 1, #flat, 2 do lease[flat[i]] = flat[i + 1] end
+  local record = {}
+  for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
+  return record
+end
+
+-- A record's fields as HGETALL gives them, led by its id (which the hash does not store).
+local function flatRecord(key, id)
+  local flat = redis.call('HGETALL', key)
+  table.insert(flat, 1, id)
+  table.insert(flat, 1, 'id')
+  return flat
+end
+
+local function readLease(id)
+  local lease = readHash(P .. 'l:' .. id)
+  if not lease then return nil end
+  lease.id = id
   lease.resources = cjson.decode(lease.res)
   return lease
 end
@@ -92,29 +107,32 @@ local function blocksUntil(lease, expiresAt)
   return int(expiresAt + tonumber(lease.ld or '0'))
 end
 
--- (Re)writes the lease's entries in the blocking sets of its paths with one score.
-local function indexBlocking(lease, score)
-  local id = lease.id
-  for _, r in ipairs(lease.resources) do
+-- The sets a holder of `resources` is entered in: at each path (exclusive or shared) and
+-- below each proper ancestor (any, and exclusive). Leases and waiting tickets (see
+-- includes/tickets) are indexed alike, each family in its own sets.
+local LEASE_SETS = { atX = 'ax:', atS = 'as:', below = 'b:', belowX = 'bx:' }
+local TICKET_SETS = { atX = 'wx:', atS = 'ws:', below = 'wb:', belowX = 'wbx:' }
+
+local function entryKeys(resources, sets)
+  local keys = {}
+  for _, r in ipairs(resources) do
     local exclusive = r.mode == 'exclusive'
-    redis.call('ZADD', P .. (exclusive and 'ax:' or 'as:') .. r.path, score, id)
+    keys[#keys + 1] = P .. (exclusive and sets.atX or sets.atS) .. r.path
     for _, a in ipairs(ancestors(r.path)) do
-      redis.call('ZADD', P .. 'b:' .. a, score, id)
-      if exclusive then redis.call('ZADD', P .. 'bx:' .. a, score, id) end
+      keys[#keys + 1] = P .. sets.below .. a
+      if exclusive then keys[#keys + 1] = P .. sets.belowX .. a end
     end
   end
+  return keys
+end
+
+-- (Re)writes the lease's entries in the blocking sets of its paths with one score.
+local function indexBlocking(lease, score)
+  for _, key in ipairs(entryKeys(lease.resources, LEASE_SETS)) do redis.call('ZADD', key, score, lease.id) end
 end
 
 local function unindexBlocking(lease)
-  local id = lease.id
-  for _, r in ipairs(lease.resources) do
-    local exclusive = r.mode == 'exclusive'
-    redis.call('ZREM', P .. (exclusive and 'ax:' or 'as:') .. r.path, id)
-    for _, a in ipairs(ancestors(r.path)) do
-      redis.call('ZREM', P .. 'b:' .. a, id)
-      if exclusive then redis.call('ZREM', P .. 'bx:' .. a, id) end
-    end
-  end
+  for _, key in ipairs(entryKeys(lease.resources, LEASE_SETS)) do redis.call('ZREM', key, lease.id) end
 end
 
 local function indexListing(lease)
@@ -193,20 +211,8 @@ local function orphanKey(oid)
   return P .. 'o:' .. oid
 end
 
-local function readHash(key)
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then return nil end
-  local record = {}
-  for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
-  return record
-end
-
--- The orphan's fields as HGETALL gives them, led by its id.
 local function flatOrphan(oid)
-  local flat = redis.call('HGETALL', orphanKey(oid))
-  table.insert(flat, 1, oid)
-  table.insert(flat, 1, 'id')
-  return flat
+  return flatRecord(orphanKey(oid), oid)
 end
 
 -- Keeps the per-state index and the claim queues in step with an orphan's state.
@@ -239,8 +245,9 @@ local function writeOrphan(lease, endState, at)
   local action = cjson.decode(lease.act)
   local attempt = attemptOf(lease)
   local state = attempt >= tonumber(action.maxAttempts) and 'dead_letter' or 'pending'
-  local previous = redis.call('HGET', key, 'st')
-  local seq = previous and redis.call('HGET', key, 'seq') or redis.call('INCR', P .. 'oseq')
+  local known = redis.call('HMGET', key, 'st', 'seq')
+  local previous = known[1]
+  local seq = previous and known[2] or redis.call('INCR', P .. 'oseq')
   redis.call('HSET', key, 'st', state, 'why', REASONS[endState], 'kind', action.kind, 'act', lease.act,
     'att', int(attempt), 'res', lease.res, 'lid', lease.id, 'lh', lease.holder, 'ltok', lease.tok,
     'at', int(at), 'seq', seq)
@@ -369,10 +376,6 @@ local function holdsResources(lease)
   return lease.st == 'active' or lease.st == 'orphaned'
 end
 
--- The lease's fields as HGETALL gives them, led by its id (which the hash does not store).
 local function flatLease(lease)
-  local flat = redis.call('HGETALL', P .. 'l:' .. lease.id)
-  table.insert(flat, 1, lease.id)
-  table.insert(flat, 1, 'id')
-  return flat
+  return flatRecord(P .. 'l:' .. lease.id, lease.id)
 end

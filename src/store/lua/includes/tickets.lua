@@ -12,24 +12,8 @@
   behind them: a stream of shared requests cannot pass a waiting exclusive one. The id of a
   ticket is the id of the lease it becomes.
 ]]
-local TICKET_SETS = { atX = 'wx:', atS = 'ws:', below = 'wb:', belowX = 'wbx:' }
-
 local function ticketKey(id)
   return P .. 'w:' .. id
-end
-
-local function eachTicketEntry(id, resources, command, seq)
-  for _, r in ipairs(resources) do
-    local exclusive = r.mode == 'exclusive'
-    local at = P .. (exclusive and TICKET_SETS.atX or TICKET_SETS.atS) .. r.path
-    if seq then redis.call(command, at, seq, id) else redis.call(command, at, id) end
-    for _, a in ipairs(ancestors(r.path)) do
-      if seq then redis.call(command, P .. TICKET_SETS.below .. a, seq, id) else redis.call(command, P .. TICKET_SETS.below .. a, id) end
-      if exclusive then
-        if seq then redis.call(command, P .. TICKET_SETS.belowX .. a, seq, id) else redis.call(command, P .. TICKET_SETS.belowX .. a, id) end
-      end
-    end
-  end
 end
 
 -- Queues a waiting request at the back; returns the ticket.
@@ -37,7 +21,7 @@ local function openTicket(id, holder, resJson, lapsesAt)
   local seq = redis.call('INCR', P .. 'wseq')
   local ticket = { holder = holder, res = resJson, seq = tostring(seq), dl = int(lapsesAt) }
   redis.call('HSET', ticketKey(id), 'holder', holder, 'res', resJson, 'seq', seq, 'dl', ticket.dl)
-  eachTicketEntry(id, cjson.decode(resJson), 'ZADD', seq)
+  for _, key in ipairs(entryKeys(cjson.decode(resJson), TICKET_SETS)) do redis.call('ZADD', key, seq, id) end
   redis.call('ZADD', P .. 'wexp', ticket.dl, id)
   return ticket
 end
@@ -47,7 +31,7 @@ end
 local function dropTicket(id, ticket, announce)
   if ticket then
     local resources = cjson.decode(ticket.res)
-    eachTicketEntry(id, resources, 'ZREM')
+    for _, key in ipairs(entryKeys(resources, TICKET_SETS)) do redis.call('ZREM', key, id) end
     if announce then announceFreed(resources) end
   end
   redis.call('DEL', ticketKey(id))
