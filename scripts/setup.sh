@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the service and its tests need on a Debian machine with Node 20+:
-# redis-server (from apt, when missing) and the npm dependencies (npm ci).
+# Installs what the service needs on a Debian machine with Node 20+: redis-server (from apt,
+# when missing) and the npm dependencies (npm ci). With --test, also what the test suite
+# needs: promtool (Debian's prometheus package) and a headless browser (Debian's chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "setup: redis-server is missing; installing it with apt-get" >&2
+packages=()
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+if [ "${1:-}" = "--test" ]; then
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+fi
+
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "setup: installing ${packages[*]} with apt-get" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # No recommends: the prometheus package would pull in node-exporter and friends.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -11,7 +11,9 @@ import { eventRoutes } from './events/routes.js';
 import { StreamWatcher } from './events/stream-watcher.js';
 import { healthRoutes } from './observability/health.js';
 import { Notifications } from './notify/notifications.js';
-import { metricsRoutes } from './observability/metrics.js';
+import { instrumentHttp } from './observability/http-metrics.js';
+import { ServiceMetrics } from './observability/metrics.js';
+import { metricsRoutes } from './observability/metrics-routes.js';
 import { orphanRoutes } from './orphans/routes.js';
 import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
@@ -64,6 +66,8 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   app.setValidatorCompiler(validatorCompiler);
   installProblemHandling(app);
   closeConnectionsWhenClosing(app);
+  const metrics = new ServiceMetrics();
+  instrumentHttp(app, metrics);
 
   const scripts = loadScripts();
   const store = new LeaseStore(defineScripts(redis, scripts), {
@@ -71,6 +75,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
     tombstoneTtlMs: config.TOMBSTONE_TTL_MS,
     streamCap: config.STREAM_MAX_ENTRIES,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    observe: (command, seconds, ok) => metrics.redisCommandDuration.observe({ command, result: ok ? 'ok' : 'error' }, seconds),
   });
 
   // Waiting requests (waitMs) are woken by what the scripts publish; stopping the
@@ -81,15 +86,15 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
 
   await registerOpenApi(app, SERVICE_VERSION);
   await app.register(healthRoutes, { redis, scripts });
-  await app.register(metricsRoutes);
-  await app.register(leaseRoutes, { config, store, notifications });
+  await app.register(metricsRoutes, { metrics, store });
+  await app.register(leaseRoutes, { config, store, notifications, metrics });
   await app.register(resourceRoutes, { config, store });
   await app.register(orphanRoutes, { config, store, notifications });
   const eventStreamKey = `${keyPrefix(config)}ev`;
   const watcher = new StreamWatcher(redis, eventStreamKey);
   app.addHook('onReady', async () => watcher.start());
   app.addHook('onClose', async () => watcher.stop());
-  await app.register(eventRoutes, { redis, streamKey: eventStreamKey, watcher });
+  await app.register(eventRoutes, { redis, streamKey: eventStreamKey, watcher, metrics });
 
   if (sweep) {
     const reaper = new Reaper(redis, store, {
@@ -98,6 +103,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
       lockMs: config.REAPER_LOCK_MS,
       lockKey: `${keyPrefix(config)}reaper`,
       log: app.log,
+      metrics,
     });
     app.addHook('onReady', async () => reaper.start());
     app.addHook('onClose', async () => reaper.stop());

@@ -10,12 +10,14 @@ import { ProblemError } from '../errors.js';
 import { covers } from '../leases/paths.js';
 import { problemResponses, ResourcePath } from '../leases/schemas.js';
 import { fieldMap } from '../store/lease-store.js';
+import type { ServiceMetrics } from '../observability/metrics.js';
 import type { StreamWatcher } from './stream-watcher.js';
 
 export interface EventRoutesOptions {
   redis: Redis;
   streamKey: string;
   watcher: StreamWatcher;
+  metrics: ServiceMetrics;
 }
 
 export const EVENT_TYPES = [
@@ -36,7 +38,7 @@ const HEARTBEAT_MS = 15000;
 const READ_BATCH = 200;
 const STREAM_ID = '^\\d{1,20}-\\d{1,20}$';
 
-export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { redis, streamKey, watcher }) => {
+export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { redis, streamKey, watcher, metrics }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const openStreams = new Set<() => void>();
   // A stream never ends by itself: end them all so shutdown does not wait on them.
@@ -101,6 +103,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
         wake?.();
       };
       openStreams.add(end);
+      metrics.eventStreamClients.inc();
 
       reply.hijack();
       const res = reply.raw;
@@ -145,6 +148,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       } finally {
         unsubscribe();
         openStreams.delete(end);
+        metrics.eventStreamClients.dec();
         res.end();
       }
     },

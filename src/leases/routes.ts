@@ -7,7 +7,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import { ProblemError, type ProblemCode } from '../errors.js';
-import type { LeaseChange, LeaseRecord, LeaseStore, ResourceClaim } from '../store/lease-store.js';
+import type { AcquireResult, LeaseChange, LeaseRecord, LeaseStore, Outcome, RenewResult, ResourceClaim } from '../store/lease-store.js';
+import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome, type ServiceMetrics } from '../observability/metrics.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { acquireFingerprint } from './fingerprint.js';
 import { assertJsonWithinLimits } from './json-limits.js';
@@ -30,6 +31,7 @@ export interface LeaseRoutesOptions {
   config: Config;
   store: LeaseStore;
   notifications: Notifications;
+  metrics: ServiceMetrics;
 }
 
 const CONFLICTS_REPORTED = 10;
@@ -39,7 +41,7 @@ const GONE_CODE: Record<string, ProblemCode> = {
   revoked: 'lease_revoked',
 };
 
-export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store, notifications }) => {
+export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store, notifications, metrics }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const waitDeps = { store, notifications, ticketGraceMs: config.REDIS_COMMAND_TIMEOUT_MS + 1000 };
   const schemas = requestSchemas(config);
@@ -92,10 +94,20 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         conflictLimit: CONFLICTS_REPORTED,
       };
       const waitMs = body.waitMs ?? 0;
-      const result =
-        waitMs > 0
-          ? await acquireWaiting(waitDeps, input, waitMs, disconnectSignal(reply))
-          : await store.acquire({ ...input, wait: null });
+      const mode = modeLabel(resources);
+      let outcome: AcquireOutcome = 'error';
+      let queued = false;
+      let result: AcquireResult;
+      try {
+        ({ result, queued } =
+          waitMs > 0
+            ? await acquireWaiting(waitDeps, input, waitMs, disconnectSignal(reply))
+            : { result: await store.acquire({ ...input, wait: null }), queued: false });
+        outcome = acquireOutcome(result, queued);
+      } finally {
+        metrics.acquires.inc({ outcome, mode });
+        metrics.acquireDuration.observe({ waited: String(queued) }, reply.elapsedTime / 1000);
+      }
       switch (result.kind) {
         case 'granted':
           request.log.info({ leaseId: result.lease.id, holder: body.holder }, 'lease granted');
@@ -104,6 +116,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           return reply.code(200).send(leaseView(result.lease, result.now));
         case 'conflict':
         case 'waiting': // only when the client left mid-wait: the answer goes nowhere
+          request.log.debug({ holder: body.holder, conflicts: result.conflicts.length, queued }, 'acquire conflicts');
           throw new ProblemError('conflict', describeConflict(result.conflicts.length), { conflicts: result.conflicts });
         case 'request_id_reused':
           throw new ProblemError(
@@ -131,7 +144,8 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
     async (request, reply) => {
       const { progress, ttlMs } = request.body;
       if (progress !== undefined) assertJsonWithinLimits(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
-      const result = await store.renew(request.params.id, ttlMs ?? null, progress);
+      const result = await counted(metrics.renewals, renewOutcome, () => store.renew(request.params.id, ttlMs ?? null, progress));
+      if (result.kind === 'ended') request.log.info({ leaseId: request.params.id, holder: result.lease.holder, state: result.lease.state }, 'renew of a lost lease');
       if (result.kind === 'no_action') {
         throw new ProblemError('invalid_request', 'progress is kept only for leases that carry an action; this one has none.');
       }
@@ -155,7 +169,8 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
-      const result = await store.release(request.params.id, request.body.outcome ?? 'completed');
+      const asked = request.body.outcome ?? 'completed';
+      const result = await counted(metrics.releases, (r) => releaseOutcome(r, asked), () => store.release(request.params.id, asked));
       const lease = present(result, request.params.id);
       request.log.info({ leaseId: lease.id, holder: lease.holder, outcome: lease.outcome }, 'lease released');
       return reply.send(tombstoneView(lease));
@@ -253,11 +268,57 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
-      const result = await store.renewHolder(request.params.holder, request.body.ttlMs ?? null);
+      let result;
+      try {
+        result = await store.renewHolder(request.params.holder, request.body.ttlMs ?? null);
+      } catch (error) {
+        metrics.renewals.inc({ outcome: 'error' });
+        throw error;
+      }
+      metrics.renewals.inc({ outcome: 'renewed' }, result.renewed.length);
       return reply.send({ renewed: result.renewed.map(({ id, expiresAt }) => ({ id, expiresAt: new Date(expiresAt).toISOString() })) });
     },
   );
 };
+
+function acquireOutcome(result: AcquireResult, queued: boolean): AcquireOutcome {
+  switch (result.kind) {
+    case 'granted':
+      return queued ? 'waited' : 'granted';
+    case 'existing':
+      return 'granted';
+    case 'conflict':
+    case 'waiting':
+      return 'conflict';
+    case 'request_id_reused':
+      return 'error';
+  }
+}
+
+function renewOutcome(result: RenewResult): RenewOutcome {
+  return ({ done: 'renewed', ended: 'lost', missing: 'not_found', no_action: 'error' } as const)[result.kind];
+}
+
+function releaseOutcome(result: LeaseChange, asked: Outcome): ReleaseOutcome {
+  return result.kind === 'done' ? asked : result.kind === 'ended' ? 'lost' : 'not_found';
+}
+
+/** Runs a store call and counts its outcome (error when it throws). */
+async function counted<T, O extends string>(
+  counter: { inc(labels: { outcome: O | 'error' }): void },
+  outcomeOf: (result: T) => O,
+  call: () => Promise<T>,
+): Promise<T> {
+  let result: T;
+  try {
+    result = await call();
+  } catch (error) {
+    counter.inc({ outcome: 'error' });
+    throw error;
+  }
+  counter.inc({ outcome: outcomeOf(result) });
+  return result;
+}
 
 /** The lease of a store answer, or the 404/410 problem it stands for. */
 function present(result: LeaseChange, id: string): LeaseRecord {

@@ -15,12 +15,18 @@ export interface WaitDeps {
   ticketGraceMs: number;
 }
 
+/** The answer, and whether the request queued (met a conflict and waited) on the way. */
+export interface WaitedAcquire {
+  result: AcquireResult;
+  queued: boolean;
+}
+
 export async function acquireWaiting(
   { store, notifications, ticketGraceMs }: WaitDeps,
   input: Omit<AcquireInput, 'wait'>,
   waitMs: number,
   gone: AbortSignal,
-): Promise<AcquireResult> {
+): Promise<WaitedAcquire> {
   const deadline = performance.now() + waitMs;
   const paths = input.resources.map((r) => r.path);
   const concernsUs = (freed: string[]) => freed.some((f) => paths.some((p) => covers(f, p) || covers(p, f)));
@@ -30,8 +36,10 @@ export async function acquireWaiting(
   // A ticket outlives the wait by a grace, so the last attempt still finds it.
   const ticketTtlMs = () => Math.max(0, deadline - performance.now()) + ticketGraceMs;
   let result: AcquireResult;
+  let queued = false;
   try {
     result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: ticketTtlMs() } });
+    queued = result.kind === 'waiting';
     while (result.kind === 'waiting') {
       const left = deadline - performance.now();
       if (left > 0 && !gone.aborted && !notifications.isClosed) {
@@ -41,7 +49,7 @@ export async function acquireWaiting(
       if (gone.aborted) {
         // Nobody is listening: leave the queue so those behind may go on.
         await store.cancelWait(input.id);
-        return result;
+        return { result, queued };
       }
       const over = deadline - performance.now() <= 0 || notifications.isClosed;
       result = await store.acquire({ ...input, wait: over ? { step: 'last' } : { step: 'retry', ticketTtlMs: ticketTtlMs() } });
@@ -58,5 +66,5 @@ export async function acquireWaiting(
     // Granted in the very moment the client left: it will never use the lease.
     await store.release(input.id, 'completed').catch(() => undefined);
   }
-  return result;
+  return { result, queued };
 }

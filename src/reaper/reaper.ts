@@ -7,7 +7,9 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import Redlock, { type Lock } from 'redlock';
-import type { LeaseStore } from '../store/lease-store.js';
+import { performance } from 'node:perf_hooks';
+import type { ServiceMetrics } from '../observability/metrics.js';
+import type { LeaseStore, SweepResult } from '../store/lease-store.js';
 
 export interface ReaperOptions {
   /** Sweep at least this often; sooner when the next lease is due sooner. */
@@ -18,6 +20,7 @@ export interface ReaperOptions {
   /** The Redis key of the leadership lock (with the store's hash tag). */
   lockKey: string;
   log: FastifyBaseLogger;
+  metrics: ServiceMetrics;
 }
 
 /** Batches one tick may run back to back before yielding to other work. */
@@ -54,6 +57,7 @@ export class Reaper {
     await this.running;
     const lock = this.lock;
     this.lock = undefined;
+    this.options.metrics.reaperLeader.set(0);
     await lock?.release().catch(() => undefined);
   }
 
@@ -75,7 +79,7 @@ export class Reaper {
       // The leader must come back before its lock runs out, however long the interval.
       let next = Math.min(this.options.intervalMs, this.options.lockMs / 3);
       for (let batch = 0; batch < MAX_BATCHES_PER_TICK && !this.stopped; batch++) {
-        const swept = await this.store.sweep(this.options.batch);
+        const swept = await this.sweep();
         if (swept.settled > 0) this.options.log.debug({ settled: swept.settled, stillDue: swept.stillDue }, 'reaper swept expired leases');
         if (swept.stillDue > 0) {
           next = 0;
@@ -95,8 +99,30 @@ export class Reaper {
     }
   }
 
+  private async sweep(): Promise<SweepResult> {
+    const { metrics, batch } = this.options;
+    const started = performance.now();
+    try {
+      const swept = await this.store.sweep(batch);
+      metrics.reaperSweeps.inc({ result: 'ok' });
+      metrics.reaperSettled.inc(swept.settled);
+      return swept;
+    } catch (error) {
+      metrics.reaperSweeps.inc({ result: 'error' });
+      throw error;
+    } finally {
+      metrics.reaperSweepDuration.observe((performance.now() - started) / 1000);
+    }
+  }
+
   /** Takes or keeps leadership; true while this replica leads. */
   private async lead(): Promise<boolean> {
+    const leads = await this.takeLead();
+    this.options.metrics.reaperLeader.set(leads ? 1 : 0);
+    return leads;
+  }
+
+  private async takeLead(): Promise<boolean> {
     const { lockMs, lockKey, log } = this.options;
     if (this.lock && this.lock.expiration - Date.now() > lockMs / 2) return true;
     try {

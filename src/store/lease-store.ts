@@ -154,6 +154,19 @@ export interface SweepResult {
   now: number;
 }
 
+/** The shared state /metrics reports, read with O(1) commands. */
+export interface SharedStats {
+  now: number;
+  /** Leases holding resources: active and orphaned. */
+  holdingLeases: number;
+  pendingOrphans: number;
+  claimedOrphans: number;
+  deadLetterOrphans: number;
+  waitingRequests: number;
+  /** The scripts' transition counters (field names in core.lua, next to `count`). */
+  counters: Record<string, string>;
+}
+
 export interface StoreOptions {
   /** The Redis key prefix with its hash tag, e.g. "{lease}:". */
   keyPrefix: string;
@@ -162,6 +175,8 @@ export interface StoreOptions {
   streamCap: number;
   /** The client's command timeout: a script that starts later than this does nothing. */
   commandTimeoutMs: number;
+  /** Told the round trip of every script call (for metrics). */
+  observe?: (script: string, seconds: number, ok: boolean) => void;
 }
 
 /** A script reached Redis after its caller had stopped waiting, and changed nothing. */
@@ -180,11 +195,13 @@ export class LeaseStore {
   private readonly clock = new RedisClock();
   /** Time left for the reply to travel back before the client's timeout fires. */
   private readonly budgetMs: number;
+  private readonly observe: NonNullable<StoreOptions['observe']>;
 
   constructor(
     private readonly run: ScriptRunner,
     options: StoreOptions,
   ) {
+    this.observe = options.observe ?? (() => {});
     this.keys = [`${options.keyPrefix}token`];
     this.common = [options.keyPrefix, String(options.tombstoneTtlMs)];
     this.streamCap = String(options.streamCap);
@@ -205,7 +222,14 @@ export class LeaseStore {
 
   private async runWithDeadline(name: string, args: (string | number)[]): Promise<unknown[]> {
     const sentAt = RedisClock.local();
-    const reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), this.streamCap, ...args])) as unknown[];
+    let reply: unknown[];
+    try {
+      reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), this.streamCap, ...args])) as unknown[];
+    } catch (error) {
+      this.observe(name, (RedisClock.local() - sentAt) / 1000, false);
+      throw error;
+    }
+    this.observe(name, (RedisClock.local() - sentAt) / 1000, true);
     const now = Number(reply[0] === 'too_late' ? reply[1] : reply[0]);
     this.clock.observe(now, sentAt, RedisClock.local());
     return reply;
@@ -294,6 +318,19 @@ export class LeaseStore {
   async sweep(batch: number): Promise<SweepResult> {
     const [now, settled, stillDue, nextDue] = await this.call('sweep', batch);
     return { now, settled: Number(settled), stillDue: Number(stillDue), nextDueAt: nextDue === '' ? null : Number(nextDue) };
+  }
+
+  async stats(): Promise<SharedStats> {
+    const [now, holding, pending, claimed, deadLetter, waiting, counters] = await this.call('stats');
+    return {
+      now,
+      holdingLeases: Number(holding),
+      pendingOrphans: Number(pending),
+      claimedOrphans: Number(claimed),
+      deadLetterOrphans: Number(deadLetter),
+      waitingRequests: Number(waiting),
+      counters: fieldMap(counters as string[]),
+    };
   }
 
   async claim(input: { id: string; holder: string; ttlMs: number; maxHoldMs: number; kinds: string[] | null }): Promise<ClaimResult> {

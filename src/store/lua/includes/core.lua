@@ -28,6 +28,8 @@
     P.."oexp"        zset   resolved orphans to drop               score: when
     P.."ev"          stream lifecycle events (capped)
     P.."orphans"     stream each orphaning, once (capped); other systems read it with XREADGROUP
+    P.."stats"       hash   cluster-wide counters: one field per event type, plus
+                            "orphaned:"..reason and "resolved:"..resolution (for /metrics)
   Channels: P.."freed" (JSON paths that stopped being blocked; waiters retry) and
   P.."pending" (a kind that has a newly pending orphan; claimers retry).
 
@@ -176,6 +178,12 @@ end
 -- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?} to
 -- the capped events stream; the stream entry's id is when it was recorded, `at` when it
 -- happened (an expiry happens at expiresAt, whoever notices it later).
+-- Counts a transition in P.."stats". Prometheus reads these counters at scrape time, so
+-- they are right whichever replica (or script) made the transition.
+local function count(name)
+  redis.call('HINCRBY', P .. 'stats', name, 1)
+end
+
 local function emit(kind, at, lease, orphanId)
   local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
     'paths', pathsJson(lease.resources), 'fencingToken', lease.tok }
@@ -184,6 +192,7 @@ local function emit(kind, at, lease, orphanId)
     entry[#entry + 1] = orphanId
   end
   redis.call('XADD', P .. 'ev', 'MAXLEN', '~', STREAM_CAP, '*', unpack(entry))
+  count(kind)
 end
 
 -- Tells waiting acquires (on every replica) that these paths may have stopped being blocked.
@@ -261,6 +270,7 @@ local function writeOrphan(lease, endState, at)
     'maxAttempts', int(tonumber(action.maxAttempts)), 'leaseId', lease.id, 'holder', lease.holder,
     'fencingToken', lease.tok, 'paths', pathsJson(lease.resources), 'orphanedAt', int(at))
   emit(state == 'pending' and 'orphaned' or 'dead_lettered', at, lease, oid)
+  count('orphaned:' .. REASONS[endState])
   if state == 'pending' then redis.call('PUBLISH', P .. 'pending', action.kind) end
   return oid
 end
@@ -275,6 +285,7 @@ local function resolveOrphan(oid, resolution, at, lease)
   moveOrphan(oid, f[2], f[3], f[1], 'resolved')
   redis.call('ZADD', P .. 'oexp', int(at + TOMBSTONE_TTL), oid)
   emit('resolved', at, lease, oid)
+  count('resolved:' .. resolution)
 end
 
 -- Turns a lease into a tombstone kept TOMBSTONE_TTL ms. Its blocking entries are dropped,
