@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { frameworkErrorHandler, installProblemHandling } from './http/problems.js';
 import { registerOpenApi } from './http/openapi.js';
+import { echoRequestId, requestIdOf } from './http/request-id.js';
 import { validatorCompiler } from './http/validation.js';
 import { leaseRoutes } from './leases/routes.js';
 import { eventRoutes } from './events/routes.js';
@@ -57,7 +58,8 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
     bodyLimit: config.BODY_LIMIT_BYTES,
     // Lease ids and paths are short; anything longer is garbage, not a slow parse.
     routerOptions: { maxParamLength: 1024 },
-    requestIdHeader: 'x-request-id',
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     // While closing, requests on open connections are still served (Redis is closed only
     // after the server); each answer then closes its connection, see below.
     return503OnClosing: false,
@@ -66,6 +68,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   app.setValidatorCompiler(validatorCompiler);
   installProblemHandling(app);
   closeConnectionsWhenClosing(app);
+  echoRequestId(app);
   const metrics = new ServiceMetrics();
   instrumentHttp(app, metrics);
 

@@ -112,6 +112,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
         'x-accel-buffering': 'no',
+        'x-request-id': request.id,
         connection: 'close',
       });
       res.write('retry: 2000\n\n');

@@ -27,7 +27,7 @@ export interface TestApp {
 export async function startTestApp(
   redisUrl: string,
   env: Record<string, string> = {},
-  { sweep = true }: { sweep?: boolean } = {},
+  { sweep = true, logger = false }: { sweep?: boolean; logger?: false | object } = {},
 ): Promise<TestApp> {
   const config = loadConfig({
     REDIS_URL: redisUrl,
@@ -39,7 +39,7 @@ export async function startTestApp(
   const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', () => {});
   await waitUntilReady(redis, 10000);
-  const app = await buildApp({ config, redis, logger: false, sweep });
+  const app = await buildApp({ config, redis, logger, sweep });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;
   const json = (method: 'POST' | 'GET' | 'DELETE', url: string, body?: unknown) =>
