@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
 import { buildOpenApiDocument, formatDocument, OPENAPI_FILE } from '../src/http/openapi-document.js';
+
+// ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
 
 type Document = { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
 
@@ -30,4 +36,95 @@ test('the document describes every route of the contract with its success and er
     for (const status of statuses) assert.ok(operation.responses[status], `${method.toUpperCase()} ${path} documents ${status}`);
   }
   assert.ok(Object.keys(doc.paths).some((p) => p.startsWith('/v1/resources/')), 'the resource view is documented');
+});
+
+type Json = Record<string, unknown>;
+type Media = { schema?: Json; example?: unknown; examples?: Record<string, { value: unknown }> };
+type Operation = {
+  summary?: string;
+  description?: string;
+  tags?: string[];
+  parameters?: { name: string; in: string; description?: string; example?: unknown; schema?: Json }[];
+  requestBody?: { description?: string; content: Record<string, Media> };
+  responses: Record<string, { description?: string; content?: Record<string, Media> }>;
+};
+
+function committedDocument(): { paths: Record<string, Record<string, Operation>>; tags: { name: string }[] } {
+  return JSON.parse(readFileSync(OPENAPI_FILE, 'utf8'));
+}
+
+function operations(): [string, Operation][] {
+  return Object.entries(committedDocument().paths).flatMap(([path, methods]) =>
+    Object.entries(methods).map(([method, op]): [string, Operation] => [`${method.toUpperCase()} ${path}`, op]),
+  );
+}
+
+const mediaExamples = (media: Media): unknown[] => [
+  ...(media.example !== undefined ? [media.example] : []),
+  ...Object.values(media.examples ?? {}).map((named) => named.value),
+];
+
+test('the committed document is valid OpenAPI, by a maintained validator (@apidevtools/swagger-parser)', async () => {
+  // validate() dereferences in place: give it a copy.
+  await assert.doesNotReject(SwaggerParser.validate(committedDocument() as never));
+});
+
+test('every operation, parameter, request body and response has a description and an example', () => {
+  const tags = new Set(committedDocument().tags.map((tag) => tag.name));
+  const missing: string[] = [];
+  for (const [name, op] of operations()) {
+    if (!op.summary) missing.push(`${name}: summary`);
+    if (!op.description) missing.push(`${name}: description`);
+    for (const tag of op.tags ?? []) if (!tags.has(tag)) missing.push(`${name}: tag ${tag} is not described`);
+    for (const param of op.parameters ?? []) {
+      if (!param.description && !param.schema?.description) missing.push(`${name}: ${param.in} ${param.name} description`);
+      const examples = param.schema?.examples as unknown[] | undefined;
+      if (param.example === undefined && param.schema?.example === undefined && !examples?.length) missing.push(`${name}: ${param.in} ${param.name} example`);
+    }
+    if (op.requestBody) {
+      if (!op.requestBody.description) missing.push(`${name}: body description`);
+      for (const [type, media] of Object.entries(op.requestBody.content)) if (!mediaExamples(media).length) missing.push(`${name}: body ${type} example`);
+    }
+    for (const [status, response] of Object.entries(op.responses)) {
+      if (!response.description || response.description === 'Default Response') missing.push(`${name}: ${status} description`);
+      for (const [type, media] of Object.entries(response.content ?? {})) {
+        if (!mediaExamples(media).length && (media.schema?.examples as unknown[] | undefined)?.length === undefined) missing.push(`${name}: ${status} ${type} example`);
+      }
+    }
+  }
+  assert.deepEqual(missing, []);
+});
+
+test('every example in the document is valid by the schema it illustrates', () => {
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  const failures: string[] = [];
+  let checked = 0;
+  const check = (where: string, schema: Json | undefined, example: unknown) => {
+    if (!schema) return;
+    checked++;
+    const validate = ajv.compile(schema);
+    if (!validate(example)) failures.push(`${where}: ${ajv.errorsText(validate.errors)}`);
+  };
+  // Examples inside schemas (a lease inside a page, a path inside a conflict), at any depth.
+  const walk = (where: string, node: unknown) => {
+    if (Array.isArray(node)) return node.forEach((item, i) => walk(`${where}/${i}`, item));
+    if (node === null || typeof node !== 'object') return;
+    const schema = node as Json;
+    if (Array.isArray(schema.examples) && (schema.type !== undefined || schema.anyOf !== undefined)) {
+      schema.examples.forEach((example, i) => check(`${where}/examples/${i}`, schema, example));
+    }
+    for (const [key, value] of Object.entries(schema)) if (key !== 'examples' && key !== 'example') walk(`${where}/${key}`, value);
+  };
+  for (const [name, op] of operations()) {
+    for (const param of op.parameters ?? []) if (param.example !== undefined) check(`${name} ${param.name}`, param.schema, param.example);
+    const media = [
+      ...Object.entries(op.requestBody?.content ?? {}).map(([type, m]) => [`${name} body ${type}`, m] as const),
+      ...Object.entries(op.responses).flatMap(([status, r]) => Object.entries(r.content ?? {}).map(([type, m]) => [`${name} ${status} ${type}`, m] as const)),
+    ];
+    for (const [where, m] of media) for (const example of mediaExamples(m)) check(where, m.schema, example);
+    walk(name, op);
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(checked > 100, `checked ${checked} examples`);
 });

@@ -21,11 +21,13 @@ Redis' clock: one that reaches a paused Redis only after its caller was told 503
 export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: { title: 'Lease service', version, description: API_DESCRIPTION },
       tags: [
         { name: 'leases', description: 'Acquire, renew, release and inspect leases.' },
         { name: 'resources', description: 'What holds a resource; fencing checks for resource servers.' },
+        { name: 'orphans', description: 'Actions whose holder died, gave up or was revoked: claim one to finish it, or resolve it.' },
+        { name: 'events', description: 'The lifecycle of every lease and orphan as Server-Sent Events.' },
         { name: 'health', description: 'Liveness, readiness and metrics.' },
       ],
     },

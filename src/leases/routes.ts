@@ -17,8 +17,11 @@ import type { Notifications } from '../notify/notifications.js';
 import { findOverlap } from './paths.js';
 import { holdsResources, leaseView, tombstoneView } from './present.js';
 import { acquireWaiting } from './wait.js';
+import { HOLDER_RENEW_EXAMPLE, LEASE_EXAMPLE } from '../http/examples.js';
 import {
   HolderParams,
+  LeaseId,
+  Timestamp,
   LeaseIdParams,
   LeaseView,
   Page,
@@ -227,7 +230,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'A page may hold fewer than limit items when filters match little; follow nextCursor until it is null.',
         querystring: schemas.ListQuery,
         response: {
-          200: Page(LeaseView),
+          200: Page(LeaseView, 'A page of leases, in grant order.', LEASE_EXAMPLE),
           ...problemResponses(400, 503),
         },
       },
@@ -260,9 +263,15 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         params: HolderParams,
         body: schemas.HolderRenewBody,
         response: {
-          200: Type.Object({
-            renewed: Type.Array(Type.Object({ id: Type.String(), expiresAt: Type.String({ format: 'date-time' }) })),
-          }),
+          200: Type.Object(
+            {
+              renewed: Type.Array(
+                Type.Object({ id: LeaseId, expiresAt: Timestamp('Its new expiresAt (Redis clock).') }),
+                { description: 'The leases renewed: the holder\'s active leases.' },
+              ),
+            },
+            { description: 'What was renewed.', examples: [HOLDER_RENEW_EXAMPLE] },
+          ),
           ...problemResponses(400, 415, 503),
         },
       },

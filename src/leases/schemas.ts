@@ -3,6 +3,8 @@
 // configuration, so the document states the bounds the running service enforces.
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { Config } from '../config.js';
+import { LEASE_EXAMPLE, pageExample, PROBLEM_EXAMPLES, TOMBSTONE_EXAMPLE } from '../http/examples.js';
+import type { Problem } from '../errors.js';
 
 /** 1..16 segments; a segment starts with a letter or digit, so "." and ".." never match. */
 export const RESOURCE_PATH_PATTERN =
@@ -91,15 +93,18 @@ export const LeaseView = Type.Object(
     action: Type.Union([ActionView, Type.Null()]),
     orphanId: Type.Union([Type.String(), Type.Null()], { description: 'The orphan its action became, once orphaned.' }),
   },
-  { description: 'A lease that holds its resources.' },
+  { description: 'A lease that holds its resources.', examples: [LEASE_EXAMPLE] },
 );
 
 /** A listing page: items and the cursor of the next page. */
-export function Page<T extends TSchema>(item: T) {
-  return Type.Object({
-    items: Type.Array(item),
-    nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
-  });
+export function Page<T extends TSchema>(item: T, description: string, exampleItem: unknown) {
+  return Type.Object(
+    {
+      items: Type.Array(item),
+      nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
+    },
+    { description, examples: [pageExample(exampleItem)] },
+  );
 }
 
 export const EndStateView = Type.Union([Type.Literal('released'), Type.Literal('expired'), Type.Literal('revoked')]);
@@ -116,6 +121,7 @@ const tombstoneFields = {
 
 export const TombstoneView = Type.Object(tombstoneFields, {
   description: 'What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS).',
+  examples: [TOMBSTONE_EXAMPLE],
 });
 
 export const ConflictView = Type.Object({
@@ -148,12 +154,15 @@ export const ConflictProblemView = Type.Object(
     ...problemFields,
     conflicts: Type.Optional(Type.Array(ConflictView, { description: 'The leases in the way (the first few).' })),
   },
-  { description: 'code conflict, with the leases in the way; or request_id_reused.' },
+  { description: 'code conflict, with the leases in the way; or request_id_reused.', examples: [PROBLEM_EXAMPLES[409]] },
 );
 
 export const GoneProblemView = Type.Object(
   { ...problemFields, ...tombstoneFields },
-  { description: 'code lease_expired, lease_released or lease_revoked, with the lease\'s tombstone as extension members.' },
+  {
+    description: 'code lease_expired, lease_released or lease_revoked, with the lease\'s tombstone as extension members.',
+    examples: [PROBLEM_EXAMPLES[410]],
+  },
 );
 
 export function requestSchemas(config: Config) {
@@ -219,6 +228,7 @@ export function requestSchemas(config: Config) {
     },
     {
       additionalProperties: false,
+      description: 'What to lease, for how long, and the action it protects.',
       // Named examples: Swagger UI offers them in a list and "Try it out" starts with the first.
       'x-examples': {
         instance: {
@@ -261,7 +271,11 @@ export function requestSchemas(config: Config) {
         ),
       ),
     },
-    { additionalProperties: false },
+    {
+      additionalProperties: false,
+      description: 'Optional: a new ttlMs, and a progress checkpoint. An empty body (or none) renews for the lease\'s own ttlMs.',
+      examples: [{ progress: { step: 'disk-migrated', done: 2, of: 5 } }],
+    },
   );
   const ReleaseBody = Type.Object(
     {
@@ -271,23 +285,24 @@ export function requestSchemas(config: Config) {
         description: 'completed (default) or failed: the resources are free at once. abandoned: a lease with an action becomes an orphan for someone else.',
       }),
     },
-    { additionalProperties: false },
+    { additionalProperties: false, description: 'How the work ended. An empty body (or none) means completed.', examples: [{ outcome: 'completed' }] },
   );
   const HolderRenewBody = Type.Object(
     { ttlMs: Type.Optional({ ...ttlMs, description: `${ttlMs.description} Omitted: each lease's own ttlMs.` }) },
-    { additionalProperties: false },
+    { additionalProperties: false, description: 'Optional: one ttlMs for every lease renewed. An empty body (or none) is fine.', examples: [{ ttlMs: 30000 }] },
   );
   const ListQuery = Type.Object(
     {
       holder: Type.Optional(Holder),
       prefix: Type.Optional({ ...ResourcePath, description: 'Only leases holding this path or something below it.' }),
-      state: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('orphaned')])),
-      limit: Type.Optional(
-        Type.Integer({ minimum: 1, maximum: config.LIST_LIMIT_MAX, default: config.LIST_LIMIT_DEFAULT, description: 'Page size.' }),
+      state: Type.Optional(
+        Type.Union([Type.Literal('active'), Type.Literal('orphaned')], {
+          description: 'Only active leases, or only orphaned ones (their holder lost them; they await a claim).',
+          examples: ['active'],
+        }),
       ),
-      cursor: Type.Optional(
-        Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page. Pages are in grant order and stay put while leases renew.' }),
-      ),
+      limit: Type.Optional(Limit(config)),
+      cursor: Type.Optional(Cursor('nextCursor of the previous page. Pages are in grant order and stay put while leases renew.')),
     },
     { additionalProperties: false },
   );
@@ -296,9 +311,29 @@ export function requestSchemas(config: Config) {
       path: ResourcePath,
       fencingToken: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The token the writer presented.' }),
     },
-    { additionalProperties: false },
+    {
+      additionalProperties: false,
+      description: 'A write a resource server is about to accept: the path it touches and the token that came with it.',
+      examples: [{ path: 'instances/i-42', fencingToken: LEASE_EXAMPLE.fencingToken }],
+    },
   );
   return { AcquireBody, RenewBody, ReleaseBody, HolderRenewBody, ListQuery, FencingCheckBody };
+}
+
+/** A listing's page size. */
+export function Limit(config: Config) {
+  return Type.Integer({
+    minimum: 1,
+    maximum: config.LIST_LIMIT_MAX,
+    default: config.LIST_LIMIT_DEFAULT,
+    description: `Page size, 1..${config.LIST_LIMIT_MAX}, default ${config.LIST_LIMIT_DEFAULT}.`,
+    examples: [50],
+  });
+}
+
+/** A listing's cursor: the nextCursor of the page before. */
+export function Cursor(description: string) {
+  return Type.String({ minLength: 1, maxLength: 200, description, examples: [pageExample(null).nextCursor] });
 }
 
 export const LeaseIdParams = Type.Object({ id: LeaseId }, { additionalProperties: false });
@@ -310,9 +345,14 @@ export function problemResponses(...statuses: number[]): Record<number, TSchema>
   for (const status of statuses) {
     if (status === 409) responses[status] = ConflictProblemView;
     else if (status === 410) responses[status] = GoneProblemView;
-    else responses[status] = { ...ProblemView, description: PROBLEM_DESCRIPTIONS[status] ?? ProblemView.description };
+    else responses[status] = problemResponse(PROBLEM_DESCRIPTIONS[status] ?? ProblemView.description!, PROBLEM_EXAMPLES[status]!);
   }
   return responses;
+}
+
+/** A problem+json response with its own description and example. */
+export function problemResponse(description: string, example: Problem): TSchema {
+  return { ...ProblemView, description, examples: [example] };
 }
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {

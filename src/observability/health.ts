@@ -7,19 +7,27 @@ import type { LuaScript } from '../store/scripts.js';
 import { ensureScriptsLoaded } from '../store/scripts.js';
 import { problem } from '../errors.js';
 import { sendProblem } from '../http/problems.js';
-import { ProblemView } from '../leases/schemas.js';
+import { problemResponse } from '../leases/schemas.js';
 
 export interface HealthOptions {
   redis: Redis;
   scripts: LuaScript[];
 }
 
-const Status = Type.Object({ status: Type.String() });
+const Status = (status: string, description: string) =>
+  Type.Object({ status: Type.Literal(status) }, { description, examples: [{ status }] });
 
 export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { redis, scripts }) => {
   app.get(
     '/healthz',
-    { schema: { tags: ['health'], summary: 'The process is up', response: { 200: Status } } },
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The process is up',
+        description: 'Liveness: answers 200 while the process serves HTTP, whether or not Redis answers. Restart the process when it does not.',
+        response: { 200: Status('ok', 'The process answers.') },
+      },
+    },
     async () => ({ status: 'ok' }),
   );
 
@@ -29,7 +37,13 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { red
       schema: {
         tags: ['health'],
         summary: 'Redis is reachable and the scripts are loaded',
-        response: { 200: Status, 503: { ...ProblemView, description: 'backend_unavailable: not ready to serve.' } },
+        description:
+          'Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the Lua scripts (they are loaded again after a ' +
+          'Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503.',
+        response: {
+          200: Status('ready', 'Redis answers and holds the scripts.'),
+          503: problemResponse('backend_unavailable: not ready to serve.', problem('backend_unavailable', 'Not ready: Redis connection is reconnecting')),
+        },
       },
     },
     async (request, reply) => {

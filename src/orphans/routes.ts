@@ -10,7 +10,8 @@ import { ProblemError } from '../errors.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import { decodeCursor, encodeCursor } from '../leases/cursor.js';
 import { leaseView } from '../leases/present.js';
-import { Page, problemResponses } from '../leases/schemas.js';
+import { Page, problemResponse, problemResponses } from '../leases/schemas.js';
+import { ORPHAN_EXAMPLE, ORPHAN_PROBLEM_EXAMPLES, RESOLVED_ORPHAN_EXAMPLE } from '../http/examples.js';
 import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { orphanView } from './present.js';
@@ -21,6 +22,8 @@ export interface OrphanRoutesOptions {
   store: LeaseStore;
   notifications: Notifications;
 }
+
+const orphanNotFoundResponse = problemResponse('orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago.', ORPHAN_PROBLEM_EXAMPLES[404]!);
 
 export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -88,7 +91,15 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           'pending); 409 orphan_resolved: it was already resolved otherwise.',
         params: OrphanIdParams,
         body: ResolveBody,
-        response: { 200: OrphanView, ...problemResponses(400, 404, 409, 415, 503) },
+        response: {
+          200: { ...OrphanView, examples: [RESOLVED_ORPHAN_EXAMPLE] },
+          ...problemResponses(400, 415, 503),
+          404: orphanNotFoundResponse,
+          409: problemResponse(
+            'orphan_claimed: a conductor is working on it (revoke its lease first); orphan_resolved: it was resolved otherwise. The orphan is in `orphan`.',
+            ORPHAN_PROBLEM_EXAMPLES[409]!,
+          ),
+        },
       },
     },
     async (request, reply) => {
@@ -122,7 +133,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         summary: 'Read an orphan',
         description: 'Pending, claimed and dead_letter orphans, and resolved ones for TOMBSTONE_TTL_MS after they were resolved.',
         params: OrphanIdParams,
-        response: { 200: OrphanView, ...problemResponses(400, 404, 503) },
+        response: { 200: OrphanView, ...problemResponses(400, 503), 404: orphanNotFoundResponse },
       },
     },
     async (request, reply) => {
@@ -143,7 +154,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           'when filters match little; follow nextCursor until it is null.',
         querystring: OrphanListQuery,
         response: {
-          200: Page(OrphanView),
+          200: Page(OrphanView, 'A page of orphans, oldest first.', ORPHAN_EXAMPLE),
           ...problemResponses(400, 503),
         },
       },

@@ -2,7 +2,8 @@
 // requests. Like the lease schemas, they validate, type the handlers and become OpenAPI.
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
-import { Holder, LeaseId, LeaseView, PRINTABLE_PATTERN, Resource, Timestamp } from '../leases/schemas.js';
+import { CLAIM_EXAMPLE, ORPHAN_EXAMPLE } from '../http/examples.js';
+import { Cursor, Holder, LeaseId, LeaseView, Limit, PRINTABLE_PATTERN, Resource, Timestamp } from '../leases/schemas.js';
 
 export const OrphanId = Type.String({
   minLength: 1,
@@ -12,7 +13,13 @@ export const OrphanId = Type.String({
   examples: ['9f86d081884c7d659a2feaa0c55ad015'],
 });
 
-export const ActionKind = Type.String({ minLength: 1, maxLength: 128, pattern: PRINTABLE_PATTERN, description: 'An action kind, e.g. resize.' });
+export const ActionKind = Type.String({
+  minLength: 1,
+  maxLength: 128,
+  pattern: PRINTABLE_PATTERN,
+  description: 'An action kind, e.g. resize.',
+  examples: ['resize'],
+});
 
 export const OrphanStateView = Type.Union(
   [Type.Literal('pending'), Type.Literal('claimed'), Type.Literal('dead_letter'), Type.Literal('resolved')],
@@ -56,7 +63,7 @@ export const OrphanView = Type.Object(
     ),
     resolvedAt: Type.Optional(Timestamp('For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.')),
   },
-  { description: 'An action whose holder died, gave up or was revoked before finishing it.' },
+  { description: 'An action whose holder died, gave up or was revoked before finishing it.', examples: [ORPHAN_EXAMPLE] },
 );
 
 export function orphanRequestSchemas(config: Config) {
@@ -83,7 +90,11 @@ export function orphanRequestSchemas(config: Config) {
         }),
       ),
     },
-    { additionalProperties: false },
+    {
+      additionalProperties: false,
+      description: 'Who claims, for which kinds of action, and how long to wait for one.',
+      examples: [{ holder: 'conductor-w', kinds: ['resize'], ttlMs: 30000, waitMs: 20000 }],
+    },
   );
   const ResolveBody = Type.Object(
     {
@@ -91,16 +102,14 @@ export function orphanRequestSchemas(config: Config) {
         description: 'discard: give the action up; the orphan\'s resources are freed at once. Whatever the action left half-done is the operator\'s to clean.',
       }),
     },
-    { additionalProperties: false },
+    { additionalProperties: false, description: 'How the operator resolves it.', examples: [{ resolution: 'discard' }] },
   );
   const OrphanListQuery = Type.Object(
     {
-      kind: Type.Optional(ActionKind),
-      state: Type.Optional(OrphanStateView),
-      limit: Type.Optional(
-        Type.Integer({ minimum: 1, maximum: config.LIST_LIMIT_MAX, default: config.LIST_LIMIT_DEFAULT, description: 'Page size.' }),
-      ),
-      cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page.' })),
+      kind: Type.Optional({ ...ActionKind, description: 'Only orphans of this action kind.' }),
+      state: Type.Optional({ ...OrphanStateView, examples: ['pending'] }),
+      limit: Type.Optional(Limit(config)),
+      cursor: Type.Optional(Cursor('nextCursor of the previous page. Pages are oldest first (first orphaned).')),
     },
     { additionalProperties: false },
   );
@@ -118,5 +127,6 @@ export const ClaimView = Type.Object(
     description:
       'The orphan (now claimed) and the new lease on its resources: a greater fencing token, action.attempt one more than the orphan\'s, ' +
       'and action.progress the last checkpoint of the attempt that died.',
+    examples: [CLAIM_EXAMPLE],
   },
 );

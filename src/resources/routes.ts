@@ -6,7 +6,8 @@ import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { leaseView } from '../leases/present.js';
-import { LeaseView, problemResponses, requestSchemas, ResourcePath } from '../leases/schemas.js';
+import { FENCING_EXAMPLE, RESOURCE_EXAMPLE } from '../http/examples.js';
+import { Holder, LeaseId, LeaseView, problemResponses, requestSchemas, ResourcePath } from '../leases/schemas.js';
 
 export interface ResourceRoutesOptions {
   config: Config;
@@ -29,13 +30,22 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
           'coveredBy: the active and orphaned leases on the path or an ancestor of it. below: the leases strictly below it ' +
           `(the first ${BELOW_LISTED}) and how many there are; the count also includes ended leases still in their lock delay. ` +
           'The path may be given with its slashes or URL-encoded.',
-        params: Type.Object({ '*': ResourcePath }),
+        params: Type.Object({ '*': { ...ResourcePath, examples: ['instances/i-42/volumes/v-7'] } }),
         response: {
-          200: Type.Object({
-            path: ResourcePath,
-            coveredBy: Type.Array(LeaseView),
-            below: Type.Object({ count: Type.Integer(), items: Type.Array(LeaseView) }),
-          }),
+          200: Type.Object(
+            {
+              path: ResourcePath,
+              coveredBy: Type.Array(LeaseView, { description: 'Leases on this path or an ancestor: whoever holds it now.' }),
+              below: Type.Object(
+                {
+                  count: Type.Integer({ description: 'How many leases hold something below the path.' }),
+                  items: Type.Array(LeaseView, { description: `The first ${BELOW_LISTED} of them, in grant order.` }),
+                },
+                { description: 'Leases strictly below the path (a volume of this instance, say).' },
+              ),
+            },
+            { description: 'Who holds the path, from above and from below.', examples: [RESOURCE_EXAMPLE] },
+          ),
           ...problemResponses(400, 503),
         },
       },
@@ -62,12 +72,21 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
           'covering path. Like Chubby\'s CheckSequencer: refuse a write whose token is not valid.',
         body: FencingCheckBody,
         response: {
-          200: Type.Object({
-            valid: Type.Boolean(),
-            current: Type.Array(
-              Type.Object({ leaseId: Type.String(), holder: Type.String(), fencingToken: Type.Integer(), state: Type.String() }),
-            ),
-          }),
+          200: Type.Object(
+            {
+              valid: Type.Boolean({ description: 'true: accept the write. false: refuse it, the writer\'s lease is gone or was never on this path.' }),
+              current: Type.Array(
+                Type.Object({
+                  leaseId: LeaseId,
+                  holder: Holder,
+                  fencingToken: Type.Integer({ description: 'The token a valid writer presents.' }),
+                  state: Type.Literal('active'),
+                }),
+                { description: 'The active leases covering the path now.' },
+              ),
+            },
+            { description: 'Whether the token may write to the path now.', examples: [FENCING_EXAMPLE] },
+          ),
           ...problemResponses(400, 415, 503),
         },
       },
@@ -77,7 +96,7 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
       const result = await store.checkFencing(path, String(fencingToken));
       return reply.send({
         valid: result.valid,
-        current: result.current.map((lease) => ({ ...lease, fencingToken: Number(lease.fencingToken), state: 'active' })),
+        current: result.current.map((lease) => ({ ...lease, fencingToken: Number(lease.fencingToken), state: 'active' as const })),
       });
     },
   );
