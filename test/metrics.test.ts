@@ -230,4 +230,28 @@ describe('the metrics of several replicas', () => {
     }
     await waitFor(async () => valueOf((await scrape(a)).samples, 'lease_redis_up') === 1, { what: 'Redis to be read again' });
   });
+
+  test('a replica that has never read Redis reports no shared series rather than zeros (a counter from 0 would look like a burst)', async () => {
+    const fresh = await startTestApp(redis.url, { KEY_PREFIX: apps[0]!.config.KEY_PREFIX }, { sweep: false });
+    try {
+      redis.pause();
+      let samples: Sample[];
+      try {
+        samples = (await scrape(fresh)).samples;
+      } finally {
+        redis.resume();
+      }
+      assert.equal(valueOf(samples, 'lease_redis_up'), 0);
+      const shared = samples.filter((s) => /^lease_(leases|orphans|waiting_requests|expiries_total|revocations_total)\b/.test(s.name));
+      assert.deepEqual(shared, []);
+      const later = await waitFor(async () => {
+        const now = (await scrape(fresh)).samples;
+        return valueOf(now, 'lease_redis_up') === 1 && now;
+      }, { what: 'Redis to be read' });
+      assert.equal(valueOf(later, 'lease_revocations_total'), valueOf((await scrape(apps[0]!)).samples, 'lease_revocations_total'));
+      assert.ok(valueOf(later, 'lease_revocations_total') >= 1);
+    } finally {
+      await fresh.close();
+    }
+  });
 });

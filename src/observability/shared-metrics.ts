@@ -2,7 +2,7 @@
 // counted inside the scripts), read from Redis at scrape time with one O(1) script call.
 // Every replica reports the same values, so with several replicas scraped at once they
 // are right as they stand: aggregate them with max(), not sum().
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 import type { SharedStats } from '../store/lease-store.js';
 
 const REASONS = ['expired', 'abandoned', 'revoked'] as const;
@@ -19,8 +19,11 @@ export class SharedMetrics {
   private readonly resolved: Counter<'resolution'>;
   private readonly deadLettered: Counter;
 
-  constructor(registry: Registry) {
-    const registers = [registry];
+  private registered = false;
+
+  constructor(private readonly registry: Registry) {
+    // Registered on the first successful read (see update), not before.
+    const registers: Registry[] = [];
     const cluster = ' Cluster-wide, read from Redis at scrape time: every replica reports the same value.';
     this.leases = new Gauge({
       name: 'lease_leases',
@@ -63,6 +66,14 @@ export class SharedMetrics {
    * says so) rather than drop to 0, which Prometheus would take for a counter reset.
    */
   update(stats: SharedStats): void {
+    // Until Redis has been read once, these series are absent rather than 0: a counter that
+    // went from 0 to Redis' total would look like a burst to rate() and increase().
+    if (!this.registered) {
+      for (const metric of [this.leases, this.orphans, this.waiting, this.expiries, this.revocations, this.published, this.claimed, this.resolved, this.deadLettered]) {
+        this.registry.registerMetric(metric as Metric<string>);
+      }
+      this.registered = true;
+    }
     const count = (field: string) => Number(stats.counters[field] ?? 0);
     const mirror = <L extends string>(counter: Counter<L>, value: number, labels?: Partial<Record<L, string>>) => {
       if (labels) {
