@@ -78,7 +78,18 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
           ),
         }),
         response: {
-          200: Type.String({ description: 'text/event-stream', examples: ['id: 1795570469037-0\nevent: granted\ndata: {"id":"1795570469037-0","type":"granted",...}\n\n'] }),
+          200: {
+            description: 'The event stream; it does not end by itself (Swagger UI waits for the end, so use curl -N or an EventSource).',
+            content: {
+              'text/event-stream': {
+                schema: Type.String({
+                  examples: [
+                    'id: 1795570469037-0\nevent: granted\ndata: {"id":"1795570469037-0","type":"granted","at":"2026-11-24T10:00:00.000Z","leaseId":"3q2-7wEjQ9mCkBq9xY1fSg","holder":"conductor-z","paths":["instances/i-42"],"fencingToken":1795520400000001}\n\n',
+                  ],
+                }),
+              },
+            },
+          },
           ...problemResponses(400, 503),
         },
       },

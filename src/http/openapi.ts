@@ -32,6 +32,6 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
       ],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: '/docs', theme: { title: 'Lease service' } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }

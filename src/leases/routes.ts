@@ -66,7 +66,11 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'shows state waiting), so a stream of shared requests cannot starve a waiting exclusive one. A waiter whose client ' +
           'disconnects leaves the queue; one whose replica dies stops blocking others when its waitMs has passed.',
         body: schemas.AcquireBody,
-        response: { 201: LeaseView, 200: LeaseView, ...problemResponses(400, 409, 413, 415, 503) },
+        response: {
+          201: { ...LeaseView, description: 'Granted: a new lease.' },
+          200: { ...LeaseView, description: 'The lease this holder\'s requestId was already granted (a retried request); nothing new was granted.' },
+          ...problemResponses(400, 409, 413, 415, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -227,7 +231,8 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         summary: 'List leases that hold resources',
         description:
           'Active and orphaned leases in grant order, filtered by holder, path prefix (the path itself or anything below it) and state. ' +
-          'A page may hold fewer than limit items when filters match little; follow nextCursor until it is null.',
+          'A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. ' +
+          'In Swagger UI, Try it out fills every filter with its example: clear those you do not want.',
         querystring: schemas.ListQuery,
         response: {
           200: Page(LeaseView, 'A page of leases, in grant order.', LEASE_EXAMPLE),

@@ -239,22 +239,22 @@ export function requestSchemas(config: Config) {
           summary: 'A resize: an action that becomes an orphan if the conductor dies; safe to retry by requestId',
           value: {
             holder: 'conductor-z',
-            resources: [{ path: 'instances/i-42', mode: 'exclusive' }],
+            resources: [{ path: 'instances/i-43', mode: 'exclusive' }],
             ttlMs: 30000,
             action: { kind: 'resize', payload: { flavor: 'm1.large' }, maxAttempts: 3 },
-            requestId: 'resize-i-42-7f3a',
+            requestId: 'resize-i-43-7f3a',
           },
         },
         volumeDelete: {
           summary: 'A volume delete that waits up to 10 s for an action on its instance to finish',
-          value: { holder: 'conductor-y', resources: [{ path: 'instances/i-42/volumes/v-7', mode: 'exclusive' }], waitMs: 10000 },
+          value: { holder: 'conductor-y', resources: [{ path: 'instances/i-44/volumes/v-7', mode: 'exclusive' }], waitMs: 10000 },
         },
         shared: {
           summary: 'Two resources in one grant, one shared (readers of the network do not exclude each other)',
           value: {
             holder: 'conductor-x',
             resources: [
-              { path: 'instances/i-43', mode: 'exclusive' },
+              { path: 'instances/i-45', mode: 'exclusive' },
               { path: 'networks/n-1', mode: 'shared' },
             ],
           },

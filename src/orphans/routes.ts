@@ -151,7 +151,8 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         summary: 'List orphans',
         description:
           'Orphans in the order they were first orphaned, filtered by action kind and state. A page may hold fewer than limit items ' +
-          'when filters match little; follow nextCursor until it is null.',
+          'when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its ' +
+          'example: clear those you do not want.',
         querystring: OrphanListQuery,
         response: {
           200: Page(OrphanView, 'A page of orphans, oldest first.', ORPHAN_EXAMPLE),

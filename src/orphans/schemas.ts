@@ -93,7 +93,7 @@ export function orphanRequestSchemas(config: Config) {
     {
       additionalProperties: false,
       description: 'Who claims, for which kinds of action, and how long to wait for one.',
-      examples: [{ holder: 'conductor-w', kinds: ['resize'], ttlMs: 30000, waitMs: 20000 }],
+      examples: [{ holder: 'conductor-w', kinds: ['resize'], ttlMs: 30000, waitMs: 2000 }],
     },
   );
   const ResolveBody = Type.Object(
