@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import SwaggerParser from '@apidevtools/swagger-parser';
@@ -127,4 +128,10 @@ test('every example in the document is valid by the schema it illustrates', () =
   }
   assert.deepEqual(failures, []);
   assert.ok(checked > 100, `checked ${checked} examples`);
+});
+
+test('the SDK\'s generated types (src/client/api-types.ts) are what openapi-typescript makes of the committed document', () => {
+  const generated = spawnSync(process.execPath, ['node_modules/openapi-typescript/bin/cli.js', OPENAPI_FILE], { encoding: 'utf8' });
+  assert.equal(generated.status, 0, generated.stderr);
+  assert.equal(readFileSync('src/client/api-types.ts', 'utf8'), generated.stdout, 'run npm run openapi');
 });

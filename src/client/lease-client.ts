@@ -1,0 +1,115 @@
+// A typed client of the lease service's HTTP API, one method per operation. Calls that are
+// safe to repeat (acquire, which always carries a requestId; renew; release; reads) are
+// retried with backoff and jitter when the service or its Redis is unavailable; revoke and
+// claimOrphan are not (a repeated revoke answers 410, a repeated claim takes another orphan).
+import { randomUUID } from 'node:crypto';
+import { BackendUnavailableError, errorFromProblem } from './errors.js';
+import { DEFAULT_RETRY, withRetries, type RetryPolicy } from './backoff.js';
+import type { AcquireRequest, Claim, Lease, LeasePage, ListLeasesQuery, Orphan, ReleaseOutcome, RenewRequest, Tombstone } from './types.js';
+
+export interface LeaseClientOptions {
+  /** Where the service answers, e.g. http://127.0.0.1:8080. */
+  baseUrl: string;
+  /** How long one HTTP request may take before it counts as unavailable (waitMs is added). Default 5000. */
+  requestTimeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export class LeaseClient {
+  readonly baseUrl: string;
+  private readonly timeoutMs: number;
+  private readonly retry: RetryPolicy;
+
+  constructor(options: LeaseClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = options.requestTimeoutMs ?? 5000;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+  }
+
+  /**
+   * Acquires a lease; throws ConflictError when the resources are taken (after waitMs, if
+   * given). A requestId is generated when none is given, so a retry after a lost answer
+   * returns the lease that was granted rather than conflicting with it.
+   */
+  async acquire(request: AcquireRequest, options: CallOptions = {}): Promise<Lease> {
+    const body = { ...request, requestId: request.requestId ?? randomUUID() };
+    return this.retried(() => this.call<Lease>('POST', '/v1/leases', body, options, body.waitMs ?? 0), options);
+  }
+
+  /** The heartbeat; throws LeaseLostError once the lease has ended. */
+  async renew(id: string, request: RenewRequest = {}, options: CallOptions = {}): Promise<Lease> {
+    return this.retried(() => this.call<Lease>('POST', `/v1/leases/${encodeURIComponent(id)}/renew`, request, options), options);
+  }
+
+  async release(id: string, outcome: ReleaseOutcome = 'completed', options: CallOptions = {}): Promise<Tombstone> {
+    return this.retried(() => this.call<Tombstone>('POST', `/v1/leases/${encodeURIComponent(id)}/release`, { outcome }, options), options);
+  }
+
+  /** An operator's force-end. Not retried: a repeat after a lost answer would say 410. */
+  async revoke(id: string, options: CallOptions = {}): Promise<Tombstone> {
+    return this.call<Tombstone>('DELETE', `/v1/leases/${encodeURIComponent(id)}`, undefined, options);
+  }
+
+  /** An active or orphaned lease; throws LeaseLostError for an ended one. */
+  async get(id: string, options: CallOptions = {}): Promise<Lease> {
+    return this.retried(() => this.call<Lease>('GET', `/v1/leases/${encodeURIComponent(id)}`, undefined, options), options);
+  }
+
+  /** One page of leases; pass the returned nextCursor as cursor for the next. */
+  async list(query: ListLeasesQuery = {}, options: CallOptions = {}): Promise<LeasePage> {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) search.set(key, String(value));
+    const path = `/v1/leases${search.size > 0 ? `?${search}` : ''}`;
+    return this.retried(() => this.call<LeasePage>('GET', path, undefined, options), options);
+  }
+
+  /**
+   * Claims the oldest pending orphan of these kinds, waiting up to waitMs for one; null when
+   * none came. Not retried: a claim whose answer was lost has taken an orphan (it comes back
+   * when that claim's lease expires), and a repeat would take another.
+   */
+  async claimOrphan(request: { holder: string; kinds?: string[]; ttlMs?: number; waitMs?: number }, options: CallOptions = {}): Promise<Claim | null> {
+    return this.call<Claim | null>('POST', '/v1/orphans/claim', request, options, request.waitMs ?? 0);
+  }
+
+  async getOrphan(id: string, options: CallOptions = {}): Promise<Orphan> {
+    return this.retried(() => this.call<Orphan>('GET', `/v1/orphans/${encodeURIComponent(id)}`, undefined, options), options);
+  }
+
+  private retried<T>(call: () => Promise<T>, options: CallOptions): Promise<T> {
+    return withRetries(this.retry, call, options.signal);
+  }
+
+  private async call<T>(method: string, path: string, body: unknown, options: CallOptions, waitMs = 0): Promise<T> {
+    const timeout = AbortSignal.timeout(this.timeoutMs + waitMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    let response: globalThis.Response;
+    try {
+      response = await fetch(this.baseUrl + path, {
+        method,
+        signal,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (error) {
+      // The caller's own abort is not the service's fault: let it through as it is.
+      if (options.signal?.aborted) throw options.signal.reason ?? error;
+      throw new BackendUnavailableError(0, `The lease service at ${this.baseUrl} did not answer: ${(error as Error).message}`);
+    }
+    if (response.status === 204) return null as T;
+    const text = await response.text();
+    let json: Record<string, unknown>;
+    try {
+      json = text === '' ? {} : (JSON.parse(text) as Record<string, unknown>);
+    } catch {
+      // Not the service's own answer (a proxy's error page, say).
+      json = { detail: `HTTP ${response.status}: ${text.slice(0, 200)}` };
+    }
+    if (response.ok) return json as T;
+    throw errorFromProblem(response.status, json, response.headers.get('retry-after'));
+  }
+}

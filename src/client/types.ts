@@ -1,0 +1,26 @@
+// Names for the shapes of the API, taken from the types openapi-typescript generates from
+// the committed OpenAPI document (api-types.ts; `npm run openapi` regenerates both), so the
+// SDK cannot drift from what the service documents.
+import type { paths } from './api-types.js';
+
+type JsonBody<T> = T extends { content: { 'application/json': infer B } } ? B : never;
+type RequestBody<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { requestBody?: infer R } ? JsonBody<NonNullable<R>> : never;
+type Response<P extends keyof paths, M extends keyof paths[P], S extends number> = paths[P][M] extends { responses: infer R }
+  ? S extends keyof R
+    ? JsonBody<R[S]>
+    : never
+  : never;
+type Query<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
+
+export type AcquireRequest = RequestBody<'/v1/leases', 'post'>;
+export type Lease = Response<'/v1/leases', 'post', 201>;
+export type Tombstone = Response<'/v1/leases/{id}/release', 'post', 200>;
+export type RenewRequest = RequestBody<'/v1/leases/{id}/renew', 'post'>;
+export type ReleaseOutcome = NonNullable<RequestBody<'/v1/leases/{id}/release', 'post'>['outcome']>;
+export type ListLeasesQuery = Query<'/v1/leases', 'get'>;
+export type LeasePage = Response<'/v1/leases', 'get', 200>;
+export type Conflict = NonNullable<Response<'/v1/leases', 'post', 409>['conflicts']>[number];
+export type ClaimRequest = RequestBody<'/v1/orphans/claim', 'post'>;
+export type Claim = Response<'/v1/orphans/claim', 'post', 200>;
+export type Orphan = Claim['orphan'];
+export type Problem = Response<'/v1/leases', 'post', 400>;
