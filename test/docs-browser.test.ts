@@ -4,19 +4,13 @@
 // read back from outside the browser.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { Lease } from '../src/client/types.js';
 import { useTestApp } from './helpers/app.js';
 import { BROWSER_TIMEOUT_MS, screenshotOnFailure, useBrowser, watchPage } from './helpers/browser.js';
 
 // Browser first: `after` hooks run in registration order, so it closes before the app does.
 const b = useBrowser();
 const { t } = useTestApp();
-
-interface Lease {
-  id: string;
-  holder: string;
-  state: string;
-  resources: { path: string; mode: string }[];
-}
 
 describe('Swagger UI at /docs', () => {
   test('lists the lease operations, and Try it out on POST /v1/leases grants a lease (201)', { timeout: 6 * BROWSER_TIMEOUT_MS }, async () => {

@@ -1,19 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { FencingCheck as Check, Lease } from '../src/client/types.js';
 import { acquireBody, useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
-
-interface Lease {
-  id: string;
-  holder: string;
-  fencingToken: number;
-  expiresAt: string;
-}
-
-interface Check {
-  valid: boolean;
-  current: { leaseId: string; holder: string; fencingToken: number; state: string }[];
-}
 
 const { t } = useTestApp();
 

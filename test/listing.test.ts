@@ -1,27 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { keyPrefix } from '../src/app.js';
+import type { Lease, LeasePage as Page } from '../src/client/types.js';
 import { acquireBody, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
-interface Lease {
-  id: string;
-  holder: string;
-  resources: { path: string; mode: string }[];
-  fencingToken: number;
-  state: string;
-  ttlMs: number;
-  acquiredAt: string;
-  renewedAt: string;
-  expiresAt: string;
-  expiresInMs: number;
-  action: unknown;
-}
-
-interface Page {
-  items: Lease[];
-  nextCursor: string | null;
-}
 
 const { t, redis } = useTestApp();
 

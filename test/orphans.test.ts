@@ -7,54 +7,10 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightMyRequestResponse } from 'fastify';
 import { keyPrefix } from '../src/app.js';
+import type { Claim, Lease, Orphan } from '../src/client/types.js';
 import { acquireBody, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
-interface Resource {
-  path: string;
-  mode: string;
-}
-
-interface Action {
-  kind: string;
-  payload: unknown;
-  attempt: number;
-  maxAttempts: number;
-  progress?: unknown;
-}
-
-interface Lease {
-  id: string;
-  holder: string;
-  resources: Resource[];
-  fencingToken: number;
-  state: string;
-  expiresAt: string;
-  action: Action | null;
-  orphanId: string | null;
-}
-
-interface Orphan {
-  id: string;
-  state: 'pending' | 'claimed' | 'dead_letter' | 'resolved';
-  reason: 'expired' | 'abandoned' | 'revoked';
-  resources: Resource[];
-  action: Action;
-  progress: unknown;
-  lastLeaseId: string;
-  lastHolder: string;
-  lastFencingToken: number;
-  orphanedAt: string;
-  claimedBy: string | null;
-  claimedLeaseId: string | null;
-  resolution?: 'discard' | 'completed' | 'failed';
-  resolvedAt?: string;
-}
-
-interface Claim {
-  orphan: Orphan;
-  lease: Lease;
-}
 
 type StreamEntry = Record<string, string> & { streamId: string };
 

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { keyPrefix } from '../src/app.js';
+import type { AcquireRequest, Conflict, Lease } from '../src/client/types.js';
 import { acquireBody, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -26,28 +27,6 @@ const instance = () => `instances/${unique('i')}`;
  */
 const PROMPTLY_MS = 2500;
 
-interface Resource {
-  path: string;
-  mode?: string;
-}
-
-interface Lease {
-  id: string;
-  holder: string;
-  resources: Resource[];
-  fencingToken: number;
-  state: string;
-  acquiredAt: string;
-  expiresAt: string;
-}
-
-interface Conflict {
-  path: string;
-  leaseId: string;
-  holder: string;
-  mode: string;
-  state: string;
-}
 
 interface Answer {
   status: number;
@@ -70,7 +49,7 @@ async function acquireOverHttp(app: TestApp, body: object, signal?: AbortSignal)
 }
 
 /** An acquire that must be granted at once. */
-async function hold(holder: string, resource: string | Resource, extra: Record<string, unknown> = {}, app: TestApp = t): Promise<Lease> {
+async function hold(holder: string, resource: string | AcquireRequest['resources'][number], extra: Record<string, unknown> = {}, app: TestApp = t): Promise<Lease> {
   const res = await app.post('/v1/leases', acquireBody(holder, [resource], extra));
   assert.equal(res.statusCode, 201, res.body);
   return res.json() as Lease;

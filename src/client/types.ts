@@ -23,4 +23,5 @@ export type Conflict = NonNullable<Response<'/v1/leases', 'post', 409>['conflict
 export type ClaimRequest = RequestBody<'/v1/orphans/claim', 'post'>;
 export type Claim = Response<'/v1/orphans/claim', 'post', 200>;
 export type Orphan = Claim['orphan'];
+export type FencingCheck = Response<'/v1/fencing/check', 'post', 200>;
 export type Problem = Response<'/v1/leases', 'post', 400>;

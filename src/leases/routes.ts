@@ -282,14 +282,13 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
-      let result;
-      try {
-        result = await store.renewHolder(request.params.holder, request.body.ttlMs ?? null);
-      } catch (error) {
-        metrics.renewals.inc({ outcome: 'error' });
-        throw error;
-      }
-      metrics.renewals.inc({ outcome: 'renewed' }, result.renewed.length);
+      // One renewal counted per lease renewed.
+      const result = await counted(
+        metrics.renewals,
+        () => 'renewed' as const,
+        () => store.renewHolder(request.params.holder, request.body.ttlMs ?? null),
+        (r) => r.renewed.length,
+      );
       return reply.send({ renewed: result.renewed.map(({ id, expiresAt }) => ({ id, expiresAt: new Date(expiresAt).toISOString() })) });
     },
   );
@@ -317,11 +316,12 @@ function releaseOutcome(result: LeaseChange, asked: Outcome): ReleaseOutcome {
   return result.kind === 'done' ? asked : result.kind === 'ended' ? 'lost' : 'not_found';
 }
 
-/** Runs a store call and counts its outcome (error when it throws). */
+/** Runs a store call and counts its outcome (error, once, when it throws). */
 async function counted<T, O extends string>(
-  counter: { inc(labels: { outcome: O | 'error' }): void },
+  counter: { inc(labels: { outcome: O | 'error' }, value?: number): void },
   outcomeOf: (result: T) => O,
   call: () => Promise<T>,
+  amountOf: (result: T) => number = () => 1,
 ): Promise<T> {
   let result: T;
   try {
@@ -330,7 +330,7 @@ async function counted<T, O extends string>(
     counter.inc({ outcome: 'error' });
     throw error;
   }
-  counter.inc({ outcome: outcomeOf(result) });
+  counter.inc({ outcome: outcomeOf(result) }, amountOf(result));
   return result;
 }
 

@@ -4,10 +4,17 @@
 // counters); label values come from fixed sets, never lease ids, holders or paths.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-export type AcquireOutcome = 'granted' | 'waited' | 'conflict' | 'error';
-export type ModeLabel = 'exclusive' | 'shared' | 'mixed';
-export type RenewOutcome = 'renewed' | 'lost' | 'not_found' | 'error';
-export type ReleaseOutcome = 'completed' | 'failed' | 'abandoned' | 'lost' | 'not_found' | 'error';
+// Every value a label can take: the types below, and the series set to 0 at start (so
+// rate() sees a counter from its first increase), both come from these lists.
+const ACQUIRE_OUTCOMES = ['granted', 'waited', 'conflict', 'error'] as const;
+const MODES = ['exclusive', 'shared', 'mixed'] as const;
+const RENEW_OUTCOMES = ['renewed', 'lost', 'not_found', 'error'] as const;
+const RELEASE_OUTCOMES = ['completed', 'failed', 'abandoned', 'lost', 'not_found', 'error'] as const;
+
+export type AcquireOutcome = (typeof ACQUIRE_OUTCOMES)[number];
+export type ModeLabel = (typeof MODES)[number];
+export type RenewOutcome = (typeof RENEW_OUTCOMES)[number];
+export type ReleaseOutcome = (typeof RELEASE_OUTCOMES)[number];
 
 /** Latencies of calls that answer at once: sub-millisecond to Redis, a few ms over HTTP. */
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -109,11 +116,9 @@ export class ServiceMetrics {
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
       this.registry.removeSingleMetric(name);
     }
-    for (const mode of ['exclusive', 'shared', 'mixed'] as const) {
-      for (const outcome of ['granted', 'waited', 'conflict', 'error'] as const) this.acquires.inc({ outcome, mode }, 0);
-    }
-    for (const outcome of ['renewed', 'lost', 'not_found', 'error'] as const) this.renewals.inc({ outcome }, 0);
-    for (const outcome of ['completed', 'failed', 'abandoned', 'lost', 'not_found', 'error'] as const) this.releases.inc({ outcome }, 0);
+    for (const mode of MODES) for (const outcome of ACQUIRE_OUTCOMES) this.acquires.inc({ outcome, mode }, 0);
+    for (const outcome of RENEW_OUTCOMES) this.renewals.inc({ outcome }, 0);
+    for (const outcome of RELEASE_OUTCOMES) this.releases.inc({ outcome }, 0);
     for (const result of ['ok', 'error'] as const) this.reaperSweeps.inc({ result }, 0);
   }
 }

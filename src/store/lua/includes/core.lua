@@ -28,8 +28,8 @@
     P.."oexp"        zset   resolved orphans to drop               score: when
     P.."ev"          stream lifecycle events (capped)
     P.."orphans"     stream each orphaning, once (capped); other systems read it with XREADGROUP
-    P.."stats"       hash   cluster-wide counters: one field per event type, plus
-                            "orphaned:"..reason and "resolved:"..resolution (for /metrics)
+    P.."stats"       hash   cluster-wide counters for /metrics: expired, revoked, claimed,
+                            dead_lettered, "orphaned:"..reason and "resolved:"..resolution
   Channels: P.."freed" (JSON paths that stopped being blocked; waiters retry) and
   P.."pending" (a kind that has a newly pending orphan; claimers retry).
 
@@ -184,6 +184,10 @@ local function count(name)
   redis.call('HINCRBY', P .. 'stats', name, 1)
 end
 
+-- The event types /metrics reports from P.."stats". Grants, renewals and releases are
+-- counted by the replica that answers them, so heartbeats write nothing more here.
+local COUNTED_EVENTS = { expired = true, revoked = true, claimed = true, dead_lettered = true }
+
 local function emit(kind, at, lease, orphanId)
   local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
     'paths', pathsJson(lease.resources), 'fencingToken', lease.tok }
@@ -192,7 +196,7 @@ local function emit(kind, at, lease, orphanId)
     entry[#entry + 1] = orphanId
   end
   redis.call('XADD', P .. 'ev', 'MAXLEN', '~', STREAM_CAP, '*', unpack(entry))
-  count(kind)
+  if COUNTED_EVENTS[kind] then count(kind) end
 end
 
 -- Tells waiting acquires (on every replica) that these paths may have stopped being blocked.
