@@ -1,5 +1,7 @@
 // buildApp(deps) assembles the HTTP service from its parts; it opens no sockets and starts
 // no timers until `ready()`/`listen()`, so tests build as many apps as they like.
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
@@ -36,12 +38,24 @@ export interface AppDeps {
 /**
  * Once shutdown begins, every answer says Connection: close, so keep-alive clients leave
  * after their last in-flight request and close() does not wait on idle sockets.
+ *
+ * A connection that has not sent a request yet (a client's pool opening one in advance, a
+ * load balancer's TCP check) is not idle to Node: it counts as a request whose headers are
+ * still coming, and close() would wait up to headersTimeout (about 70 s) for it. Nothing is
+ * in flight on it, so it is closed with the idle ones.
  */
 function closeConnectionsWhenClosing(app: FastifyInstance): void {
   let closing = false;
+  const silent = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    silent.add(socket);
+    socket.once('close', () => silent.delete(socket));
+  });
+  app.server.on('request', (request: IncomingMessage) => silent.delete(request.socket));
   app.addHook('preClose', async () => {
     closing = true;
     app.server.closeIdleConnections();
+    for (const socket of silent) socket.destroy();
   });
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close');

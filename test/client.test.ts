@@ -25,6 +25,17 @@ describe('LeaseClient', () => {
     assert.equal(tombstone.outcome, 'completed');
   });
 
+  test('checkFencing says valid for the current holder\'s token and not for an earlier one', async () => {
+    const c = client();
+    const first = await c.acquire({ holder: 'sdk-g', resources: [{ path: 'sdk/fence/i-1' }] });
+    await c.release(first.id);
+    const second = await c.acquire({ holder: 'sdk-h', resources: [{ path: 'sdk/fence/i-1' }] });
+    assert.equal((await c.checkFencing('sdk/fence/i-1/volumes/v-1', second.fencingToken)).valid, true);
+    const stale = await c.checkFencing('sdk/fence/i-1', first.fencingToken);
+    assert.equal(stale.valid, false);
+    assert.deepEqual(stale.current.map((holder) => holder.leaseId), [second.id]);
+  });
+
   test('a taken resource is a ConflictError naming the holder in the way', async () => {
     const c = client();
     const first = await c.acquire({ holder: 'sdk-b', resources: [{ path: 'sdk/conflict/i-1' }] });

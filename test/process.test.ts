@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -184,6 +186,19 @@ describe('without REDIS_URL the service runs its own redis-server', () => {
 });
 
 describe('with REDIS_URL', () => {
+  test('SIGTERM closes a connection that never sent a request instead of waiting for it', async () => {
+    // A client pool's spare connection, or a load balancer's TCP check: Node would wait out
+    // its headersTimeout (about a minute) before close() returns, so the grace would run out.
+    const service = await start({ REDIS_URL: testRedis!.url, KEY_PREFIX: 'silent', SHUTDOWN_GRACE_MS: '30000' });
+    const socket = connect(Number(new URL(service.url).port), '127.0.0.1');
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    const closedByServer = once(socket, 'close');
+    service.child.kill('SIGTERM');
+    assert.equal(await exitWithin(service, 10000), 0, service.output());
+    await closedByServer;
+  });
+
   test('a SIGKILL of the service mid-life loses no lease', async () => {
     const env = { REDIS_URL: testRedis!.url, KEY_PREFIX: 'crash' };
     const first = await start(env);

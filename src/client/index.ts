@@ -1,5 +1,8 @@
 // The conductor SDK: `import { LeaseClient } from 'lease-service/client'`.
 export { LeaseClient, type CallOptions, type LeaseClientOptions } from './lease-client.js';
 export { BackendUnavailableError, ConflictError, LeaseLostError, LeaseServiceError } from './errors.js';
+export { HeldLease, type HeldLeaseOptions, type LeaseHandle, type Progress } from './held-lease.js';
+export { holdWhile, RetryElsewhereError, withLease, type LeaseWork, type WithLeaseOptions } from './with-lease.js';
+export { Conductor, ConductorStoppedError, type ConductorOptions, type OrphanJob } from './conductor.js';
 export type { RetryPolicy } from './backoff.js';
 export type * from './types.js';

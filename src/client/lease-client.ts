@@ -5,7 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { BackendUnavailableError, errorFromProblem } from './errors.js';
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from './backoff.js';
-import type { AcquireRequest, Claim, Lease, LeasePage, ListLeasesQuery, Orphan, ReleaseOutcome, RenewRequest, Tombstone } from './types.js';
+import { withLease, type LeaseWork, type WithLeaseOptions } from './with-lease.js';
+import type { AcquireRequest, Claim, FencingCheck, Lease, LeasePage, ListLeasesQuery, Orphan, ReleaseOutcome, RenewRequest, Tombstone } from './types.js';
 
 export interface LeaseClientOptions {
   /** Where the service answers, e.g. http://127.0.0.1:8080. */
@@ -49,6 +50,16 @@ export class LeaseClient {
     return this.retried(() => this.call<Tombstone>('POST', `/v1/leases/${encodeURIComponent(id)}/release`, { outcome }, options), options);
   }
 
+  /**
+   * Acquires, runs `work` while a heartbeat renews the lease at a third of its ttl, and
+   * releases: `completed` on return, `failed` on an error, `abandoned` on RetryElsewhereError.
+   * `work`'s signal aborts as soon as the lease is lost (410, or no renewal confirmed within
+   * the ttl of being sent). See with-lease.ts.
+   */
+  withLease<T>(request: AcquireRequest, work: LeaseWork<T>, options: WithLeaseOptions = {}): Promise<T> {
+    return withLease(this, request, work, options);
+  }
+
   /** An operator's force-end. Not retried: a repeat after a lost answer would say 410. */
   async revoke(id: string, options: CallOptions = {}): Promise<Tombstone> {
     return this.call<Tombstone>('DELETE', `/v1/leases/${encodeURIComponent(id)}`, undefined, options);
@@ -74,6 +85,14 @@ export class LeaseClient {
    */
   async claimOrphan(request: { holder: string; kinds?: string[]; ttlMs?: number; waitMs?: number }, options: CallOptions = {}): Promise<Claim | null> {
     return this.call<Claim | null>('POST', '/v1/orphans/claim', request, options, request.waitMs ?? 0);
+  }
+
+  /**
+   * Chubby's CheckSequencer, for the resource server a conductor writes to: is this fencing
+   * token valid for this path right now? Refuse the write when `valid` is false.
+   */
+  async checkFencing(path: string, fencingToken: number, options: CallOptions = {}): Promise<FencingCheck> {
+    return this.retried(() => this.call<FencingCheck>('POST', '/v1/fencing/check', { path, fencingToken }, options), options);
   }
 
   async getOrphan(id: string, options: CallOptions = {}): Promise<Orphan> {
