@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, test } from 'node:test';
 import type { Options } from './fixtures/conductor.js';
-import { startHypervisor, type Hypervisor } from './fixtures/hypervisor.js';
+import { startHypervisor, type Hypervisor } from '../src/demo/hypervisor.js';
 import { useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 

@@ -5,8 +5,26 @@
 import { randomUUID } from 'node:crypto';
 import { BackendUnavailableError, errorFromProblem } from './errors.js';
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from './backoff.js';
+import { streamEvents, type EventQuery, type EventStreamOptions, type LeaseEvent } from './events.js';
 import { withLease, type LeaseWork, type WithLeaseOptions } from './with-lease.js';
-import type { AcquireRequest, Claim, FencingCheck, Lease, LeasePage, ListLeasesQuery, Orphan, ReleaseOutcome, RenewRequest, Tombstone } from './types.js';
+import type {
+  AcquireRequest,
+  Claim,
+  FencingCheck,
+  HolderRenewal,
+  HolderRenewRequest,
+  Lease,
+  LeasePage,
+  ListLeasesQuery,
+  ListOrphansQuery,
+  Orphan,
+  OrphanPage,
+  ReleaseOutcome,
+  RenewRequest,
+  ResolveRequest,
+  ResourceView,
+  Tombstone,
+} from './types.js';
 
 export interface LeaseClientOptions {
   /** Where the service answers, e.g. http://127.0.0.1:8080. */
@@ -46,6 +64,11 @@ export class LeaseClient {
     return this.retried(() => this.call<Lease>('POST', `/v1/leases/${encodeURIComponent(id)}/renew`, request, options), options);
   }
 
+  /** One heartbeat for every active lease of `holder` (a conductor holding many). */
+  async renewHolder(holder: string, request: HolderRenewRequest = {}, options: CallOptions = {}): Promise<HolderRenewal> {
+    return this.retried(() => this.call<HolderRenewal>('POST', `/v1/holders/${encodeURIComponent(holder)}/renew`, request, options), options);
+  }
+
   async release(id: string, outcome: ReleaseOutcome = 'completed', options: CallOptions = {}): Promise<Tombstone> {
     return this.retried(() => this.call<Tombstone>('POST', `/v1/leases/${encodeURIComponent(id)}/release`, { outcome }, options), options);
   }
@@ -72,10 +95,14 @@ export class LeaseClient {
 
   /** One page of leases; pass the returned nextCursor as cursor for the next. */
   async list(query: ListLeasesQuery = {}, options: CallOptions = {}): Promise<LeasePage> {
-    const search = new URLSearchParams();
-    for (const [key, value] of Object.entries(query)) if (value !== undefined) search.set(key, String(value));
-    const path = `/v1/leases${search.size > 0 ? `?${search}` : ''}`;
+    const path = `/v1/leases${queryString(query)}`;
     return this.retried(() => this.call<LeasePage>('GET', path, undefined, options), options);
+  }
+
+  /** What is held at a resource path: the leases covering it, and those below it. */
+  async resource(path: string, options: CallOptions = {}): Promise<ResourceView> {
+    const url = `/v1/resources/${path.split('/').map(encodeURIComponent).join('/')}`;
+    return this.retried(() => this.call<ResourceView>('GET', url, undefined, options), options);
   }
 
   /**
@@ -95,8 +122,27 @@ export class LeaseClient {
     return this.retried(() => this.call<FencingCheck>('POST', '/v1/fencing/check', { path, fencingToken }, options), options);
   }
 
+  /**
+   * The lifecycle event stream (GET /v1/events) as an async iterator: `for await (const
+   * event of client.events({ prefix: 'instances/i-42' }))`. Reconnects with Last-Event-ID
+   * until `options.signal` aborts; a refusal (4xx) is thrown.
+   */
+  events(query: EventQuery = {}, options: EventStreamOptions = {}): AsyncGenerator<LeaseEvent> {
+    return streamEvents(this.baseUrl, query, options);
+  }
+
   async getOrphan(id: string, options: CallOptions = {}): Promise<Orphan> {
     return this.retried(() => this.call<Orphan>('GET', `/v1/orphans/${encodeURIComponent(id)}`, undefined, options), options);
+  }
+
+  async listOrphans(query: ListOrphansQuery = {}, options: CallOptions = {}): Promise<OrphanPage> {
+    const path = `/v1/orphans${queryString(query)}`;
+    return this.retried(() => this.call<OrphanPage>('GET', path, undefined, options), options);
+  }
+
+  /** An operator gives an orphan up. Retried: resolving again the same way answers the same orphan. */
+  async resolveOrphan(id: string, request: ResolveRequest, options: CallOptions = {}): Promise<Orphan> {
+    return this.retried(() => this.call<Orphan>('POST', `/v1/orphans/${encodeURIComponent(id)}/resolve`, request, options), options);
   }
 
   private retried<T>(call: () => Promise<T>, options: CallOptions): Promise<T> {
@@ -131,4 +177,10 @@ export class LeaseClient {
     if (response.ok) return json as T;
     throw errorFromProblem(response.status, json, response.headers.get('retry-after'));
   }
+}
+
+function queryString(query: Record<string, unknown>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) search.set(key, String(value));
+  return search.size > 0 ? `?${search}` : '';
 }
