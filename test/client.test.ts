@@ -36,6 +36,34 @@ describe('LeaseClient', () => {
     assert.deepEqual(stale.current.map((holder) => holder.leaseId), [second.id]);
   });
 
+  test('events() yields the lifecycle as it happens, and resumes after lastEventId without a gap', async () => {
+    const c = client();
+    const stop = new AbortController();
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const live = c.events({ prefix: 'sdk/events' }, { signal: stop.signal, onOpen: () => opened() });
+    const first = live.next();
+    await open;
+    const lease = await c.acquire({ holder: 'sdk-ev', resources: [{ path: 'sdk/events/i-1' }] });
+    const granted = (await first).value!;
+    assert.deepEqual([granted.type, granted.leaseId, granted.paths], ['granted', lease.id, ['sdk/events/i-1']]);
+    stop.abort();
+    assert.equal((await live.next()).done, true, 'aborting ends the iterator');
+
+    // Happens while nobody watches; a watcher resuming after `granted` still sees it, first.
+    await c.renew(lease.id);
+    await c.release(lease.id);
+    const resumed = c.events({ prefix: 'sdk/events', lastEventId: granted.id });
+    const seen = [(await resumed.next()).value!, (await resumed.next()).value!];
+    await resumed.return(undefined);
+    assert.deepEqual(seen.map((event) => event.type), ['renewed', 'released']);
+  });
+
+  test('events() throws a refusal instead of reconnecting', async () => {
+    const error = await client().events({ prefix: '../etc' }).next().then(() => assert.fail('a bad prefix'), (e: unknown) => e);
+    assert.ok(error instanceof LeaseServiceError && error.status === 400, String(error));
+  });
+
   test('a taken resource is a ConflictError naming the holder in the way', async () => {
     const c = client();
     const first = await c.acquire({ holder: 'sdk-b', resources: [{ path: 'sdk/conflict/i-1' }] });
