@@ -88,6 +88,22 @@ describe('GET /v1/leases', () => {
     assert.deepEqual((await list(t, { holder: unique('nobody') })).items, []);
   });
 
+  test('paging by prefix lists every lease below it once, in token order, whether one call may read them all or not', async () => {
+    // A call reads at most limit * 10 + 100 index entries: with limit 5 the prefix's own sets
+    // (130 entries) are read whole; with limit 2 (120) the index of every lease is walked instead.
+    const root = unique('pp');
+    const under: Lease[] = [];
+    for (let i = 0; i < 130; i++) {
+      under.push(await acquire(t, 'h', [{ path: `${root}/big/i-${i}/volumes/v-1`, mode: i % 2 ? 'shared' : 'exclusive' }]));
+      if (i % 5 === 0) await acquire(t, 'h', [`${root}/other/i-${i}`]);
+    }
+    for (const limit of [5, 2]) {
+      const pages = await listAll(t, { prefix: `${root}/big`, limit });
+      assert.deepEqual(pages.flatMap((page) => ids(page.items)), ids(under), `limit ${limit}`);
+      assert.ok(pages.every((page) => page.items.length <= limit));
+    }
+  });
+
   test('prefix filter: leases holding the path or something below it, never a sibling whose name starts the same (i-4 vs i-42)', async () => {
     const root = unique('pf');
     // Shared, so that leases on i-4 and below it coexist.

@@ -188,7 +188,7 @@ describe('deadline', () => {
 
     const prefix = keyPrefix(app.config);
     assert.deepEqual(await app.redis.keys(`${prefix}w:*`), [], 'no ticket hash left');
-    // Redis drops an emptied sorted set, so an empty queue leaves no wx:, ws:, wb:, wbx: key and no wexp.
+    // Redis drops an emptied sorted set, so an empty queue leaves no wx:, ws:, wbs:, wbx: key and no wexp.
     const queueKeys = (await app.redis.keys(`${prefix}w*`)).filter((key) => key !== `${prefix}wseq`);
     assert.deepEqual(queueKeys, [], 'the queue sets are empty');
     // The holder is not disturbed, and a later acquire is not blocked by the gone waiter.

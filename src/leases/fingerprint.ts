@@ -1,5 +1,8 @@
 // What makes two acquires with one requestId "the same request": the same resources in
 // any order, the same action (payload keys in any order) and the same effective limits.
+// The lease keeps only a digest of it: short enough (under Redis' 64-byte listpack value
+// limit) that a small lease hash stays in its compact encoding.
+import { createHash } from 'node:crypto';
 
 /** JSON with object keys sorted, so equal values give equal text. Values are at most 64 deep. */
 export function canonicalJson(value: unknown): string {
@@ -23,5 +26,5 @@ export interface AcquireShape {
 
 export function acquireFingerprint(request: AcquireShape): string {
   const resources = [...request.resources].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return canonicalJson({ ...request, resources });
+  return createHash('sha256').update(canonicalJson({ ...request, resources })).digest('base64url');
 }

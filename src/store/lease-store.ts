@@ -2,16 +2,14 @@
 // holds no logic of its own. Each method is one script call, one round trip.
 import { RedisClock } from './redis-clock.js';
 import type { ScriptRunner } from './scripts.js';
+import { decodeResources, encodeResources, type ResourceClaim } from './resource-codec.js';
 
 export type Mode = 'exclusive' | 'shared';
 export type LeaseState = 'active' | 'orphaned' | 'released' | 'expired' | 'revoked';
 export type EndState = 'released' | 'expired' | 'revoked';
 export type Outcome = 'completed' | 'failed' | 'abandoned';
 
-export interface ResourceClaim {
-  path: string;
-  mode: Mode;
-}
+export type { ResourceClaim };
 
 export interface StoredAction {
   kind: string;
@@ -240,7 +238,7 @@ export class LeaseStore {
       'acquire',
       input.id,
       input.holder,
-      JSON.stringify(input.resources),
+      encodeResources(input.resources),
       input.ttlMs,
       input.maxHoldMs,
       input.lockDelayMs,
@@ -412,7 +410,7 @@ export function toOrphan(flat: Fields): OrphanRecord {
     id: f.id ?? '',
     state: f.st as OrphanState,
     reason: f.why as OrphanReason,
-    resources: JSON.parse(f.res ?? '[]') as ResourceClaim[],
+    resources: decodeResources(f.res ?? ''),
     action: parseAction(f.act ?? '{}', f.att),
     progress: f.prog ? JSON.parse(f.prog) : null,
     lastLeaseId: f.lid ?? '',
@@ -433,7 +431,7 @@ export function toLease(flat: Fields): LeaseRecord {
   return {
     id: f.id ?? '',
     holder: f.holder ?? '',
-    resources: JSON.parse(f.res ?? '[]') as ResourceClaim[],
+    resources: decodeResources(f.res ?? ''),
     fencingToken: f.tok ?? '0',
     state: f.st as LeaseState,
     endState: (f.es ?? (f.st === 'active' || f.st === 'orphaned' ? null : f.st)) as EndState | null,

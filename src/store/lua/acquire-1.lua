@@ -11,7 +11,7 @@
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
   ARGV[5]  new lease id (also the id of its ticket while it waits)
   ARGV[6]  holder
-  ARGV[7]  resources JSON [{path, mode}] (validated, no two covering each other)
+  ARGV[7]  resources, as stored (see decodeResources; validated, no two covering each other)
   ARGV[8]  ttlMs      ARGV[9]  maxHoldMs      ARGV[10] lockDelayMs
   ARGV[11] action JSON {kind, payload, maxAttempts}, or "" for none
   ARGV[12] requestId, or "" for none
@@ -34,7 +34,7 @@
 --- @include "includes/grant"
 
 local id, holder = ARGV[5], ARGV[6]
-local resources = cjson.decode(ARGV[7])
+local resources = decodeResources(ARGV[7])
 local ttl, maxHold, lockDelay = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local action, requestId, fingerprint = ARGV[11], ARGV[12], ARGV[13]
 local conflictLimit = tonumber(ARGV[14])
@@ -75,7 +75,7 @@ if #conflicts == 0 then
   if ticket then dropTicket(id, ticket, false) end
   local lease = grant({
     id = id, holder = holder, res = ARGV[7], ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
-    act = action ~= '' and action or nil, rid = requestId ~= '' and requestId or nil, fp = fingerprint,
+    act = action ~= '' and action or nil, rid = requestId ~= '' and requestId or nil, fp = requestId ~= '' and fingerprint or nil,
   }, now, 'granted')
   if requestId ~= '' then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
   return { now, 'granted', flatLease(lease) }

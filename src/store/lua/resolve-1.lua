@@ -31,7 +31,7 @@ if lease and lease.st == 'orphaned' then
 else
   -- Only if the lease record was lost (it is never given a TTL while orphaned): drop what
   -- may be left of its index entries all the same.
-  lease = { id = orphan.lid, holder = orphan.lh, tok = orphan.ltok, resources = cjson.decode(orphan.res) }
+  lease = { id = orphan.lid, holder = orphan.lh, tok = orphan.ltok, resources = decodeResources(orphan.res) }
   unindexBlocking(lease)
   unindexListing(lease)
   announceFreed(lease.resources)

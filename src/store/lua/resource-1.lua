@@ -32,17 +32,21 @@ for _, node in ipairs(nodes) do
   end
 end
 
--- Entries of ended leases still in their lock delay are live in b: but are not leases to
+-- Below the path, exclusive leases first, then shared ones (each mode has its own set).
+-- Entries of ended leases still in their lock delay are live there but are not leases to
 -- list, so read on past them in pages until `limit` leases are found.
-local below, offset = {}, 0
-while #below < limit do
-  local ids = redis.call('ZRANGEBYSCORE', P .. 'b:' .. path, live, '+inf', 'LIMIT', offset, limit)
-  if #ids == 0 then break end
-  offset = offset + #ids
-  for _, id in ipairs(ids) do
-    local lease = settle(readLease(id), now)
-    if lease and holdsResources(lease) and #below < limit then below[#below + 1] = flatLease(lease) end
+local below, belowCount = {}, 0
+for _, set in ipairs({ 'bx:', 'bs:' }) do
+  local key, offset = P .. set .. path, 0
+  while #below < limit do
+    local ids = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', offset, limit)
+    if #ids == 0 then break end
+    offset = offset + #ids
+    for _, id in ipairs(ids) do
+      local lease = settle(readLease(id), now)
+      if lease and holdsResources(lease) and #below < limit then below[#below + 1] = flatLease(lease) end
+    end
   end
+  belowCount = belowCount + redis.call('ZCOUNT', key, live, '+inf')
 end
-local belowCount = redis.call('ZCOUNT', P .. 'b:' .. path, live, '+inf')
 return { now, coveredBy, belowCount, below }

@@ -2,7 +2,7 @@
   Finding what blocks a request, in O(depth) sorted-set reads per resource.
   For a request on path p with mode m the blocking leases are:
     at p or an ancestor a:  exclusive ones (ax:a); when m is exclusive, shared ones too (as:a)
-    strictly below p:       when m is exclusive any (b:p); when m is shared exclusive ones (bx:p)
+    strictly below p:       exclusive ones (bx:p); when m is exclusive, shared ones too (bs:p)
   Only entries scored above now count, so expired leases never block anyone. Waiting
   tickets (includes/tickets) are found the same way in their own sets.
   Conflicts are appended to `out` as flattened {path, leaseId, holder, mode, state} tuples;
@@ -17,7 +17,8 @@ local function blockingKeys(path, mode, sets)
     keys[#keys + 1] = P .. sets.atX .. node
     if mode == 'exclusive' then keys[#keys + 1] = P .. sets.atS .. node end
   end
-  keys[#keys + 1] = P .. (mode == 'exclusive' and sets.below or sets.belowX) .. path
+  keys[#keys + 1] = P .. sets.belowX .. path
+  if mode == 'exclusive' then keys[#keys + 1] = P .. sets.belowS .. path end
   return keys
 end
 
@@ -76,7 +77,7 @@ local function collectTicketConflicts(path, mode, beforeSeq, now, limit, out, wa
         elseif not seen[id] then
           seen[id] = true
           wake.at = math.min(wake.at, tonumber(ticket.dl))
-          if not addConflicts(path, mode, id, ticket.holder, cjson.decode(ticket.res), 'waiting', limit, out) then return end
+          if not addConflicts(path, mode, id, ticket.holder, decodeResources(ticket.res), 'waiting', limit, out) then return end
         end
       end
     end

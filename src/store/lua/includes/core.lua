@@ -13,9 +13,9 @@
     P.."l:"..id      hash   a lease; after it ends, its tombstone (with a TTL)
     P.."ax:"..path   zset   exclusive leases at path         score: blocks-until (ms)
     P.."as:"..path   zset   shared leases at path            score: blocks-until
-    P.."b:"..path    zset   leases strictly below path       score: blocks-until
+    P.."bs:"..path   zset   shared leases strictly below     score: blocks-until
     P.."bx:"..path   zset   exclusive leases strictly below  score: blocks-until
-    P.."t:"..path    zset   leases holding something at or below path ("" = all)  score: token
+    P.."t:"          zset   every lease that holds resources                     score: token
     P.."h:"..holder  zset   leases of a holder that hold resources               score: token
     P.."exp"         zset   leases to settle, score: when (expiry, or end of lock delay)
     P.."rq:"..n..":"..holder..requestId  string  lease id of an idempotent acquire
@@ -33,12 +33,12 @@
   Channels: P.."freed" (JSON paths that stopped being blocked; waiters retry) and
   P.."pending" (a kind that has a newly pending orphan; claimers retry).
 
-  Invariant: a lease blocks a path exactly while its entry in that path's ax/as/b/bx set
+  Invariant: a lease blocks a path exactly while its entry in that path's ax/as/bs/bx set
   has a score above Redis' clock. Blocks-until is expiresAt + lockDelayMs for a lease
   without an action and +inf for one with an action (it stays reserved as an orphan when
   it dies), so expiry is exact with no background job: live entries are those scored > now.
 
-  Lease fields: holder, res (JSON [{path, mode}]), tok, st (active | orphaned | released |
+  Lease fields: holder, res (see decodeResources), tok, st (active | orphaned | released |
   expired | revoked), es (how an orphaned lease ended), ttl, acq, ren, exp, hold, ld,
   act (JSON action), prog (JSON), rid, fp, out, end, oid (its orphan). Times are ms on
   Redis' clock.
@@ -96,11 +96,22 @@ local function flatRecord(key, id)
   return flat
 end
 
+-- Resources as lease, orphan and ticket hashes store them: "x<path> s<path>" (a mode
+-- letter, then the path; paths hold no spaces). Half the size of JSON, so a one-resource
+-- lease hash stays under Redis' 64-byte listpack value limit (src/store/resource-codec.ts).
+local function decodeResources(stored)
+  local resources = {}
+  for entry in string.gmatch(stored, '%S+') do
+    resources[#resources + 1] = { path = string.sub(entry, 2), mode = string.sub(entry, 1, 1) == 's' and 'shared' or 'exclusive' }
+  end
+  return resources
+end
+
 local function readLease(id)
   local lease = readHash(P .. 'l:' .. id)
   if not lease then return nil end
   lease.id = id
-  lease.resources = cjson.decode(lease.res)
+  lease.resources = decodeResources(lease.res)
   return lease
 end
 
@@ -109,11 +120,13 @@ local function blocksUntil(lease, expiresAt)
   return int(expiresAt + tonumber(lease.ld or '0'))
 end
 
--- The sets a holder of `resources` is entered in: at each path (exclusive or shared) and
--- below each proper ancestor (any, and exclusive). Leases and waiting tickets (see
--- includes/tickets) are indexed alike, each family in its own sets.
-local LEASE_SETS = { atX = 'ax:', atS = 'as:', below = 'b:', belowX = 'bx:' }
-local TICKET_SETS = { atX = 'wx:', atS = 'ws:', below = 'wb:', belowX = 'wbx:' }
+-- The sets a holder of `resources` is entered in: at each path and below each proper
+-- ancestor, in the set of its mode. One entry per node, not one per question asked of it:
+-- an exclusive request reads both below-sets, a shared one only the exclusive one, so a
+-- lease costs one sorted-set entry per ancestor (memory is per entry). Leases and waiting
+-- tickets (see includes/tickets) are indexed alike, each family in its own sets.
+local LEASE_SETS = { atX = 'ax:', atS = 'as:', belowS = 'bs:', belowX = 'bx:' }
+local TICKET_SETS = { atX = 'wx:', atS = 'ws:', belowS = 'wbs:', belowX = 'wbx:' }
 
 local function entryKeys(resources, sets)
   local keys = {}
@@ -121,8 +134,7 @@ local function entryKeys(resources, sets)
     local exclusive = r.mode == 'exclusive'
     keys[#keys + 1] = P .. (exclusive and sets.atX or sets.atS) .. r.path
     for _, a in ipairs(ancestors(r.path)) do
-      keys[#keys + 1] = P .. sets.below .. a
-      if exclusive then keys[#keys + 1] = P .. sets.belowX .. a end
+      keys[#keys + 1] = P .. (exclusive and sets.belowX or sets.belowS) .. a
     end
   end
   return keys
@@ -137,24 +149,17 @@ local function unindexBlocking(lease)
   for _, key in ipairs(entryKeys(lease.resources, LEASE_SETS)) do redis.call('ZREM', key, lease.id) end
 end
 
+-- Listing by prefix needs no index of its own: the blocking sets of the prefix path already
+-- hold every lease at or below it (see list-1.lua), and an index per ancestor would cost a
+-- sorted-set entry per ancestor per lease.
 local function indexListing(lease)
-  local id, token = lease.id, lease.tok
-  redis.call('ZADD', P .. 't:', token, id)
-  redis.call('ZADD', P .. 'h:' .. lease.holder, token, id)
-  for _, r in ipairs(lease.resources) do
-    redis.call('ZADD', P .. 't:' .. r.path, token, id)
-    for _, a in ipairs(ancestors(r.path)) do redis.call('ZADD', P .. 't:' .. a, token, id) end
-  end
+  redis.call('ZADD', P .. 't:', lease.tok, lease.id)
+  redis.call('ZADD', P .. 'h:' .. lease.holder, lease.tok, lease.id)
 end
 
 local function unindexListing(lease)
-  local id = lease.id
-  redis.call('ZREM', P .. 't:', id)
-  redis.call('ZREM', P .. 'h:' .. lease.holder, id)
-  for _, r in ipairs(lease.resources) do
-    redis.call('ZREM', P .. 't:' .. r.path, id)
-    for _, a in ipairs(ancestors(r.path)) do redis.call('ZREM', P .. 't:' .. a, id) end
-  end
+  redis.call('ZREM', P .. 't:', lease.id)
+  redis.call('ZREM', P .. 'h:' .. lease.holder, lease.id)
 end
 
 local function setFields(lease, fields)
@@ -213,7 +218,7 @@ end
   Orphans. Fields of P.."o:"..oid: st (pending | claimed | dead_letter | resolved),
   why (expired | abandoned | revoked), kind, act (JSON {kind, payload, maxAttempts}),
   att (the attempt that was running when it was orphaned), prog (JSON, the last progress),
-  res (JSON resources), lid, lh, ltok (the last lease, its holder and token), at (orphanedAt),
+  res (resources, see decodeResources), lid, lh, ltok (the last lease, its holder and token), at (orphanedAt),
   seq, cb and cl (claimed by, and the claim's lease), rsl and rat (resolution, resolvedAt).
   While an orphan is pending, claimed or dead_letter, its resources are held by a lease:
   the orphaned lease (pending, dead_letter) or the claim's lease (claimed).

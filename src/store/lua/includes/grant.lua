@@ -10,7 +10,7 @@ local function nextToken()
   return int(token)
 end
 
--- Records and indexes a new active lease. `spec`: id, holder, res (JSON resources), ttl,
+-- Records and indexes a new active lease. `spec`: id, holder, res (resources as stored), ttl,
 -- maxHold, lockDelay (numbers) and, when present, act (JSON), att (attempt, when not the
 -- first), prog (JSON), rid (requestId), fp (fingerprint), oid (the orphan it claims).
 -- Appends the `eventType` event and returns the lease.
@@ -18,14 +18,18 @@ local function grant(spec, now, eventType)
   local hold = now + spec.maxHold
   local expiresAt = math.min(now + spec.ttl, hold)
   local lease = {
-    id = spec.id, holder = spec.holder, res = spec.res, resources = cjson.decode(spec.res),
+    id = spec.id, holder = spec.holder, res = spec.res, resources = decodeResources(spec.res),
     tok = nextToken(), ld = int(spec.lockDelay), act = spec.act, oid = spec.oid,
   }
   local fields = {
     'holder', spec.holder, 'res', spec.res, 'tok', lease.tok, 'st', 'active',
     'ttl', int(spec.ttl), 'acq', int(now), 'ren', int(now), 'exp', int(expiresAt), 'hold', int(hold),
-    'ld', lease.ld,
   }
+  -- Absent means 0: most leases have no lock delay, and every field costs memory.
+  if spec.lockDelay > 0 then
+    fields[#fields + 1] = 'ld'
+    fields[#fields + 1] = lease.ld
+  end
   for _, name in ipairs({ 'act', 'att', 'prog', 'rid', 'fp', 'oid' }) do
     if spec[name] then
       lease[name] = spec[name]

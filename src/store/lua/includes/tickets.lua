@@ -1,10 +1,10 @@
 --[[
   Tickets: acquires that wait (waitMs > 0) for a conflict to clear, queued in arrival order.
   A ticket is indexed like a lease, in its own sets scored by its arrival seq:
-    P.."w:"..id        hash  holder, res (JSON), seq, dl (Redis-clock ms when it lapses)
+    P.."w:"..id        hash  holder, res (as a lease stores it), seq, dl (Redis-clock ms when it lapses)
     P.."wx:"..path     zset  exclusive tickets at path            score: seq
     P.."ws:"..path     zset  shared tickets at path               score: seq
-    P.."wb:"..path     zset  tickets strictly below path          score: seq
+    P.."wbs:"..path    zset  shared tickets strictly below        score: seq
     P.."wbx:"..path    zset  exclusive tickets strictly below     score: seq
     P.."wexp"          zset  tickets by dl, so the reaper drops those of a crashed replica
     P.."wseq"          string the arrival counter
@@ -17,11 +17,11 @@ local function ticketKey(id)
 end
 
 -- Queues a waiting request at the back; returns the ticket.
-local function openTicket(id, holder, resJson, lapsesAt)
+local function openTicket(id, holder, res, lapsesAt)
   local seq = redis.call('INCR', P .. 'wseq')
-  local ticket = { holder = holder, res = resJson, seq = tostring(seq), dl = int(lapsesAt) }
-  redis.call('HSET', ticketKey(id), 'holder', holder, 'res', resJson, 'seq', seq, 'dl', ticket.dl)
-  for _, key in ipairs(entryKeys(cjson.decode(resJson), TICKET_SETS)) do redis.call('ZADD', key, seq, id) end
+  local ticket = { holder = holder, res = res, seq = tostring(seq), dl = int(lapsesAt) }
+  redis.call('HSET', ticketKey(id), 'holder', holder, 'res', res, 'seq', seq, 'dl', ticket.dl)
+  for _, key in ipairs(entryKeys(decodeResources(res), TICKET_SETS)) do redis.call('ZADD', key, seq, id) end
   redis.call('ZADD', P .. 'wexp', ticket.dl, id)
   return ticket
 end
@@ -30,7 +30,7 @@ end
 -- (which blocks whatever the ticket blocked), the requests queued behind it may go on.
 local function dropTicket(id, ticket, announce)
   if ticket then
-    local resources = cjson.decode(ticket.res)
+    local resources = decodeResources(ticket.res)
     for _, key in ipairs(entryKeys(resources, TICKET_SETS)) do redis.call('ZREM', key, id) end
     if announce then announceFreed(resources) end
   end

@@ -1,0 +1,18 @@
+// How a lease's (or orphan's, or waiting ticket's) resources are stored in its Redis hash:
+// "x<path> s<path>", a mode letter then the path, space-separated (paths never hold a space).
+// Half the size of the JSON, so a one-resource lease hash keeps every value under Redis'
+// 64-byte listpack limit and stays in the compact encoding. Lua reads it with
+// decodeResources in includes/core.lua.
+export interface ResourceClaim {
+  path: string;
+  mode: 'exclusive' | 'shared';
+}
+
+export function encodeResources(resources: readonly ResourceClaim[]): string {
+  return resources.map((r) => (r.mode === 'shared' ? 's' : 'x') + r.path).join(' ');
+}
+
+export function decodeResources(stored: string): ResourceClaim[] {
+  if (stored === '') return [];
+  return stored.split(' ').map((entry) => ({ mode: entry[0] === 's' ? 'shared' : 'exclusive', path: entry.slice(1) }));
+}
