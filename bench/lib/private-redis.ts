@@ -1,10 +1,13 @@
 // A private redis-server for a benchmark: started by the service's own manager
 // (src/redis/embedded.ts, the same flags as production: append-only file, everysec) in a
-// fresh temporary data folder, which stop() removes again.
+// fresh temporary data folder, which stop() removes again. The server is detached from our
+// process group, so it is also killed (and its folder removed) if this process exits
+// without calling stop().
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmbeddedRedis } from '../../src/redis/embedded.js';
+import { trackChild } from './cleanup.js';
 
 export interface PrivateRedis {
   url: string;
@@ -24,6 +27,7 @@ export async function startPrivateRedis(name: string): Promise<PrivateRedis> {
     removeDir();
     throw error;
   }
+  const tracked = trackChild(server.pid, dataDir);
   let stopped = false;
   const embedded = server;
   return {
@@ -37,6 +41,7 @@ export async function startPrivateRedis(name: string): Promise<PrivateRedis> {
         await embedded.stop();
       } finally {
         removeDir();
+        tracked.forget();
       }
     },
   };

@@ -1,0 +1,71 @@
+// Every scenario, in the order they run, and the comparisons between their figures. Order
+// matters twice: baselines run first (before the service even starts), and live-leases
+// runs right before orphans, which reuses its 100 000 live leases.
+import { contended, multiResource, uncontended } from './acquire.js';
+import { cycle } from './cycle.js';
+import { httpFloor, redisFloor, redlockDirect } from './floors.js';
+import { memory } from './memory.js';
+import { orphans } from './orphans.js';
+import { holderRenew, renew } from './renew.js';
+import { belowParent, liveLeases } from './scaling.js';
+import type { Scenario } from './types.js';
+
+export const SCENARIOS: Scenario[] = [
+  httpFloor,
+  redisFloor,
+  redlockDirect,
+  uncontended,
+  cycle,
+  renew,
+  holderRenew,
+  contended,
+  multiResource,
+  belowParent,
+  memory,
+  liveLeases,
+  orphans,
+];
+
+export interface Comparison {
+  /** [scenario, figure key]: the figure compared... */
+  figure: [string, string];
+  /** ...divided by this one, measured in the same run (or a fixed budget a scenario reports). */
+  baseline: [string, string];
+  /** The issue's target for the ratio; none: printed for information. */
+  target?: { op: '>=' | '<='; bound: number };
+}
+
+export const COMPARISONS: Comparison[] = [
+  { figure: ['uncontended', 'rps'], baseline: ['http-floor', 'rps'], target: { op: '>=', bound: 0.5 } },
+  { figure: ['uncontended', 'p50'], baseline: ['http-floor', 'p50'] },
+  { figure: ['uncontended', 'p99'], baseline: ['http-floor', 'p99'], target: { op: '<=', bound: 2 } },
+  { figure: ['cycle', 'pairs'], baseline: ['redlock', 'pairs'], target: { op: '>=', bound: 0.35 } },
+  { figure: ['renew', 'rps'], baseline: ['http-floor', 'rps'] },
+  { figure: ['holder-renew', 'leases'], baseline: ['renew', 'rps'] },
+  { figure: ['contended', 'rps'], baseline: ['uncontended', 'rps'] },
+  { figure: ['multi-resource', 'rps'], baseline: ['uncontended', 'rps'] },
+  { figure: ['below-parent', 'p50Large'], baseline: ['below-parent', 'p50Small'], target: { op: '<=', bound: 1.2 } },
+  { figure: ['memory', 'plain'], baseline: ['memory', 'budget'], target: { op: '<=', bound: 1 } },
+  { figure: ['memory', 'rich'], baseline: ['memory', 'plain'] },
+  { figure: ['memory', 'requestId'], baseline: ['memory', 'plain'] },
+  { figure: ['live-leases', 'p50Large'], baseline: ['live-leases', 'p50Small'], target: { op: '<=', bound: 1.2 } },
+  { figure: ['orphans', 'p99'], baseline: ['orphans', 'budget'], target: { op: '<=', bound: 1 } },
+];
+
+/**
+ * The scenarios to run for a selection, in run order: the picked ones and, transitively,
+ * the baselines their targets need.
+ */
+export function resolveSelection(names: string[]): Scenario[] {
+  const byName = new Map(SCENARIOS.map((s) => [s.name, s]));
+  const wanted = new Set<string>();
+  const add = (name: string) => {
+    const scenario = byName.get(name);
+    if (!scenario) throw new Error(`no scenario "${name}"; there are: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    if (wanted.has(name)) return;
+    wanted.add(name);
+    for (const need of scenario.needs ?? []) add(need);
+  };
+  for (const name of names) add(name);
+  return SCENARIOS.filter((s) => wanted.has(s.name));
+}
