@@ -48,6 +48,7 @@ export class StreamWatcher {
       maxRetriesPerRequest: null,
       autoResendUnfulfilledCommands: true,
       commandTimeout: BLOCK_MS + 2000,
+      enableAutoPipelining: false,
     });
     connection.on('error', () => {}); // reported by the request client and /readyz
     this.connection = connection;

@@ -1,7 +1,6 @@
 // /v1/leases and /v1/holders: acquire, renew (the heartbeat), release, revoke, read, list.
 // Handlers validate what a schema cannot say (overlaps, JSON sizes), make one store call,
 // and map its answer onto the contract's statuses.
-import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
@@ -11,6 +10,7 @@ import type { AcquireResult, LeaseChange, LeaseRecord, LeaseStore, Outcome, Rene
 import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome, type ServiceMetrics } from '../observability/metrics.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { acquireFingerprint } from './fingerprint.js';
+import { newLeaseId } from './ids.js';
 import { assertJsonWithinLimits } from './json-limits.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import type { Notifications } from '../notify/notifications.js';
@@ -91,13 +91,14 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         lockDelayMs: body.lockDelayMs ?? 0,
       };
       const input = {
-        id: randomBytes(16).toString('base64url'),
+        id: newLeaseId(),
         holder: body.holder,
         resources,
         ...limits,
         action,
         requestId: body.requestId ?? null,
-        fingerprint: acquireFingerprint({ resources, action, ...limits }),
+        // Only a requestId's retry is compared with the request it repeats.
+        fingerprint: body.requestId === undefined ? '' : acquireFingerprint({ resources, action, ...limits }),
         conflictLimit: CONFLICTS_REPORTED,
       };
       const waitMs = body.waitMs ?? 0;

@@ -44,6 +44,7 @@ export class Notifications {
       maxRetriesPerRequest: null,
       autoResubscribe: true,
       commandTimeout: undefined,
+      enableAutoPipelining: false,
     });
     this.subscriber = subscriber;
     subscriber.on('error', () => {}); // reported by the request client and /readyz

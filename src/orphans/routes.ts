@@ -1,6 +1,5 @@
 // /v1/orphans: the queue of actions whose holders died, gave up or were revoked. Conductors
 // claim them (with the dead holder's last progress); operators list and resolve them.
-import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -16,6 +15,7 @@ import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js
 import type { LeaseStore } from '../store/lease-store.js';
 import { orphanView } from './present.js';
 import { ClaimView, OrphanIdParams, orphanRequestSchemas, OrphanView } from './schemas.js';
+import { newLeaseId } from '../leases/ids.js';
 
 export interface OrphanRoutesOptions {
   config: Config;
@@ -56,7 +56,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       try {
         for (;;) {
           const result = await store.claim({
-            id: randomBytes(16).toString('base64url'),
+            id: newLeaseId(),
             holder,
             ttlMs: ttlMs ?? config.TTL_DEFAULT_MS,
             maxHoldMs: config.MAX_HOLD_DEFAULT_MS,

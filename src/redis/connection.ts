@@ -21,6 +21,9 @@ export function createRedisClient({ url, commandTimeoutMs }: ConnectionOptions):
     lazyConnect: true,
     // A script that reached Redis is not resent on reconnect: it may already have run.
     autoResendUnfulfilledCommands: false,
+    // Commands sent in one event-loop turn (concurrent requests) go out in one socket
+    // write; the acquire profile spent a fifth of its time in socket writes.
+    enableAutoPipelining: true,
   });
 }
 

@@ -64,10 +64,13 @@ if requestId ~= '' then
   end
 end
 
+-- Almost always nobody waits: one look at the tickets' expiry index (every ticket is in
+-- it) spares the ticket sets' reads, as many as the lease sets'.
+local anyTickets = redis.call('EXISTS', P .. 'wexp') == 1
 local conflicts, wake = {}, { at = math.huge }
 for _, r in ipairs(resources) do
   collectConflicts(r.path, r.mode, now, conflictLimit, conflicts, wake)
-  collectTicketConflicts(r.path, r.mode, ticket and ticket.seq, now, conflictLimit, conflicts, wake)
+  if anyTickets then collectTicketConflicts(r.path, r.mode, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
 end
 
 if #conflicts == 0 then
