@@ -66,19 +66,24 @@ export function keyPrefix(config: Config): string {
   return `{${config.KEY_PREFIX}}:`;
 }
 
-export async function buildApp({ config, redis, sweep = true, logger }: AppDeps): Promise<FastifyInstance> {
-  const app = Fastify({
+/** The Fastify server options; the benchmark's HTTP floor uses them too, to compare like with like. */
+export function serverOptions(config: Config, logger?: boolean | object) {
+  return {
     logger: logger ?? { level: config.LOG_LEVEL },
     bodyLimit: config.BODY_LIMIT_BYTES,
     // Lease ids and paths are short; anything longer is garbage, not a slow parse.
     routerOptions: { maxParamLength: 1024 },
-    requestIdHeader: false,
+    requestIdHeader: false as const,
     genReqId: requestIdOf,
     // While closing, requests on open connections are still served (Redis is closed only
     // after the server); each answer then closes its connection, see below.
     return503OnClosing: false,
     frameworkErrors: frameworkErrorHandler,
-  });
+  };
+}
+
+export async function buildApp({ config, redis, sweep = true, logger }: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions(config, logger));
   app.setValidatorCompiler(validatorCompiler);
   installProblemHandling(app);
   closeConnectionsWhenClosing(app);

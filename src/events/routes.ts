@@ -12,6 +12,8 @@ import { problemResponses, ResourcePath } from '../leases/schemas.js';
 import { fieldMap } from '../store/lease-store.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 import type { StreamWatcher } from './stream-watcher.js';
+// The SDK's type of an event is the one shape both sides share (the SDK is built on its own).
+import type { LeaseEvent } from '../client/events.js';
 
 export interface EventRoutesOptions {
   redis: Redis;
@@ -97,7 +99,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
     async (request, reply) => {
       const wanted = parseTypes(request.query.types);
       const prefix = request.query.prefix;
-      const matches = (event: LifecycleEvent) =>
+      const matches = (event: LeaseEvent) =>
         (!wanted || wanted.has(event.type)) && (!prefix || event.paths.some((path) => covers(prefix, path)));
       // Read before answering, so a Redis outage is a 503 rather than an empty stream.
       let cursor = request.headers['last-event-id'] ?? ((await redis.xrevrange(streamKey, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0');
@@ -167,17 +169,6 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
   );
 };
 
-interface LifecycleEvent {
-  id: string;
-  type: string;
-  at: string;
-  leaseId?: string;
-  orphanId?: string;
-  holder?: string;
-  paths: string[];
-  fencingToken?: number;
-}
-
 function parseTypes(types: string | undefined): Set<string> | null {
   if (types === undefined) return null;
   const list = types.split(',');
@@ -186,7 +177,7 @@ function parseTypes(types: string | undefined): Set<string> | null {
   return new Set(list);
 }
 
-function toEvent(id: string, flat: string[]): LifecycleEvent {
+function toEvent(id: string, flat: string[]): LeaseEvent {
   const f = fieldMap(flat);
   return {
     id,
