@@ -8,13 +8,12 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { isAlive } from '../src/redis/embedded.js';
+import { isAlive, readEmbeddedState } from '../src/redis/embedded.js';
 import { acquireBody } from './helpers/app.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 import { startService, waitUntilServing, type ServiceProcess } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
-const STATE_FILE = 'embedded-redis.json';
 
 const services: ServiceProcess[] = [];
 /** Data folders of services that manage their own redis-server, to stop it even on failure. */
@@ -37,9 +36,11 @@ function tempDir(name: string): string {
   return dir;
 }
 
-
-function readEmbeddedState(dataDir: string): { pid: number; port: number } {
-  return JSON.parse(readFileSync(join(dataDir, STATE_FILE), 'utf8')) as { pid: number; port: number };
+/** The redis-server the service recorded under dataDir; it must have recorded one. */
+function embeddedState(dataDir: string): { pid: number; port: number } {
+  const state = readEmbeddedState(dataDir);
+  assert.ok(state, `no embedded redis-server recorded under ${dataDir}`);
+  return state;
 }
 
 function ended(service: ServiceProcess): boolean {
@@ -85,11 +86,8 @@ after(async () => {
     }
   }
   for (const dir of embeddedDirs) {
-    try {
-      redisPids.add(readEmbeddedState(dir).pid);
-    } catch {
-      // no server recorded there
-    }
+    const state = readEmbeddedState(dir);
+    if (state) redisPids.add(state.pid);
   }
   for (const pid of redisPids) {
     let commandLine = '';
@@ -109,7 +107,7 @@ describe('without REDIS_URL the service runs its own redis-server', () => {
     const dataDir = tempDir('data');
     embeddedDirs.push(dataDir);
     const first = await start({ DATA_DIR: dataDir });
-    const { pid: redisPid } = readEmbeddedState(dataDir);
+    const { pid: redisPid } = embeddedState(dataDir);
     redisPids.add(redisPid);
     assert.ok(isAlive(redisPid), 'the managed redis-server runs');
 
@@ -121,7 +119,7 @@ describe('without REDIS_URL the service runs its own redis-server', () => {
     assert.ok(isAlive(redisPid), 'the redis-server outlives a SIGKILLed service (it keeps the leases)');
 
     const second = await start({ DATA_DIR: dataDir });
-    assert.equal(readEmbeddedState(dataDir).pid, redisPid, 'the second start adopts the running server instead of starting another');
+    assert.equal(embeddedState(dataDir).pid, redisPid, 'the second start adopts the running server instead of starting another');
 
     const found = await request(second, 'GET', `/v1/leases/${lease.id}`);
     assert.equal(found.status, 200, JSON.stringify(found.body));
@@ -140,7 +138,7 @@ describe('without REDIS_URL the service runs its own redis-server', () => {
     const dataDir = tempDir('supervised');
     embeddedDirs.push(dataDir);
     const service = await start({ DATA_DIR: dataDir, REDIS_APPENDFSYNC: 'always' });
-    const { pid: firstPid, port } = readEmbeddedState(dataDir);
+    const { pid: firstPid, port } = embeddedState(dataDir);
     redisPids.add(firstPid);
     const granted = await request(service, 'POST', '/v1/leases', acquireBody('conductor-z', ['instances/i-43'], { ttlMs: 60000 }));
     assert.equal(granted.status, 201);
@@ -148,12 +146,8 @@ describe('without REDIS_URL the service runs its own redis-server', () => {
     process.kill(firstPid, 'SIGKILL');
     const restarted = await waitFor(
       () => {
-        try {
-          const state = readEmbeddedState(dataDir);
-          return state.pid !== firstPid && isAlive(state.pid) ? state : undefined;
-        } catch {
-          return undefined;
-        }
+        const state = readEmbeddedState(dataDir);
+        return state && state.pid !== firstPid && isAlive(state.pid) ? state : undefined;
       },
       { what: 'a new redis-server' },
     );

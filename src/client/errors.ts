@@ -65,3 +65,15 @@ export function errorFromProblem(status: number, problem: Record<string, unknown
   }
   return new LeaseServiceError(status, code, message, problem);
 }
+
+/** The error for an answer that is not 2xx, from its body text (a problem+json, or a proxy's page). */
+export function errorFromAnswer(status: number, text: string, retryAfter: string | null): LeaseServiceError {
+  let problem: Record<string, unknown>;
+  try {
+    problem = text === '' ? {} : (JSON.parse(text) as Record<string, unknown>);
+  } catch {
+    // Not the service's own answer (a proxy's error page, say).
+    problem = { detail: `HTTP ${status}: ${text.slice(0, 200)}` };
+  }
+  return errorFromProblem(status, problem, retryAfter);
+}

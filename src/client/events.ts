@@ -4,7 +4,7 @@
 // Unlike EventSource it throws a refusal (a 4xx), and a first connection that fails: a wrong
 // URL is an error to report, not something to wait for.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackendUnavailableError, errorFromProblem } from './errors.js';
+import { BackendUnavailableError, errorFromAnswer } from './errors.js';
 
 /** One event, as the `data:` of a frame (the shape GET /v1/events documents). */
 export interface LeaseEvent {
@@ -67,8 +67,7 @@ export async function* streamEvents(baseUrl: string, query: EventQuery = {}, opt
       continue;
     }
     if (response.status !== 200 || !response.body) {
-      const text = await response.text();
-      const error = errorFromProblem(response.status, parse(text), response.headers.get('retry-after'));
+      const error = errorFromAnswer(response.status, await response.text(), response.headers.get('retry-after'));
       if (!(error instanceof BackendUnavailableError) || !reconnect || !opened) throw error;
       onReconnect?.(error.message);
       await pause(failures++, signal);
@@ -109,14 +108,6 @@ async function* frames(body: ReadableStream<Uint8Array>): AsyncGenerator<LeaseEv
         .join('\n');
       if (data !== '') yield JSON.parse(data) as LeaseEvent;
     }
-  }
-}
-
-function parse(text: string): Record<string, unknown> {
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return { detail: text.slice(0, 200) };
   }
 }
 

@@ -3,7 +3,7 @@
 // retried with backoff and jitter when the service or its Redis is unavailable; revoke and
 // claimOrphan are not (a repeated revoke answers 410, a repeated claim takes another orphan).
 import { randomUUID } from 'node:crypto';
-import { BackendUnavailableError, errorFromProblem } from './errors.js';
+import { BackendUnavailableError, errorFromAnswer } from './errors.js';
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from './backoff.js';
 import { streamEvents, type EventQuery, type EventStreamOptions, type LeaseEvent } from './events.js';
 import { withLease, type LeaseWork, type WithLeaseOptions } from './with-lease.js';
@@ -167,15 +167,8 @@ export class LeaseClient {
     }
     if (response.status === 204) return null as T;
     const text = await response.text();
-    let json: Record<string, unknown>;
-    try {
-      json = text === '' ? {} : (JSON.parse(text) as Record<string, unknown>);
-    } catch {
-      // Not the service's own answer (a proxy's error page, say).
-      json = { detail: `HTTP ${response.status}: ${text.slice(0, 200)}` };
-    }
-    if (response.ok) return json as T;
-    throw errorFromProblem(response.status, json, response.headers.get('retry-after'));
+    if (!response.ok) throw errorFromAnswer(response.status, text, response.headers.get('retry-after'));
+    return JSON.parse(text) as T;
   }
 }
 

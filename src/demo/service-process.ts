@@ -2,10 +2,8 @@
 // REDIS_URL, so it runs a redis-server of its own under DATA_DIR (here a temporary folder)
 // and stops it when it gets SIGTERM.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findFreePort, isAlive } from '../redis/embedded.js';
+import { findFreePort, isAlive, readEmbeddedState } from '../redis/embedded.js';
 import { StoryError } from './checks.js';
 import type { Program } from './entry-points.js';
 
@@ -59,13 +57,7 @@ export async function startService(program: Program, settings: ServiceSettings):
   let exit: Exit | null = null;
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve((exit = { code, signal }))));
 
-  const redisPid = (): number | null => {
-    try {
-      return (JSON.parse(readFileSync(join(settings.dataDir, 'embedded-redis.json'), 'utf8')) as { pid: number }).pid;
-    } catch {
-      return null;
-    }
-  };
+  const redisPid = (): number | null => readEmbeddedState(settings.dataDir)?.pid ?? null;
   const ended = (timeoutMs: number): Promise<Exit | null> =>
     // unref'd: a pending timer must not keep the demo alive once everything has ended.
     Promise.race([exited, sleep(timeoutMs, null, { ref: false })]);

@@ -118,18 +118,31 @@ function handle(url: string, port: number, pid: number, dataDir: string, adopted
       const deadline = Date.now() + 10000;
       while (isAlive(pid) && Date.now() < deadline) await sleep(20);
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-      rmSync(join(dataDir, STATE_FILE), { force: true });
+      forgetEmbeddedState(dataDir);
     },
   };
 }
 
-async function adoptRunningServer(dataDir: string): Promise<EmbeddedRedis | undefined> {
-  let state: { pid: number; port: number };
+/**
+ * The redis-server a service started under `dataDir` (the file it keeps there while that
+ * server runs), or null. Other processes (the demo, tests) read it to find that server.
+ */
+export function readEmbeddedState(dataDir: string): { pid: number; port: number } | null {
   try {
-    state = JSON.parse(readFileSync(join(dataDir, STATE_FILE), 'utf8'));
+    return JSON.parse(readFileSync(join(dataDir, STATE_FILE), 'utf8')) as { pid: number; port: number };
   } catch {
-    return undefined;
+    return null;
   }
+}
+
+/** Forgets the server recorded under `dataDir` (it was stopped or killed). */
+export function forgetEmbeddedState(dataDir: string): void {
+  rmSync(join(dataDir, STATE_FILE), { force: true });
+}
+
+async function adoptRunningServer(dataDir: string): Promise<EmbeddedRedis | undefined> {
+  const state = readEmbeddedState(dataDir);
+  if (!state) return undefined;
   if (!Number.isInteger(state.pid) || !Number.isInteger(state.port) || !isAlive(state.pid)) return undefined;
   if (!readCommandLine(state.pid).includes('redis-server')) return undefined;
   const url = `redis://127.0.0.1:${state.port}`;

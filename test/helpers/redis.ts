@@ -4,7 +4,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, startEmbeddedRedis, type EmbeddedRedis } from '../../src/redis/embedded.js';
+import { forgetEmbeddedState, isAlive, startEmbeddedRedis, type EmbeddedRedis } from '../../src/redis/embedded.js';
 
 export interface TestRedis {
   url: string;
@@ -57,7 +57,7 @@ export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedi
     async kill() {
       process.kill(server.pid, 'SIGKILL');
       while (isAlive(server.pid)) await sleep(10);
-      rmSync(join(dataDir, 'embedded-redis.json'), { force: true });
+      forgetEmbeddedState(dataDir);
     },
     async start() {
       server = await startEmbeddedRedis({ dataDir, port, extraArgs });
