@@ -17,6 +17,11 @@ export const ConfigSchema = Type.Object({
     description: 'fsync policy of the managed redis-server: everysec may lose the last second of writes on a crash (fencing tokens stay safe), always loses none.',
   }),
   KEY_PREFIX: Type.String({ default: 'lease', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'Hash tag of every Redis key ({KEY_PREFIX}:...), so all keys share one Cluster slot.' }),
+  REDIS_MAXMEMORY: Type.String({
+    default: '1gb',
+    pattern: '^[1-9][0-9]{0,12}(kb|mb|gb)?$',
+    description: 'maxmemory of the managed redis-server (policy noeviction): when it is full, requests that would write answer 503 backend_unavailable, and nothing is evicted.',
+  }),
   REDIS_COMMAND_TIMEOUT_MS: int(2000, 100, 60000, 'A Redis call that takes longer fails the request with 503 backend_unavailable.'),
   TTL_DEFAULT_MS: int(15000, 1, 86400000, 'ttlMs when a request gives none.'),
   TTL_MIN_MS: int(1000, 1, 86400000, 'Smallest ttlMs accepted.'),
@@ -37,7 +42,20 @@ export const ConfigSchema = Type.Object({
   REAPER_INTERVAL_MS: int(1000, 50, 60000, 'The reaper sweeps at least this often (sooner when a lease is due sooner): an orphan is published within one interval of its expiry.'),
   REAPER_BATCH: int(500, 1, 100000, 'Expired leases one sweep call handles at most (bounds the time Redis is busy).'),
   REAPER_LOCK_MS: int(5000, 500, 600000, 'How long the reaper leader\'s redlock lasts unless extended: when the leader dies, another replica leads after at most this long.'),
+  STREAM_MAX_BYTES: int(134217728, 1048576, 17179869184, 'The events and orphans streams are each trimmed to about this many bytes of Redis memory (each sweep checks a sampled MEMORY USAGE): an event names up to 64 paths of 512 characters, so a count alone does not bound them.'),
+  STREAM_MAX_AGE_MS: int(86400000, 60000, 2592000000, 'The events and orphans streams also drop entries older than this (each sweep trims them).'),
   STREAM_MAX_ENTRIES: int(100000, 100, 10000000, 'The events and orphans streams are trimmed to about this many entries.'),
+  WAITERS_MAX: int(1000, 1, 1000000, 'Waiting requests (acquires with waitMs, claims with waitMs) one replica holds open at once; more get 429 rate_limited.'),
+  WAITERS_MAX_PER_HOLDER: int(100, 1, 1000000, 'Waiting requests of one holder one replica holds open at once; more get 429 rate_limited.'),
+  HOLDER_RENEW_MAX: int(500, 1, 100000, 'Leases one holder renew call renews at most (fewer when leases without an action have many index entries to move); the answer says how many are left and where to go on.'),
+  EVENT_STREAMS_MAX: int(1000, 1, 1000000, 'Open event streams (GET /v1/events) one replica serves at once; more get 429 rate_limited.'),
+  EVENT_STREAMS_MAX_PER_CLIENT: int(16, 1, 1000000, 'Open event streams from one client address; more get 429 rate_limited.'),
+  EVENT_STREAM_BUFFER_BYTES: int(1048576, 16384, 268435456, 'Unsent bytes an event stream may queue for a client that does not read; past it the stream is dropped, not buffered.'),
+  HTTP_REQUEST_TIMEOUT_MS: int(30000, 1000, 600000, 'A client must send its whole request (headers and body) within this long, or the connection is closed (slow-body clients).'),
+  HTTP_HEADERS_TIMEOUT_MS: int(10000, 1000, 600000, 'A client must send its request headers within this long (at most HTTP_REQUEST_TIMEOUT_MS).'),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72000, 1000, 600000, 'An idle keep-alive connection is closed after this long (longer than a load balancer\'s idle timeout, so it closes first).'),
+  HTTP_MAX_CONNECTIONS: int(10000, 1, 1000000, 'Open client connections one replica accepts; further ones are refused at once.'),
+  LOAD_SHED_EVENT_LOOP_DELAY_MS: int(1000, 10, 60000, 'When the event loop lags more than this, new requests get 503 backend_unavailable with Retry-After until it recovers (@fastify/under-pressure); /healthz stays up.'),
   SHUTDOWN_GRACE_MS: int(10000, 0, 600000, 'How long a SIGTERM waits for in-flight requests before closing anyway.'),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -81,6 +99,9 @@ function checkRanges(config: Config): Config {
     ['MAX_HOLD_DEFAULT_MS', 'MAX_HOLD_MAX_MS'],
     ['MAX_ATTEMPTS_DEFAULT', 'MAX_ATTEMPTS_MAX'],
     ['LIST_LIMIT_DEFAULT', 'LIST_LIMIT_MAX'],
+    ['WAITERS_MAX_PER_HOLDER', 'WAITERS_MAX'],
+    ['EVENT_STREAMS_MAX_PER_CLIENT', 'EVENT_STREAMS_MAX'],
+    ['HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS'],
   ];
   for (const [low, high] of pairs) {
     if ((config[low] as number) > (config[high] as number)) {

@@ -47,7 +47,8 @@ async function main(): Promise<void> {
   supervisor?.start();
   if (embedded) {
     app.log.info(
-      { redis: embedded.url, dataDir: embedded.dataDir, pid: embedded.pid, adopted: embedded.adopted },
+      // Not embedded.url: it carries the password.
+      { redis: `redis://127.0.0.1:${embedded.port}`, dataDir: embedded.dataDir, pid: embedded.pid, adopted: embedded.adopted },
       embedded.adopted ? 'adopted the redis-server left running by an earlier start' : 'started redis-server',
     );
   }
@@ -65,7 +66,12 @@ async function main(): Promise<void> {
 }
 
 function embeddedOptions(config: Config): EmbeddedRedisOptions {
-  return { dataDir: config.DATA_DIR, bin: config.REDIS_SERVER_BIN, extraArgs: ['--appendfsync', config.REDIS_APPENDFSYNC] };
+  return {
+    dataDir: config.DATA_DIR,
+    bin: config.REDIS_SERVER_BIN,
+    maxmemory: config.REDIS_MAXMEMORY,
+    extraArgs: ['--appendfsync', config.REDIS_APPENDFSYNC],
+  };
 }
 
 main().catch((error: unknown) => {

@@ -369,7 +369,7 @@ describe('wakeups are not lost', () => {
       // Script replies and pub/sub notices travel on different connections, so a notice can
       // reach the service before the reply of a script that ran earlier (it happens under
       // load by itself); a proxy that delays replies on command connections makes it certain.
-      const proxy = await startDelayingProxy(redis.port);
+      const proxy = await startDelayingProxy(redis.port, new URL(redis.url).password);
       const app = await startTestApp(proxy.url, {}, { sweep: false });
       const controller = new AbortController();
       try {
@@ -397,7 +397,7 @@ describe('wakeups are not lost', () => {
  * A TCP proxy to Redis that holds back what Redis sends on command connections by `delayMs`
  * (in order); a subscriber's connection (it sent SUBSCRIBE) is passed through at once.
  */
-async function startDelayingProxy(redisPort: number) {
+async function startDelayingProxy(redisPort: number, password: string) {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(redisPort, '127.0.0.1');
@@ -431,7 +431,7 @@ async function startDelayingProxy(redisPort: number) {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const proxy = {
-    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `redis://:${password}@127.0.0.1:${(server.address() as AddressInfo).port}`,
     delayMs: 0,
     close() {
       for (const socket of sockets) socket.destroy();

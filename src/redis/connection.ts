@@ -1,6 +1,6 @@
 // The one ioredis client of the service, set up to fail fast: when Redis is gone or stuck,
 // a request must get 503 within seconds, not wait in a queue that replays it later.
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 
 export interface ConnectionOptions {
   url: string;
@@ -38,14 +38,23 @@ const UNAVAILABLE_PATTERNS = [
   /^READONLY /,
   /^TRYAGAIN /,
   /^CLUSTERDOWN /,
-  /^OOM /,
   /MaxRetriesPerRequestError|Reached the max retries/i,
 ];
 
 /** True when an error means "Redis could not be reached or could not act", not a bug. */
 export function isBackendUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
+  if (isRedisOutOfMemory(error)) return true;
   return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message)) || error.name === 'MaxRetriesPerRequestError';
+}
+
+/**
+ * True when Redis refused a write because it reached its maxmemory (policy noeviction).
+ * Nothing was written: Redis refuses a script only at its first write, never half-way.
+ */
+export function isRedisOutOfMemory(error: unknown): boolean {
+  // ioredis types ReplyError as any; the cast gives the message its type back.
+  return error instanceof ReplyError && (error as Error).message.startsWith('OOM ');
 }
 
 /** Resolves once the client is ready, retrying until `timeoutMs` passes. */

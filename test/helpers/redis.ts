@@ -60,7 +60,8 @@ export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedi
       forgetEmbeddedState(dataDir);
     },
     async start() {
-      server = await startEmbeddedRedis({ dataDir, port, extraArgs });
+      // The same password: clients hold the url, which carries it.
+      server = await startEmbeddedRedis({ dataDir, port, extraArgs, password: server.password });
     },
     snapshot() {
       const copy = mkdtempSync(join(tmpdir(), 'lease-test-snapshot-'));
