@@ -5,7 +5,8 @@ import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { frameworkErrorHandler, installProblemHandling } from './http/problems.js';
+import { clientErrorHandler, frameworkErrorHandler, installProblemHandling } from './http/problems.js';
+import { registerLoadShedding } from './http/load-shedding.js';
 import { registerOpenApi } from './http/openapi.js';
 import { echoRequestId, requestIdOf } from './http/request-id.js';
 import { validatorCompiler } from './http/validation.js';
@@ -14,6 +15,7 @@ import { eventRoutes } from './events/routes.js';
 import { StreamWatcher } from './events/stream-watcher.js';
 import { healthRoutes } from './observability/health.js';
 import { Notifications } from './notify/notifications.js';
+import { waiterSlots } from './notify/waiter-slots.js';
 import { instrumentHttp } from './observability/http-metrics.js';
 import { ServiceMetrics } from './observability/metrics.js';
 import { metricsRoutes } from './observability/metrics-routes.js';
@@ -41,7 +43,7 @@ export interface AppDeps {
  *
  * A connection that has not sent a request yet (a client's pool opening one in advance, a
  * load balancer's TCP check) is not idle to Node: it counts as a request whose headers are
- * still coming, and close() would wait up to headersTimeout (about 70 s) for it. Nothing is
+ * still coming, and close() would wait up to headersTimeout (HTTP_HEADERS_TIMEOUT_MS) for it. Nothing is
  * in flight on it, so it is closed with the idle ones.
  */
 function closeConnectionsWhenClosing(app: FastifyInstance): void {
@@ -79,6 +81,19 @@ export function serverOptions(config: Config, logger?: boolean | object) {
     // after the server); each answer then closes its connection, see below.
     return503OnClosing: false,
     frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
+    // Bounds on receiving a request, never on answering it: an event stream, a waiting
+    // acquire or a long-poll claim stays open as long as it needs once its request is in.
+    // A slow-body client is answered 408 and closed after HTTP_REQUEST_TIMEOUT_MS.
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    http: {
+      headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+      // Node enforces both timeouts only when it sweeps its connections (every 30 s by
+      // default); sweeping at a quarter of the shorter one keeps them at most 25% late.
+      connectionsCheckingInterval: Math.min(5000, Math.ceil(config.HTTP_HEADERS_TIMEOUT_MS / 4)),
+    },
   };
 }
 
@@ -90,6 +105,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   echoRequestId(app);
   const metrics = new ServiceMetrics();
   instrumentHttp(app, metrics);
+  await registerLoadShedding(app, config);
 
   const scripts = loadScripts();
   const store = new LeaseStore(defineScripts(redis, scripts), {
@@ -109,19 +125,22 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await registerOpenApi(app, SERVICE_VERSION);
   await app.register(healthRoutes, { redis, scripts });
   await app.register(metricsRoutes, { metrics, store });
-  await app.register(leaseRoutes, { config, store, notifications, metrics });
+  // Acquires and claims that wait share one budget of open waits (per holder and in all).
+  const waiters = waiterSlots(config);
+  await app.register(leaseRoutes, { config, store, notifications, metrics, waiters });
   await app.register(resourceRoutes, { config, store });
-  await app.register(orphanRoutes, { config, store, notifications });
+  await app.register(orphanRoutes, { config, store, notifications, waiters });
   const eventStreamKey = `${keyPrefix(config)}ev`;
   const watcher = new StreamWatcher(redis, eventStreamKey);
   app.addHook('onReady', async () => watcher.start());
   app.addHook('onClose', async () => watcher.stop());
-  await app.register(eventRoutes, { redis, streamKey: eventStreamKey, watcher, metrics });
+  await app.register(eventRoutes, { config, redis, streamKey: eventStreamKey, watcher, metrics });
 
   if (sweep) {
     const reaper = new Reaper(redis, store, {
       intervalMs: config.REAPER_INTERVAL_MS,
       batch: config.REAPER_BATCH,
+      streams: { maxAgeMs: config.STREAM_MAX_AGE_MS, maxBytes: config.STREAM_MAX_BYTES },
       lockMs: config.REAPER_LOCK_MS,
       lockKey: `${keyPrefix(config)}reaper`,
       log: app.log,

@@ -18,6 +18,8 @@ export const PROBLEMS = {
   lease_revoked: { status: 410, title: 'The lease was revoked' },
   payload_too_large: { status: 413, title: 'The request or one of its parts is too large' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
+  request_timeout: { status: 408, title: 'The request was not received in time' },
+  headers_too_large: { status: 431, title: 'The request headers are too large' },
   unauthorized: { status: 401, title: 'Not authorized' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error' },

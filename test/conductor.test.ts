@@ -135,7 +135,7 @@ test('a conductor killed mid-resize leaves an orphan that a second conductor cla
   // The orphan is listed within expiry + one reaper interval + slack.
   const orphan = await waitFor(
     async () => {
-      const listed = await service('GET', '/v1/orphans?state=pending&kind=resize');
+      const listed = await service('GET', '/v1/orphans?state=pending&kind=resize&include=payload');
       assert.equal(listed.status, 200, JSON.stringify(listed.body));
       return (listed.body.items as any[]).find((o) => o.lastLeaseId === acquired.leaseId);
     },

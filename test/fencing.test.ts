@@ -30,7 +30,7 @@ describe('POST /v1/fencing/check', () => {
     const path = `${unique('r')}/instances/i-42`;
     const lease = await acquire('conductor-z', [path]);
     for (const p of [path, `${path}/volumes/v-7`, `${path}/volumes/v-7/snapshots/s-1`]) {
-      assert.deepEqual(await check(p, lease.fencingToken), { valid: true, current: [entry(lease)] }, p);
+      assert.deepEqual(await check(p, lease.fencingToken), { valid: true, current: [entry(lease)], coveringCount: 1 }, p);
     }
     const wrong = await check(path, lease.fencingToken - 1);
     assert.equal(wrong.valid, false);
@@ -42,7 +42,7 @@ describe('POST /v1/fencing/check', () => {
     const path = `${root}/instances/i-42`;
     const lease = await acquire('conductor-z', [`${path}/volumes/v-7`]);
     for (const p of [`${path}0`, `${path}0/volumes/v-7`, path, `${root}/instances`, `${path}/volumes/v-70`]) {
-      assert.deepEqual(await check(p, lease.fencingToken), { valid: false, current: [] }, p);
+      assert.deepEqual(await check(p, lease.fencingToken), { valid: false, current: [], coveringCount: 0 }, p);
     }
   });
 
@@ -50,12 +50,12 @@ describe('POST /v1/fencing/check', () => {
     const path = `${unique('r')}/instances/i-42`;
     const old = await acquire('conductor-a', [path]);
     assert.equal((await t.post(`/v1/leases/${old.id}/release`)).statusCode, 200);
-    assert.deepEqual(await check(path, old.fencingToken), { valid: false, current: [] });
+    assert.deepEqual(await check(path, old.fencingToken), { valid: false, current: [], coveringCount: 0 });
     const next = await acquire('conductor-b', [path]);
     assert.ok(next.fencingToken > old.fencingToken);
-    assert.deepEqual(await check(path, old.fencingToken), { valid: false, current: [entry(next)] });
-    assert.deepEqual(await check(path, next.fencingToken), { valid: true, current: [entry(next)] });
-    assert.deepEqual(await check(`${path}/volumes/v-1`, old.fencingToken), { valid: false, current: [entry(next)] });
+    assert.deepEqual(await check(path, old.fencingToken), { valid: false, current: [entry(next)], coveringCount: 1 });
+    assert.deepEqual(await check(path, next.fencingToken), { valid: true, current: [entry(next)], coveringCount: 1 });
+    assert.deepEqual(await check(`${path}/volumes/v-1`, old.fencingToken), { valid: false, current: [entry(next)], coveringCount: 1 });
   });
 
   test('a token stops being valid once its lease expires', async () => {
@@ -63,7 +63,7 @@ describe('POST /v1/fencing/check', () => {
     const lease = await acquire('conductor-z', [path], { ttlMs: 1000 });
     assert.equal((await check(path, lease.fencingToken)).valid, true);
     await waitFor(async () => !(await check(path, lease.fencingToken)).valid, { timeoutMs: 5000, what: 'the token to go stale' });
-    assert.deepEqual(await check(path, lease.fencingToken), { valid: false, current: [] });
+    assert.deepEqual(await check(path, lease.fencingToken), { valid: false, current: [], coveringCount: 0 });
     assert.equal((await t.get(`/v1/leases/${lease.id}`)).json().code, 'lease_expired');
   });
 
@@ -71,12 +71,13 @@ describe('POST /v1/fencing/check', () => {
     const root = unique('r');
     const revoked = await acquire('conductor-a', [`${root}/i-1`]);
     assert.equal((await t.del(`/v1/leases/${revoked.id}`)).statusCode, 200);
-    assert.deepEqual(await check(`${root}/i-1`, revoked.fencingToken), { valid: false, current: [] });
+    assert.deepEqual(await check(`${root}/i-1`, revoked.fencingToken), { valid: false, current: [], coveringCount: 0 });
 
     const orphaned = await acquire('conductor-b', [`${root}/i-2`], { action: { kind: 'resize' } });
     assert.equal((await t.post(`/v1/leases/${orphaned.id}/release`, { outcome: 'abandoned' })).statusCode, 200);
     assert.equal((await t.post('/v1/leases', acquireBody('conductor-c', [`${root}/i-2`]))).statusCode, 409, 'the orphan reserves it');
-    assert.deepEqual(await check(`${root}/i-2`, orphaned.fencingToken), { valid: false, current: [] });
+    // Not current, but counted: it still covers the path as an orphan.
+    assert.deepEqual(await check(`${root}/i-2`, orphaned.fencingToken), { valid: false, current: [], coveringCount: 1 });
   });
 
   test('with two shared leases on a path both tokens are valid and current lists both', async () => {
@@ -104,7 +105,7 @@ describe('POST /v1/fencing/check', () => {
   });
 
   test(
-    'with more than 100 shared leases on a path, the token of each one is still valid',
+    'with more than 100 shared leases on a path, the token of each one is still valid; current lists the first 100 and all are counted',
     async () => {
       const path = `${unique('r')}/instances/i-42`;
       const leases: Lease[] = [];
@@ -112,7 +113,9 @@ describe('POST /v1/fencing/check', () => {
       const last = leases[leases.length - 1]!;
       const result = await check(path, last.fencingToken);
       assert.equal(result.valid, true);
-      assert.equal(result.current.length, 105);
+      assert.equal(result.current.length, 100);
+      assert.equal(result.coveringCount, 105);
+      for (const lease of leases.slice(0, 5)) assert.equal((await check(path, lease.fencingToken)).valid, true);
     },
   );
 

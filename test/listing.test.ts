@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { keyPrefix } from '../src/app.js';
 import type { Lease, LeasePage as Page } from '../src/client/types.js';
-import { acquireBody, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
+import { acquireBody, acquireLease, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
 
@@ -12,11 +12,7 @@ let n = 0;
 /** A fresh name per use (a root path segment or a holder), so tests in this file never see each other's leases. */
 const unique = (name: string) => `${name}-${++n}-${Date.now()}`;
 
-async function acquire(app: TestApp, holder: string, paths: Parameters<typeof acquireBody>[1], extra: Record<string, unknown> = {}): Promise<Lease> {
-  const res = await app.post('/v1/leases', acquireBody(holder, paths, extra));
-  assert.equal(res.statusCode, 201, res.body);
-  return res.json() as Lease;
-}
+const acquire = acquireLease;
 
 async function list(app: TestApp, query: Record<string, string | number>): Promise<Page> {
   const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString();
@@ -56,15 +52,16 @@ async function redisNow(app: TestApp): Promise<number> {
 }
 
 describe('GET /v1/leases', () => {
-  test('lists every active lease, as GET shows it, in grant order', async () => {
+  test('lists every active lease, as GET shows it (with include=payload), in grant order', async () => {
     const own = await startTestApp(redis.url); // its own key prefix: nothing else is listed
     try {
       const a = await acquire(own, 'conductor-a', ['instances/i-1']);
       const b = await acquire(own, 'conductor-b', ['instances/i-2', 'volumes/v-7'], { action: { kind: 'resize', payload: { flavor: 'm1.large' } } });
       const c = await acquire(own, 'conductor-a', [{ path: 'networks/n-3', mode: 'shared' }]);
-      const page = await list(own, {});
+      const page = await list(own, { include: 'payload' });
       assert.equal(page.nextCursor, null);
       assert.deepEqual(ids(page.items), [a.id, b.id, c.id]);
+      assert.deepEqual(ids((await list(own, {})).items), [a.id, b.id, c.id]);
       for (const item of page.items) {
         const read = (await own.get(`/v1/leases/${item.id}`)).json() as Lease;
         assert.deepEqual(withoutClock(item), withoutClock(read));
@@ -213,8 +210,8 @@ describe('GET /v1/leases', () => {
   test('a filter that matches little may answer short or empty pages, and following nextCursor still finds every match', async () => {
     const root = unique('sparse');
     const holder = unique('conductor');
-    // One page may scan limit*10+100 index entries; 150 non-matching leases come first.
-    for (let i = 0; i < 150; i++) await acquire(t, holder, [`${root}/elsewhere/i-${i}`]);
+    // One page looks at limit+200 index entries at most; 250 non-matching leases come first.
+    for (let i = 0; i < 250; i++) await acquire(t, holder, [`${root}/elsewhere/i-${i}`]);
     const wanted = [await acquire(t, holder, [`${root}/wanted/i-1`]), await acquire(t, holder, [`${root}/wanted/i-2`])];
     const pages = await listAll(t, { holder, prefix: `${root}/wanted`, limit: 1 });
     assert.ok(pages.some((p) => p.items.length === 0 && p.nextCursor !== null), 'expected at least one empty page with a cursor');
@@ -346,9 +343,9 @@ describe('POST /v1/holders/{holder}/renew', () => {
   test('a holder with no leases gets an empty list, with or without a body', async () => {
     const res = await renewHolder(unique('nobody'));
     assert.equal(res.statusCode, 200, res.body);
-    assert.deepEqual(res.json(), { renewed: [] });
+    assert.deepEqual(res.json(), { renewed: [], nextCursor: null, remaining: 0 });
     const withBody = await renewHolder(unique('nobody'), { ttlMs: 5000 });
-    assert.deepEqual(withBody.json(), { renewed: [] });
+    assert.deepEqual(withBody.json(), { renewed: [], nextCursor: null, remaining: 0 });
   });
 
   test('a holder whose name has "/" and spaces works URL-encoded, and is not confused with the name before the "/"', async () => {
@@ -387,7 +384,7 @@ describe('GET /v1/resources/{path}', () => {
   const view = async (path: string) => {
     const res = await t.get(`/v1/resources/${path}`);
     assert.equal(res.statusCode, 200, res.body);
-    return res.json() as { path: string; coveredBy: Lease[]; below: { count: number; items: Lease[] } };
+    return res.json() as { path: string; coveredBy: Lease[]; coveredByCount: number; below: { count: number; items: Lease[] } };
   };
 
   test('coveredBy lists the leases on the path and on its ancestors, not on siblings or descendants', async () => {
@@ -486,11 +483,13 @@ describe('GET /v1/resources/{path}', () => {
   });
 
   test(
-    'coveredBy lists every lease covering the path, also more than 100',
+    'coveredBy lists the first 100 leases covering the path and coveredByCount counts them all',
     async () => {
       const path = `${unique('covmany')}/instances/i-1`;
       for (let i = 0; i < 105; i++) await acquire(t, `reader-${i}`, [{ path, mode: 'shared' }]);
-      assert.equal((await view(path)).coveredBy.length, 105);
+      const covering = await view(path);
+      assert.equal(covering.coveredBy.length, 100);
+      assert.equal(covering.coveredByCount, 105);
     },
   );
 

@@ -44,7 +44,7 @@ async function abandon(app: TestApp, lease: Lease): Promise<string> {
 async function orphanOf(app: TestApp, leaseId: string, kind: string): Promise<Orphan> {
   return waitFor(
     async () => {
-      const res = await app.get(`/v1/orphans?kind=${encodeURIComponent(kind)}&limit=1000`);
+      const res = await app.get(`/v1/orphans?kind=${encodeURIComponent(kind)}&limit=100&include=payload`);
       assert.equal(res.statusCode, 200, res.body);
       return (res.json().items as Orphan[]).find((o) => o.lastLeaseId === leaseId);
     },
@@ -137,7 +137,7 @@ describe('a lease with an action that expires becomes an orphan', () => {
     assert.equal(orphan.claimedBy, null);
     assert.equal(orphan.claimedLeaseId, null);
     assert.equal(orphan.progress, null);
-    const pending = (await t.get(`/v1/orphans?state=pending&kind=${kind}`)).json().items as Orphan[];
+    const pending = (await t.get(`/v1/orphans?state=pending&kind=${kind}&include=payload`)).json().items as Orphan[];
     assert.deepEqual(pending, [orphan]);
   });
 

@@ -51,7 +51,7 @@ test('a tombstone in its lock delay keeps its record until the sweeper has dropp
 
   // The sweeper runs long after the lock delay ended (here: only when we call it).
   await waitFor(async () => (await acquire('zone/a/b/c')).kind === 'granted', { what: 'the lock delay to end' });
-  await store.sweep(100);
+  await store.sweep(100, { maxAgeMs: 86400000, maxBytes: 1 << 30 });
   assert.equal(await redis.zscore(`${prefix}ax:zone/a/b`, id), null);
   assert.equal(await redis.zscore(`${prefix}b:zone/a`, id), null);
   assert.equal(await redis.zscore(`${prefix}exp`, id), null);

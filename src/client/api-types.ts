@@ -210,6 +210,11 @@ export interface paths {
                      * @example djE6MTc5NTUyMDQwMDAwMDAwMQ
                      */
                     cursor?: string;
+                    /**
+                     * @description payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most 100 items (a larger limit gives pages of 100).
+                     * @example payload
+                     */
+                    include?: "payload";
                 };
                 header?: never;
                 path?: never;
@@ -326,7 +331,7 @@ export interface paths {
                                     /** @description What the action does, e.g. resize. */
                                     kind: string;
                                     /**
-                                     * @description The action's parameters, as given at acquire (null when none).
+                                     * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                      * @example {
                                      *       "flavor": "m1.large"
                                      *     }
@@ -337,7 +342,7 @@ export interface paths {
                                     /** @description After this many attempts an orphaned action goes to dead_letter. */
                                     maxAttempts: number;
                                     /**
-                                     * @description The last progress checkpoint a renew reported (null until one did).
+                                     * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                      * @example {
                                      *       "flavor": "m1.large"
                                      *     }
@@ -587,7 +592,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -598,7 +603,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -713,7 +718,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -724,7 +729,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -867,7 +872,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -880,6 +885,40 @@ export interface paths {
                          *       "status": 415,
                          *       "detail": "Send the body as application/json.",
                          *       "code": "unsupported_media_type"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/rate_limited",
+                         *       "title": "Too many requests",
+                         *       "status": 429,
+                         *       "detail": "This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.",
+                         *       "code": "rate_limited"
                          *     }
                          */
                         "application/json": {
@@ -1098,7 +1137,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1109,7 +1148,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1280,7 +1319,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1291,7 +1330,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1337,7 +1376,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -1530,7 +1569,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1541,7 +1580,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1712,7 +1751,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1723,7 +1762,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1735,7 +1774,41 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/payload_too_large",
+                         *       "title": "The request or one of its parts is too large",
+                         *       "status": 413,
+                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
+                         *       "code": "payload_too_large"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -1940,7 +2013,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -1951,7 +2024,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2122,7 +2195,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2133,7 +2206,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2275,7 +2348,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2286,7 +2359,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2457,7 +2530,7 @@ export interface paths {
                                 /** @description What the action does, e.g. resize. */
                                 kind: string;
                                 /**
-                                 * @description The action's parameters, as given at acquire (null when none).
+                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2468,7 +2541,7 @@ export interface paths {
                                 /** @description After this many attempts an orphaned action goes to dead_letter. */
                                 maxAttempts: number;
                                 /**
-                                 * @description The last progress checkpoint a renew reported (null until one did).
+                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                  * @example {
                                  *       "flavor": "m1.large"
                                  *     }
@@ -2532,7 +2605,7 @@ export interface paths {
         put?: never;
         /**
          * Renew every active lease of a holder
-         * @description One heartbeat for a conductor that holds many leases. Leases that have already ended are not renewed and not listed.
+         * @description One heartbeat for a conductor that holds many leases, in grant order, at most 500 per call (HOLDER_RENEW_MAX): when the holder has more, nextCursor is set and remaining says how many of its leases come after; send nextCursor as cursor to renew the rest. Leases that have already ended are not renewed and not listed. The renewed event names at most the first 100 paths.
          */
         post: {
             parameters: {
@@ -2547,7 +2620,7 @@ export interface paths {
                 };
                 cookie?: never;
             };
-            /** @description Optional: one ttlMs for every lease renewed. An empty body (or none) is fine. */
+            /** @description Optional: one ttlMs for every lease renewed, and where to go on. One call renews at most 500 leases (HOLDER_RENEW_MAX). An empty body (or none) is fine. */
             requestBody: {
                 content: {
                     /**
@@ -2558,6 +2631,11 @@ export interface paths {
                     "application/json": {
                         /** @description Time to live in ms, 1000..300000, default 15000. Renew at about a third of it. Omitted: each lease's own ttlMs. */
                         ttlMs?: number;
+                        /**
+                         * @description nextCursor of the previous answer: renew the leases after those it renewed.
+                         * @example djE6MTc5NTUyMDQwMDAwMDAwMQ
+                         */
+                        cursor?: string;
                     };
                 };
             };
@@ -2575,11 +2653,13 @@ export interface paths {
                          *           "id": "3q2-7wEjQ9mCkBq9xY1fSg",
                          *           "expiresAt": "2026-11-24T10:00:50.000Z"
                          *         }
-                         *       ]
+                         *       ],
+                         *       "nextCursor": null,
+                         *       "remaining": 0
                          *     }
                          */
                         "application/json": {
-                            /** @description The leases renewed: the holder's active leases. */
+                            /** @description The leases renewed: the holder's active leases (of this call's share). */
                             renewed: {
                                 /**
                                  * @description Opaque, URL-safe lease id (128 random bits).
@@ -2593,6 +2673,10 @@ export interface paths {
                                  */
                                 expiresAt: string;
                             }[];
+                            /** @description Pass as cursor to renew the holder's leases after these; null when every lease of the holder was looked at. */
+                            nextCursor: string | null;
+                            /** @description How many of the holder's leases (active or orphaned) come after nextCursor; 0 when it is null. */
+                            remaining: number;
                         };
                     };
                 };
@@ -2630,7 +2714,41 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/payload_too_large",
+                         *       "title": "The request or one of its parts is too large",
+                         *       "status": 413,
+                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
+                         *       "code": "payload_too_large"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -2715,11 +2833,17 @@ export interface paths {
         };
         /**
          * What holds a resource path
-         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it. below: the leases strictly below it (the first 100) and how many there are; the count also includes ended leases still in their lock delay. The path may be given with its slashes or URL-encoded.
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded.
          */
         get: {
             parameters: {
-                query?: never;
+                query?: {
+                    /**
+                     * @description payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most 100 items (a larger limit gives pages of 100).
+                     * @example payload
+                     */
+                    include?: "payload";
+                };
                 header?: never;
                 path: {
                     /**
@@ -2776,6 +2900,7 @@ export interface paths {
                          *           "orphanId": null
                          *         }
                          *       ],
+                         *       "coveredByCount": 1,
                          *       "below": {
                          *         "count": 0,
                          *         "items": []
@@ -2788,7 +2913,7 @@ export interface paths {
                              * @example instances/i-42
                              */
                             path: string;
-                            /** @description Leases on this path or an ancestor: whoever holds it now. */
+                            /** @description Leases on this path or an ancestor: whoever holds it now (the first 100). */
                             coveredBy: {
                                 /**
                                  * @description Opaque, URL-safe lease id (128 random bits).
@@ -2851,7 +2976,7 @@ export interface paths {
                                     /** @description What the action does, e.g. resize. */
                                     kind: string;
                                     /**
-                                     * @description The action's parameters, as given at acquire (null when none).
+                                     * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                      * @example {
                                      *       "flavor": "m1.large"
                                      *     }
@@ -2862,7 +2987,7 @@ export interface paths {
                                     /** @description After this many attempts an orphaned action goes to dead_letter. */
                                     maxAttempts: number;
                                     /**
-                                     * @description The last progress checkpoint a renew reported (null until one did).
+                                     * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                      * @example {
                                      *       "flavor": "m1.large"
                                      *     }
@@ -2872,11 +2997,13 @@ export interface paths {
                                 /** @description The orphan its action became, once orphaned. */
                                 orphanId: string | null;
                             }[];
+                            /** @description How many leases cover the path (lock-delayed tombstones included). */
+                            coveredByCount: number;
                             /** @description Leases strictly below the path (a volume of this instance, say). */
                             below: {
                                 /** @description How many leases hold something below the path. */
                                 count: number;
-                                /** @description The first 100 of them, in grant order. */
+                                /** @description The first 100 of them: exclusive ones first, then shared ones. */
                                 items: {
                                     /**
                                      * @description Opaque, URL-safe lease id (128 random bits).
@@ -2939,7 +3066,7 @@ export interface paths {
                                         /** @description What the action does, e.g. resize. */
                                         kind: string;
                                         /**
-                                         * @description The action's parameters, as given at acquire (null when none).
+                                         * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                          * @example {
                                          *       "flavor": "m1.large"
                                          *     }
@@ -2950,7 +3077,7 @@ export interface paths {
                                         /** @description After this many attempts an orphaned action goes to dead_letter. */
                                         maxAttempts: number;
                                         /**
-                                         * @description The last progress checkpoint a renew reported (null until one did).
+                                         * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                          * @example {
                                          *       "flavor": "m1.large"
                                          *     }
@@ -3053,7 +3180,7 @@ export interface paths {
         put?: never;
         /**
          * Check a fencing token (for resource servers)
-         * @description valid is true exactly when an active lease covering path carries fencingToken right now; current lists the active leases covering path. Like Chubby's CheckSequencer: refuse a write whose token is not valid.
+         * @description valid is true exactly when an active lease covering path carries fencingToken right now, however many leases cover it; current lists the active leases covering path (the first 100), coveringCount how many leases cover it (active, orphaned or in lock delay). Like Chubby's CheckSequencer: refuse a write whose token is not valid.
          */
         post: {
             parameters: {
@@ -3099,13 +3226,14 @@ export interface paths {
                          *           "fencingToken": 1795520400000001,
                          *           "state": "active"
                          *         }
-                         *       ]
+                         *       ],
+                         *       "coveringCount": 1
                          *     }
                          */
                         "application/json": {
                             /** @description true: accept the write. false: refuse it, the writer's lease is gone or was never on this path. */
                             valid: boolean;
-                            /** @description The active leases covering the path now. */
+                            /** @description The active leases covering the path now (the first 100; GET /v1/resources/{path} shows them all). */
                             current: {
                                 /**
                                  * @description Opaque, URL-safe lease id (128 random bits).
@@ -3122,6 +3250,8 @@ export interface paths {
                                 /** @enum {string} */
                                 state: "active";
                             }[];
+                            /** @description How many leases cover the path: active, orphaned, or ended and still in their lock delay. */
+                            coveringCount: number;
                         };
                     };
                 };
@@ -3159,7 +3289,41 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/payload_too_large",
+                         *       "title": "The request or one of its parts is too large",
+                         *       "status": 413,
+                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
+                         *       "code": "payload_too_large"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -3414,13 +3578,13 @@ export interface paths {
                                 /** @description The action left half-done. */
                                 action: {
                                     kind: string;
-                                    /** @description The action's parameters, as given at the first acquire. */
+                                    /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
                                     payload: unknown;
                                     /** @description The attempt that was running when it was (last) orphaned. */
                                     attempt: number;
                                     maxAttempts: number;
                                 };
-                                /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. */
+                                /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
                                 progress: unknown;
                                 /**
                                  * @description Opaque, URL-safe lease id (128 random bits).
@@ -3551,7 +3715,7 @@ export interface paths {
                                     /** @description What the action does, e.g. resize. */
                                     kind: string;
                                     /**
-                                     * @description The action's parameters, as given at acquire (null when none).
+                                     * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
                                      * @example {
                                      *       "flavor": "m1.large"
                                      *     }
@@ -3562,7 +3726,7 @@ export interface paths {
                                     /** @description After this many attempts an orphaned action goes to dead_letter. */
                                     maxAttempts: number;
                                     /**
-                                     * @description The last progress checkpoint a renew reported (null until one did).
+                                     * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
                                      * @example {
                                      *       "flavor": "m1.large"
                                      *     }
@@ -3650,7 +3814,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -3663,6 +3827,40 @@ export interface paths {
                          *       "status": 415,
                          *       "detail": "Send the body as application/json.",
                          *       "code": "unsupported_media_type"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/rate_limited",
+                         *       "title": "Too many requests",
+                         *       "status": 429,
+                         *       "detail": "This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.",
+                         *       "code": "rate_limited"
                          *     }
                          */
                         "application/json": {
@@ -3833,13 +4031,13 @@ export interface paths {
                             /** @description The action left half-done. */
                             action: {
                                 kind: string;
-                                /** @description The action's parameters, as given at the first acquire. */
+                                /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
                                 payload: unknown;
                                 /** @description The attempt that was running when it was (last) orphaned. */
                                 attempt: number;
                                 maxAttempts: number;
                             };
-                            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. */
+                            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
                             progress: unknown;
                             /**
                              * @description Opaque, URL-safe lease id (128 random bits).
@@ -4006,7 +4204,41 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json. */
+                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/payload_too_large",
+                         *       "title": "The request or one of its parts is too large",
+                         *       "status": 413,
+                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
+                         *       "code": "payload_too_large"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -4169,13 +4401,13 @@ export interface paths {
                             /** @description The action left half-done. */
                             action: {
                                 kind: string;
-                                /** @description The action's parameters, as given at the first acquire. */
+                                /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
                                 payload: unknown;
                                 /** @description The attempt that was running when it was (last) orphaned. */
                                 attempt: number;
                                 maxAttempts: number;
                             };
-                            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. */
+                            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
                             progress: unknown;
                             /**
                              * @description Opaque, URL-safe lease id (128 random bits).
@@ -4356,6 +4588,11 @@ export interface paths {
                      * @example djE6MTc5NTUyMDQwMDAwMDAwMQ
                      */
                     cursor?: string;
+                    /**
+                     * @description payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most 100 items (a larger limit gives pages of 100).
+                     * @example payload
+                     */
+                    include?: "payload";
                 };
                 header?: never;
                 path?: never;
@@ -4430,13 +4667,13 @@ export interface paths {
                                 /** @description The action left half-done. */
                                 action: {
                                     kind: string;
-                                    /** @description The action's parameters, as given at the first acquire. */
+                                    /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
                                     payload: unknown;
                                     /** @description The attempt that was running when it was (last) orphaned. */
                                     attempt: number;
                                     maxAttempts: number;
                                 };
-                                /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. */
+                                /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
                                 progress: unknown;
                                 /**
                                  * @description Opaque, URL-safe lease id (128 random bits).
@@ -4561,7 +4798,7 @@ export interface paths {
         };
         /**
          * Lifecycle events as Server-Sent Events
-         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}. Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. Redis trouble ends the stream; reconnect with Last-Event-ID.
+         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}. Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for 30 s. Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID.
          */
         get: {
             parameters: {
@@ -4611,6 +4848,40 @@ export interface paths {
                          *       "status": 400,
                          *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
                          *       "code": "invalid_resource"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description A URI naming the problem type. */
+                            type: string;
+                            /** @description A short human summary of the problem type. */
+                            title: string;
+                            /** @description The HTTP status. */
+                            status: number;
+                            /** @description What went wrong with this request, for humans. */
+                            detail: string;
+                            /**
+                             * @description Stable machine-readable code.
+                             * @example invalid_request
+                             */
+                            code: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+                /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/rate_limited",
+                         *       "title": "Too many requests",
+                         *       "status": 429,
+                         *       "detail": "This client address has 16 event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.",
+                         *       "code": "rate_limited"
                          *     }
                          */
                         "application/json": {

@@ -64,9 +64,25 @@ export class LeaseClient {
     return this.retried(() => this.call<Lease>('POST', `/v1/leases/${encodeURIComponent(id)}/renew`, request, options), options);
   }
 
-  /** One heartbeat for every active lease of `holder` (a conductor holding many). */
+  /**
+   * One heartbeat for the active leases of `holder` (a conductor holding many): one call
+   * renews at most HOLDER_RENEW_MAX of them; when `nextCursor` is not null, call again with
+   * it as `cursor` (renewHolderAll does).
+   */
   async renewHolder(holder: string, request: HolderRenewRequest = {}, options: CallOptions = {}): Promise<HolderRenewal> {
     return this.retried(() => this.call<HolderRenewal>('POST', `/v1/holders/${encodeURIComponent(holder)}/renew`, request, options), options);
+  }
+
+  /** Every active lease of `holder` renewed, following nextCursor; returns what was renewed. */
+  async renewHolderAll(holder: string, request: Omit<HolderRenewRequest, 'cursor'> = {}, options: CallOptions = {}): Promise<HolderRenewal['renewed']> {
+    const renewed: HolderRenewal['renewed'] = [];
+    let cursor: string | null = null;
+    do {
+      const answer: HolderRenewal = await this.renewHolder(holder, cursor === null ? request : { ...request, cursor }, options);
+      renewed.push(...answer.renewed);
+      cursor = answer.nextCursor;
+    } while (cursor !== null);
+    return renewed;
   }
 
   async release(id: string, outcome: ReleaseOutcome = 'completed', options: CallOptions = {}): Promise<Tombstone> {
@@ -99,9 +115,12 @@ export class LeaseClient {
     return this.retried(() => this.call<LeasePage>('GET', path, undefined, options), options);
   }
 
-  /** What is held at a resource path: the leases covering it, and those below it. */
-  async resource(path: string, options: CallOptions = {}): Promise<ResourceView> {
-    const url = `/v1/resources/${path.split('/').map(encodeURIComponent).join('/')}`;
+  /**
+   * What is held at a resource path: the first 100 leases covering it and below it, and how
+   * many there are. Payloads and progress are null unless `include: 'payload'`.
+   */
+  async resource(path: string, options: CallOptions & { include?: 'payload' } = {}): Promise<ResourceView> {
+    const url = `/v1/resources/${path.split('/').map(encodeURIComponent).join('/')}${options.include ? `?include=${options.include}` : ''}`;
     return this.retried(() => this.call<ResourceView>('GET', url, undefined, options), options);
   }
 

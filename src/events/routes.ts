@@ -2,13 +2,20 @@
 // stream from its own cursor (the SSE id is the stream entry id), so a client that
 // reconnects with Last-Event-ID gets every event it missed that the capped stream still
 // holds, in order, exactly once.
+//
+// Each stream's cost is bounded: streams are capped per replica and per client address, a
+// stream reads nothing more from Redis while its client has not taken what was sent, and a
+// client that does not read is dropped rather than buffered for.
+import { setImmediate } from 'node:timers/promises';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Redis } from 'ioredis';
-import { ProblemError } from '../errors.js';
+import type { Config } from '../config.js';
+import { problem, ProblemError } from '../errors.js';
+import { Slots } from '../http/slots.js';
 import { covers } from '../leases/paths.js';
-import { problemResponses, ResourcePath } from '../leases/schemas.js';
+import { problemResponse, problemResponses, ResourcePath } from '../leases/schemas.js';
 import { fieldMap } from '../store/lease-store.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 import type { StreamWatcher } from './stream-watcher.js';
@@ -16,6 +23,7 @@ import type { StreamWatcher } from './stream-watcher.js';
 import type { LeaseEvent } from '../client/events.js';
 
 export interface EventRoutesOptions {
+  config: Config;
   redis: Redis;
   streamKey: string;
   watcher: StreamWatcher;
@@ -39,10 +47,25 @@ const HEARTBEAT_MS = 15000;
 /** Stream entries read per XRANGE while catching up. */
 const READ_BATCH = 200;
 const STREAM_ID = '^\\d{1,20}-\\d{1,20}$';
+/**
+ * How long a stream waits for its client to take what was sent before it is dropped. A
+ * client that reads, however slowly, drains its buffer well within it.
+ */
+const DRAIN_WAIT_MS = 30000;
+/** Streams free their slots only as clients leave; a client over a cap tries again after this. */
+const RETRY_AFTER_SECONDS = 5;
 
-export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { redis, streamKey, watcher, metrics }) => {
+export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { config, redis, streamKey, watcher, metrics }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const openStreams = new Set<() => void>();
+  const slots = new Slots({
+    max: config.EVENT_STREAMS_MAX,
+    maxPerOwner: config.EVENT_STREAMS_MAX_PER_CLIENT,
+    retryAfterSeconds: RETRY_AFTER_SECONDS,
+    full: (open) => `This replica serves ${open} event streams, as many as it may (EVENT_STREAMS_MAX); retry later, or on another replica.`,
+    ownerFull: (_client, open) =>
+      `This client address has ${open} event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.`,
+  });
   // A stream never ends by itself: end them all so shutdown does not wait on them.
   app.addHook('preClose', async () => {
     for (const end of openStreams) end();
@@ -59,8 +82,14 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
           'maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` ' +
           'JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}. Without Last-Event-ID the stream starts with the ' +
           'next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource ' +
-          'that reconnects misses nothing that was kept. An expiry is recorded when it is noticed (by a request or the reaper); its ' +
-          '`at` is when it happened. A comment line is sent every 15 s. Redis trouble ends the stream; reconnect with Last-Event-ID.',
+          'that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream ' +
+          'did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request ' +
+          'too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is ' +
+          'recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. ' +
+          'One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 ' +
+          'rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not ' +
+          `read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for ${DRAIN_WAIT_MS / 1000} s. ` +
+          'Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID.',
         querystring: Type.Object(
           {
             prefix: Type.Optional({ ...ResourcePath, description: 'Only events with a path at or below this one.' }),
@@ -92,7 +121,12 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
               },
             },
           },
-          ...problemResponses(400, 503),
+          ...problemResponses(400),
+          429: problemResponse(
+            'rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds.',
+            problem('rate_limited', 'This client address has 16 event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.'),
+          ),
+          ...problemResponses(503),
         },
       },
     },
@@ -101,11 +135,19 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       const prefix = request.query.prefix;
       const matches = (event: LeaseEvent) =>
         (!wanted || wanted.has(event.type)) && (!prefix || event.paths.some((path) => covers(prefix, path)));
-      // Read before answering, so a Redis outage is a 503 rather than an empty stream.
-      let cursor = request.headers['last-event-id'] ?? ((await redis.xrevrange(streamKey, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0');
+      const releaseSlot = slots.take(request.ip);
+      let cursor: string;
+      try {
+        // Read before answering, so a Redis outage is a 503 rather than an empty stream.
+        cursor = resumeCursor(await streamBounds(redis, streamKey), request.headers['last-event-id']);
+      } catch (error) {
+        releaseSlot();
+        throw error;
+      }
 
       let grown = true;
       let closed = false;
+      // Ends the wait in progress, if any: for new entries (when idle) or for 'drain'.
       let wake: (() => void) | undefined;
       const unsubscribe = watcher.subscribe(() => {
         grown = true;
@@ -121,6 +163,49 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       reply.hijack();
       const res = reply.raw;
       res.on('close', end);
+      /** Ends the stream of a client that does not read: it reconnects with Last-Event-ID if it ever does. */
+      const drop = (why: string) => {
+        request.log.warn({ buffered: res.socket?.writableLength ?? 0 }, `event stream dropped: ${why}`);
+        end();
+        res.destroy();
+      };
+      /**
+       * After write() said false: whether the client took it all the same. write() says false as
+       * soon as what this tick wrote passes the socket's high-water mark, even when the kernel
+       * then takes all of it (the response corks the socket until the next tick), so look once
+       * it was offered. Past EVENT_STREAM_BUFFER_BYTES still queued, the client is dropped.
+       */
+      const tookIt = async (): Promise<boolean> => {
+        await setImmediate();
+        if (closed) return false;
+        if (!res.writableNeedDrain) return true;
+        if ((res.socket?.writableLength ?? 0) > config.EVENT_STREAM_BUFFER_BYTES) {
+          drop(`the client does not read, and more than EVENT_STREAM_BUFFER_BYTES=${config.EVENT_STREAM_BUFFER_BYTES} wait for it`);
+        }
+        return false;
+      };
+      /** Waits until the client has taken what is queued; drops it if it takes nothing for DRAIN_WAIT_MS. */
+      const caughtUp = async (): Promise<boolean> => {
+        const drained = await new Promise<boolean>((resolve) => {
+          if (closed || !res.writableNeedDrain) return resolve(!closed);
+          const finish = (ok: boolean) => {
+            clearTimeout(timer);
+            res.off('drain', onDrain);
+            wake = undefined;
+            resolve(ok);
+          };
+          const onDrain = () => finish(!closed);
+          const timer = setTimeout(() => finish(false), DRAIN_WAIT_MS);
+          res.on('drain', onDrain);
+          // New entries do not matter while the client is behind; only the end does.
+          wake = () => {
+            if (closed) finish(false);
+          };
+        });
+        if (!drained && !closed) drop(`the client took nothing for ${DRAIN_WAIT_MS} ms`);
+        return drained;
+      };
+
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
@@ -128,9 +213,16 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
         'x-request-id': request.id,
         connection: 'close',
       });
-      res.write('retry: 2000\n\n');
       try {
+        // True while the client has not taken what it was sent: nothing more is read from
+        // Redis for it then, and what was read but not sent is let go (read again later), so a
+        // stalled stream holds no more than its socket's buffer.
+        let blocked = !res.write('retry: 2000\n\n') && !(await tookIt());
         while (!closed) {
+          if (blocked) {
+            if (!(await caughtUp())) break;
+            blocked = false;
+          }
           if (!grown) {
             await new Promise<void>((resolve) => {
               const timer = setTimeout(resolve, HEARTBEAT_MS);
@@ -142,32 +234,101 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             wake = undefined;
             if (closed) break;
             if (!grown) {
-              res.write(': keepalive\n\n');
+              blocked = !res.write(': keepalive\n\n') && !(await tookIt());
               continue;
             }
           }
           grown = false;
-          for (let caughtUp = false; !caughtUp && !closed; ) {
-            const entries = (await redis.xrange(streamKey, `(${cursor}`, '+', 'COUNT', READ_BATCH)) as [string, string[]][];
-            for (const [id, fields] of entries) {
-              cursor = id;
-              const event = toEvent(id, fields);
-              if (matches(event)) res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+          const entries = (await redis.xrange(streamKey, `(${cursor}`, '+', 'COUNT', READ_BATCH)) as [string, string[]][];
+          for (const [id, fields] of entries) {
+            if (closed) break;
+            cursor = id;
+            const event = toEvent(id, fields);
+            if (!matches(event)) continue;
+            if (!res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`) && !(await tookIt())) {
+              blocked = true;
+              break;
             }
-            caughtUp = entries.length < READ_BATCH;
           }
+          // More may wait behind a full batch, or one cut short, whether or not the watcher says so.
+          if (blocked || entries.length === READ_BATCH) grown = true;
         }
       } catch (error) {
         request.log.warn({ err: (error as Error).message }, 'event stream ended: Redis trouble');
       } finally {
         unsubscribe();
         openStreams.delete(end);
+        releaseSlot();
         metrics.eventStreamClients.dec();
-        res.end();
+        // A client that is behind would hold the end (and a shutdown) for as long as it does not read.
+        if (res.writableNeedDrain) res.destroy();
+        else if (!res.destroyed) res.end();
       }
     },
   );
 };
+
+interface StreamBounds {
+  /** The id of the last entry ever appended (0-0 for a stream that never had one). */
+  lastId: string;
+  /** The oldest entry still kept, if any. */
+  firstId: string | undefined;
+  /** Whether entries were ever removed (by trimming): unknown before Redis 7, so assumed. */
+  trimmed: boolean;
+}
+
+/** One XINFO STREAM: the stream's id range and whether it has been trimmed. */
+async function streamBounds(redis: Redis, key: string): Promise<StreamBounds> {
+  let reply: unknown[];
+  try {
+    reply = (await redis.xinfo('STREAM', key)) as unknown[];
+  } catch (error) {
+    if (/no such key/i.test((error as Error).message)) return { lastId: '0-0', firstId: undefined, trimmed: false };
+    throw error;
+  }
+  const info = new Map<string, unknown>();
+  for (let i = 0; i + 1 < reply.length; i += 2) info.set(String(reply[i]), reply[i + 1]);
+  const added = info.get('entries-added');
+  return {
+    lastId: String(info.get('last-generated-id') ?? '0-0'),
+    firstId: (info.get('first-entry') as [string, string[]] | null | undefined)?.[0],
+    trimmed: added === undefined || Number(added) > Number(info.get('length') ?? 0),
+  };
+}
+
+/**
+ * Where a stream starts reading: after Last-Event-ID, or after the newest entry. Trimming
+ * removes the oldest entries, so once the stream was trimmed, an id older than the oldest
+ * kept entry may have had events after it that are gone (Redis does not record the newest
+ * trimmed id, so one exactly at the boundary is refused too: re-reading the state is safe).
+ */
+function resumeCursor({ lastId, firstId, trimmed }: StreamBounds, lastEventId: string | undefined): string {
+  if (lastEventId === undefined) return lastId;
+  if (compareStreamIds(lastEventId, lastId) > 0) {
+    throw new ProblemError(
+      'invalid_request',
+      `Last-Event-ID ${lastEventId} is after the newest event of this stream (${lastId}), so this stream did not issue it (was Redis reset?). Reconnect without Last-Event-ID.`,
+    );
+  }
+  const oldestKept = firstId ?? lastId;
+  const lost = firstId === undefined ? compareStreamIds(lastEventId, lastId) < 0 : compareStreamIds(lastEventId, firstId) < 0;
+  if (trimmed && lost) {
+    throw new ProblemError(
+      'invalid_request',
+      `Events after Last-Event-ID ${lastEventId} were trimmed from the stream (it keeps about STREAM_MAX_ENTRIES; the oldest kept is ${oldestKept}), ` +
+        'so some were lost. Read the current state again (GET /v1/leases, /v1/orphans) and reconnect without Last-Event-ID.',
+    );
+  }
+  return lastEventId;
+}
+
+/** Orders two stream ids (ms-seq) numerically; they may exceed 2^53. */
+function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  if (am !== bm) return am < bm ? -1 : 1;
+  return as === bs ? 0 : as < bs ? -1 : 1;
+}
 
 function parseTypes(types: string | undefined): Set<string> | null {
   if (types === undefined) return null;

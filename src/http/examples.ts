@@ -85,15 +85,17 @@ export function pageExample<T>(item: T) {
 export const RESOURCE_EXAMPLE = {
   path: 'instances/i-42/volumes/v-7',
   coveredBy: [LEASE_EXAMPLE],
+  coveredByCount: 1,
   below: { count: 0, items: [] },
 };
 
 export const FENCING_EXAMPLE = {
   valid: true,
   current: [{ leaseId: resize.id, holder: resize.holder, fencingToken: Number(resize.fencingToken), state: 'active' }],
+  coveringCount: 1,
 };
 
-export const HOLDER_RENEW_EXAMPLE = { renewed: [{ id: resize.id, expiresAt: iso(T0 + 50000) }] };
+export const HOLDER_RENEW_EXAMPLE = { renewed: [{ id: resize.id, expiresAt: iso(T0 + 50000) }], nextCursor: null, remaining: 0 };
 
 /** The problem each error status shows by default, as the service words it. */
 export const PROBLEM_EXAMPLES: Record<number, Problem> = {
@@ -108,6 +110,7 @@ export const PROBLEM_EXAMPLES: Record<number, Problem> = {
   410: problem('lease_expired', `Lease ${resize.id} expired at ${iso(T0 + 50000)}; its holder has lost it.`, expired),
   413: problem('payload_too_large', 'action.payload is 70000 bytes of JSON; at most 65536 are allowed.'),
   415: problem('unsupported_media_type', 'Send the body as application/json.'),
+  429: problem('rate_limited', 'This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.'),
   503: problem(
     'backend_unavailable',
     'Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.',

@@ -1,9 +1,13 @@
 // Every error leaves as application/problem+json with a code from src/errors.ts: our own
 // ProblemErrors, Fastify's validation, body-size, content-type and not-found errors, and
 // Redis being unreachable (503 with Retry-After). Nothing a client sends becomes a 500.
+import { isUtf8 } from 'node:buffer';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem, ProblemError, type Problem, type ProblemCode } from '../errors.js';
-import { isBackendUnavailable } from '../redis/connection.js';
+import { isBackendUnavailable, isRedisOutOfMemory } from '../redis/connection.js';
+import { refuseIllFormedStrings } from './well-formed.js';
 
 const RETRY_AFTER_SECONDS = '1';
 
@@ -23,18 +27,52 @@ export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequ
   sendProblem(reply, problem('invalid_request', detail));
 }
 
+/**
+ * For Fastify's `clientErrorHandler` option: what Node refuses before Fastify sees a request
+ * (a request not received within HTTP_REQUEST_TIMEOUT_MS, headers over Node's limit, bytes
+ * that are not HTTP) is answered problem+json too, and the connection closed.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const answer =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? problem('request_timeout', 'The whole request (headers and body) must arrive within HTTP_REQUEST_TIMEOUT_MS; the connection is closed.')
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? problem('headers_too_large', 'The request headers are larger than this server accepts.')
+        : problem('invalid_request', 'The request is not valid HTTP.');
+  this.log.debug({ err: error.message }, 'client error');
+  if (socket.writable) {
+    const body = JSON.stringify(answer);
+    socket.write(
+      `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nContent-Type: application/problem+json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 export function installProblemHandling(app: FastifyInstance): void {
   // JSON only: without the text/plain parser a text body gets 415, not a confusing 400.
   app.removeContentTypeParser('text/plain');
   // An empty body on a POST whose fields are all optional (renew, release) means "{}".
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if ((body as string).trim() === '') return done(null, {});
-    parseJson(request, body as string, done);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+    // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
+    const charset = charsetOf(request.headers['content-type']);
+    if (charset !== null && charset !== 'utf-8' && charset !== 'utf8') {
+      return done(new ProblemError('unsupported_media_type', `Send the body as application/json in UTF-8, not charset=${charset}.`), undefined);
+    }
+    // Decoding would quietly turn bytes that are not UTF-8 into U+FFFD, and the service
+    // would store what the client never sent.
+    if (!isUtf8(raw as Buffer)) return done(new ProblemError('invalid_request', 'The body is not valid UTF-8.'), undefined);
+    const body = (raw as Buffer).toString('utf8');
+    if (body.trim() === '') return done(null, {});
+    parseJson(request, body, done);
   });
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && request.method === 'POST') request.body = {};
   });
+  refuseIllFormedStrings(app);
 
   app.setNotFoundHandler((request, reply) => {
     sendProblem(reply, problem('not_found', `${request.method} ${request.url.split('?')[0]} is not a route of this API; see /docs.`));
@@ -53,7 +91,20 @@ export function installProblemHandling(app: FastifyInstance): void {
   });
 }
 
+/** The charset parameter of a Content-Type, lower-cased and unquoted, or null when it has none. */
+function charsetOf(contentType: string | undefined): string | null {
+  const match = /;\s*charset\s*=\s*("?)([^";\s]*)\1/i.exec(contentType ?? '');
+  return match ? match[2]!.toLowerCase() : null;
+}
+
 function describeUnavailable(error: Error): string {
+  if (isRedisOutOfMemory(error)) {
+    return (
+      'Redis is full: it reached its maxmemory and refuses writes (policy noeviction, so nothing is evicted). This request ' +
+      'changed nothing. Reads still work; writes succeed again once leases end and tombstones expire, or once an operator ' +
+      'raises maxmemory (REDIS_MAXMEMORY for the embedded Redis).'
+    );
+  }
   if (/timed out/i.test(error.message)) {
     return (
       'Redis did not answer in time. A call that reaches Redis after its deadline changes nothing; retry shortly ' +

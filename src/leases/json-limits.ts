@@ -5,7 +5,7 @@ import { ProblemError } from '../errors.js';
 
 export const MAX_JSON_DEPTH = 64;
 
-function nestingExceeds(value: unknown, maxDepth: number): boolean {
+export function nestingExceeds(value: unknown, maxDepth: number): boolean {
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
     const [node, depth] = stack.pop()!;
@@ -16,11 +16,16 @@ function nestingExceeds(value: unknown, maxDepth: number): boolean {
   return false;
 }
 
-/** Throws 400 for JSON nested deeper than MAX_JSON_DEPTH and 413 for JSON over `limitBytes`. */
-export function assertJsonWithinLimits(value: unknown, limitBytes: number, name: string): void {
+/**
+ * Returns the value as JSON, as it is stored. Throws 400 for JSON nested deeper than
+ * MAX_JSON_DEPTH and 413 for JSON over `limitBytes`.
+ */
+export function jsonWithinLimits(value: unknown, limitBytes: number, name: string): string {
   if (nestingExceeds(value, MAX_JSON_DEPTH)) {
     throw new ProblemError('invalid_request', `${name} is nested deeper than ${MAX_JSON_DEPTH} levels.`);
   }
-  const bytes = Buffer.byteLength(JSON.stringify(value));
+  const json = JSON.stringify(value);
+  const bytes = Buffer.byteLength(json);
   if (bytes > limitBytes) throw new ProblemError('payload_too_large', `${name} is ${bytes} bytes of JSON; at most ${limitBytes} are allowed.`);
+  return json;
 }

@@ -11,9 +11,10 @@ import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome,
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { acquireFingerprint } from './fingerprint.js';
 import { newLeaseId } from './ids.js';
-import { assertJsonWithinLimits } from './json-limits.js';
+import { jsonWithinLimits } from './json-limits.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import type { Notifications } from '../notify/notifications.js';
+import type { Slots } from '../http/slots.js';
 import { findOverlap } from './paths.js';
 import { holdsResources, leaseView, tombstoneView } from './present.js';
 import { acquireWaiting } from './wait.js';
@@ -25,6 +26,7 @@ import {
   LeaseIdParams,
   LeaseView,
   Page,
+  pageSize,
   problemResponses,
   requestSchemas,
   TombstoneView,
@@ -35,6 +37,8 @@ export interface LeaseRoutesOptions {
   store: LeaseStore;
   notifications: Notifications;
   metrics: ServiceMetrics;
+  /** Requests that wait (waitMs), per holder and in all. */
+  waiters: Slots;
 }
 
 const CONFLICTS_REPORTED = 10;
@@ -44,7 +48,7 @@ const GONE_CODE: Record<string, ProblemCode> = {
   revoked: 'lease_revoked',
 };
 
-export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store, notifications, metrics }) => {
+export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store, notifications, metrics, waiters }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const waitDeps = { store, notifications, ticketGraceMs: config.REDIS_COMMAND_TIMEOUT_MS + 1000 };
   const schemas = requestSchemas(config);
@@ -69,7 +73,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         response: {
           201: { ...LeaseView, description: 'Granted: a new lease.' },
           200: { ...LeaseView, description: 'The lease this holder\'s requestId was already granted (a retried request); nothing new was granted.' },
-          ...problemResponses(400, 409, 413, 415, 503),
+          ...problemResponses(400, 409, 413, 415, 429, 503),
         },
       },
     },
@@ -80,11 +84,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       if (overlap) {
         throw new ProblemError('overlapping_resources', `"${overlap[0]}" and "${overlap[1]}" cover each other; request the covering one only.`);
       }
-      const payload = body.action?.payload;
-      if (payload !== undefined) assertJsonWithinLimits(payload, config.PAYLOAD_LIMIT_BYTES, 'action.payload');
-      const action = body.action
-        ? { kind: body.action.kind, payload: payload ?? null, attempt: 1, maxAttempts: body.action.maxAttempts ?? config.MAX_ATTEMPTS_DEFAULT }
-        : null;
+      const payload = body.action?.payload ?? null;
+      const payloadJson = payload === null ? null : jsonWithinLimits(payload, config.PAYLOAD_LIMIT_BYTES, 'action.payload');
+      const action = body.action ? { kind: body.action.kind, maxAttempts: body.action.maxAttempts ?? config.MAX_ATTEMPTS_DEFAULT } : null;
       const limits = {
         ttlMs: body.ttlMs ?? config.TTL_DEFAULT_MS,
         maxHoldMs: body.maxHoldMs ?? config.MAX_HOLD_DEFAULT_MS,
@@ -95,10 +97,11 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         holder: body.holder,
         resources,
         ...limits,
-        action,
+        action: action && { ...action, payloadJson },
         requestId: body.requestId ?? null,
         // Only a requestId's retry is compared with the request it repeats.
-        fingerprint: body.requestId === undefined ? '' : acquireFingerprint({ resources, action, ...limits }),
+        fingerprint:
+          body.requestId === undefined ? '' : acquireFingerprint({ resources, action: action && { ...action, payload, attempt: 1 }, ...limits }),
         conflictLimit: CONFLICTS_REPORTED,
       };
       const waitMs = body.waitMs ?? 0;
@@ -106,6 +109,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       let outcome: AcquireOutcome = 'error';
       let queued = false;
       let result: AcquireResult;
+      const freeSlot = waitMs > 0 ? waiters.take(body.holder) : () => {};
       try {
         ({ result, queued } =
           waitMs > 0
@@ -113,6 +117,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
             : { result: await store.acquire({ ...input, wait: null }), queued: false });
         outcome = acquireOutcome(result, queued);
       } finally {
+        freeSlot();
         metrics.acquires.inc({ outcome, mode });
         metrics.acquireDuration.observe({ waited: String(queued) }, reply.elapsedTime / 1000);
       }
@@ -151,8 +156,8 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
     },
     async (request, reply) => {
       const { progress, ttlMs } = request.body;
-      if (progress !== undefined) assertJsonWithinLimits(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
-      const result = await counted(metrics.renewals, renewOutcome, () => store.renew(request.params.id, ttlMs ?? null, progress));
+      const progressJson = progress === undefined ? null : jsonWithinLimits(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
+      const result = await counted(metrics.renewals, renewOutcome, () => store.renew(request.params.id, ttlMs ?? null, progressJson));
       if (result.kind === 'ended') request.log.info({ leaseId: request.params.id, holder: result.lease.holder, state: result.lease.state }, 'renew of a lost lease');
       if (result.kind === 'no_action') {
         throw new ProblemError('invalid_request', 'progress is kept only for leases that carry an action; this one has none.');
@@ -173,7 +178,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410.',
         params: LeaseIdParams,
         body: schemas.ReleaseBody,
-        response: { 200: TombstoneView, ...problemResponses(400, 404, 410, 415, 503) },
+        response: { 200: TombstoneView, ...problemResponses(400, 404, 410, 413, 415, 503) },
       },
     },
     async (request, reply) => {
@@ -242,15 +247,17 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
-      const { holder, prefix, state, limit, cursor } = request.query;
-      const pageSize = limit ?? config.LIST_LIMIT_DEFAULT;
+      const { holder, prefix, state, limit, cursor, include } = request.query;
+      const size = pageSize(config, limit, include);
       const page = await store.list({
         holder: holder ?? null,
         prefix: prefix ?? null,
         state: state ?? null,
         afterToken: cursor === undefined ? null : decodeCursor(cursor),
-        limit: pageSize,
-        scanBudget: pageSize * 10 + 100,
+        limit: size,
+        // Entries a page looks at, matching or not: its cost stays near that of a full page.
+        scanBudget: size + 200,
+        withPayload: include === 'payload',
       });
       return reply.send({
         items: page.items.map((lease) => leaseView(lease, page.now)),
@@ -265,7 +272,10 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       schema: {
         tags,
         summary: 'Renew every active lease of a holder',
-        description: 'One heartbeat for a conductor that holds many leases. Leases that have already ended are not renewed and not listed.',
+        description:
+          `One heartbeat for a conductor that holds many leases, in grant order, at most ${config.HOLDER_RENEW_MAX} per call (HOLDER_RENEW_MAX): ` +
+          'when the holder has more, nextCursor is set and remaining says how many of its leases come after; send nextCursor as cursor to renew ' +
+          'the rest. Leases that have already ended are not renewed and not listed. The renewed event names at most the first 100 paths.',
         params: HolderParams,
         body: schemas.HolderRenewBody,
         response: {
@@ -273,24 +283,33 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
             {
               renewed: Type.Array(
                 Type.Object({ id: LeaseId, expiresAt: Timestamp('Its new expiresAt (Redis clock).') }),
-                { description: 'The leases renewed: the holder\'s active leases.' },
+                { description: 'The leases renewed: the holder\'s active leases (of this call\'s share).' },
               ),
+              nextCursor: Type.Union([Type.String(), Type.Null()], {
+                description: 'Pass as cursor to renew the holder\'s leases after these; null when every lease of the holder was looked at.',
+              }),
+              remaining: Type.Integer({ description: 'How many of the holder\'s leases (active or orphaned) come after nextCursor; 0 when it is null.' }),
             },
             { description: 'What was renewed.', examples: [HOLDER_RENEW_EXAMPLE] },
           ),
-          ...problemResponses(400, 415, 503),
+          ...problemResponses(400, 413, 415, 503),
         },
       },
     },
     async (request, reply) => {
       // One renewal counted per lease renewed.
+      const { ttlMs, cursor } = request.body;
       const result = await counted(
         metrics.renewals,
         () => 'renewed' as const,
-        () => store.renewHolder(request.params.holder, request.body.ttlMs ?? null),
+        () => store.renewHolder(request.params.holder, ttlMs ?? null, cursor === undefined ? null : decodeCursor(cursor), config.HOLDER_RENEW_MAX),
         (r) => r.renewed.length,
       );
-      return reply.send({ renewed: result.renewed.map(({ id, expiresAt }) => ({ id, expiresAt: new Date(expiresAt).toISOString() })) });
+      return reply.send({
+        renewed: result.renewed.map(({ id, expiresAt }) => ({ id, expiresAt: new Date(expiresAt).toISOString() })),
+        nextCursor: result.nextToken === null ? null : encodeCursor(result.nextToken),
+        remaining: result.remaining,
+      });
     },
   );
 };

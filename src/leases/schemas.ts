@@ -55,10 +55,13 @@ const JsonValue = (description: string) => Type.Unknown({ description, examples:
 export const ActionView = Type.Object(
   {
     kind: Type.String({ description: 'What the action does, e.g. resize.' }),
-    payload: JsonValue('The action\'s parameters, as given at acquire (null when none).'),
+    payload: JsonValue(
+      'The action\'s parameters, as given at acquire (null when none). Also null in listings without include=payload, in ' +
+        'tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.',
+    ),
     attempt: Type.Integer({ minimum: 1, description: 'Which attempt of the action this lease runs (1 for the first).' }),
     maxAttempts: Type.Integer({ minimum: 1, description: 'After this many attempts an orphaned action goes to dead_letter.' }),
-    progress: JsonValue('The last progress checkpoint a renew reported (null until one did).'),
+    progress: JsonValue('The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).'),
   },
   { description: 'The long action this lease protects; an expired, abandoned or revoked lease with an action becomes an orphan.' },
 );
@@ -288,8 +291,15 @@ export function requestSchemas(config: Config) {
     { additionalProperties: false, description: 'How the work ended. An empty body (or none) means completed.', examples: [{ outcome: 'completed' }] },
   );
   const HolderRenewBody = Type.Object(
-    { ttlMs: Type.Optional({ ...ttlMs, description: `${ttlMs.description} Omitted: each lease's own ttlMs.` }) },
-    { additionalProperties: false, description: 'Optional: one ttlMs for every lease renewed. An empty body (or none) is fine.', examples: [{ ttlMs: 30000 }] },
+    {
+      ttlMs: Type.Optional({ ...ttlMs, description: `${ttlMs.description} Omitted: each lease's own ttlMs.` }),
+      cursor: Type.Optional(Cursor('nextCursor of the previous answer: renew the leases after those it renewed.')),
+    },
+    {
+      additionalProperties: false,
+      description: `Optional: one ttlMs for every lease renewed, and where to go on. One call renews at most ${config.HOLDER_RENEW_MAX} leases (HOLDER_RENEW_MAX). An empty body (or none) is fine.`,
+      examples: [{ ttlMs: 30000 }],
+    },
   );
   const ListQuery = Type.Object(
     {
@@ -303,6 +313,7 @@ export function requestSchemas(config: Config) {
       ),
       limit: Type.Optional(Limit(config)),
       cursor: Type.Optional(Cursor('nextCursor of the previous page. Pages are in grant order and stay put while leases renew.')),
+      include: Type.Optional(IncludePayload),
     },
     { additionalProperties: false },
   );
@@ -329,6 +340,25 @@ export function Limit(config: Config) {
     description: `Page size, 1..${config.LIST_LIMIT_MAX}, default ${config.LIST_LIMIT_DEFAULT}.`,
     examples: [50],
   });
+}
+
+/**
+ * Listings leave each action's payload and progress out (null) unless asked: a page then
+ * costs the same whatever the payloads hold. With them, a page holds at most
+ * PAYLOAD_PAGE_MAX items.
+ */
+export const PAYLOAD_PAGE_MAX = 100;
+export const IncludePayload = Type.Literal('payload', {
+  description:
+    `payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most ${PAYLOAD_PAGE_MAX} ` +
+    `items (a larger limit gives pages of ${PAYLOAD_PAGE_MAX}).`,
+  examples: ['payload'],
+});
+
+/** The page size of a listing: `limit`, or the default, never more than the payload cap allows. */
+export function pageSize(config: Config, limit: number | undefined, include: string | undefined): number {
+  const size = limit ?? config.LIST_LIMIT_DEFAULT;
+  return include === 'payload' ? Math.min(size, PAYLOAD_PAGE_MAX) : size;
 }
 
 /** A listing's cursor: the nextCursor of the page before. */
@@ -359,6 +389,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: 'invalid_request, invalid_resource, overlapping_resources or invalid_cursor.',
   404: 'lease_not_found, or not_found for an unknown route.',
   413: 'payload_too_large: the body, action.payload or progress is over its limit.',
-  415: 'unsupported_media_type: send application/json.',
+  415: 'unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused).',
+  429: 'rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds.',
   503: 'backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId).',
 };

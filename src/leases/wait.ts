@@ -1,10 +1,11 @@
 // Acquires that wait (waitMs > 0). The request queues a ticket in Redis (so it keeps its
 // place among overlapping requests on every replica) and looks again only when something
 // may have changed: a "freed" notice for one of its paths, the moment a blocker stops
-// blocking by itself (an expiry, a lock delay's end, a ticket lapsing), or a backstop for a
-// lost notice. At the deadline it makes one last attempt and answers the conflict.
+// blocking by itself (an expiry, a lock delay's end, a ticket lapsing), or a resubscription
+// after pub/sub was down. At the deadline it makes one last attempt and answers the conflict.
+// So a waiter costs Redis work only when something it waits on changes.
 import { performance } from 'node:perf_hooks';
-import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js';
+import type { Notifications } from '../notify/notifications.js';
 import type { AcquireInput, AcquireResult, LeaseStore } from '../store/lease-store.js';
 import { covers } from './paths.js';
 
@@ -44,7 +45,7 @@ export async function acquireWaiting(
       const left = deadline - performance.now();
       if (left > 0 && !gone.aborted && !notifications.isClosed) {
         const untilUnblocked = result.wakeAt === null ? Infinity : result.wakeAt - result.now + 1;
-        await watch.wait(Math.min(left, untilUnblocked, WAIT_BACKSTOP_MS), gone);
+        await watch.wait(Math.min(left, untilUnblocked), gone);
       }
       if (gone.aborted) {
         // Nobody is listening: leave the queue so those behind may go on.

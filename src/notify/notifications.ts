@@ -1,13 +1,12 @@
 // What the scripts announce on Redis pub/sub, for requests that wait: "freed" (paths that
 // may have stopped being blocked) wakes waiting acquires, "pending" (the kind of a newly
 // pending orphan) wakes waiting claims. One subscriber connection per replica.
-// Pub/sub delivers at most once: after the subscriber reconnects, every waiter is woken
-// ("resync") to look again, and each waiter also looks again after a backstop interval.
+// Pub/sub delivers at most once, and only while subscribed: a notice is lost only while the
+// subscriber is disconnected (Redis also disconnects a subscriber that falls behind). So
+// each time the subscription is confirmed again, every waiter is woken ("resync") to look
+// again. There is no polling: a waiter costs Redis work only when what it waits on changes.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
-
-/** A waiting request looks again at least this often, in case a pub/sub notice was lost. */
-export const WAIT_BACKSTOP_MS = 5000;
 
 /** How long start() waits for the subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
@@ -48,17 +47,21 @@ export class Notifications {
     });
     this.subscriber = subscriber;
     subscriber.on('error', () => {}); // reported by the request client and /readyz
-    let connectedBefore = false;
+    // ioredis says 'ready' before its own resubscription is sent: subscribe here too (the
+    // same SUBSCRIBE twice is harmless) and wake the waiters only once Redis confirmed it,
+    // so that a change made before that moment is seen by the look it triggers.
     subscriber.on('ready', () => {
-      if (connectedBefore) this.events.emit('wake', { type: 'resync' } satisfies Wakeup);
-      connectedBefore = true;
+      subscriber
+        .subscribe(this.freedChannel, this.pendingChannel)
+        .then(() => this.events.emit('wake', { type: 'resync' } satisfies Wakeup))
+        .catch(() => undefined);
     });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.freedChannel) this.events.emit('wake', { type: 'freed', paths: parsePaths(message) } satisfies Wakeup);
       else if (channel === this.pendingChannel) this.events.emit('wake', { type: 'pending', kind: message } satisfies Wakeup);
     });
-    // Starting must not hang while Redis is down: the SUBSCRIBE waits in the offline queue
-    // and waiters fall back on their backstop until it lands.
+    // Starting must not hang while Redis is down: the SUBSCRIBE waits in the offline queue,
+    // and waiters are woken when it lands (above).
     const subscribed = subscriber.subscribe(this.freedChannel, this.pendingChannel).catch(() => undefined);
     await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
   }

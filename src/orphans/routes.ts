@@ -9,9 +9,10 @@ import { ProblemError } from '../errors.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import { decodeCursor, encodeCursor } from '../leases/cursor.js';
 import { leaseView } from '../leases/present.js';
-import { Page, problemResponse, problemResponses } from '../leases/schemas.js';
+import { Page, pageSize, problemResponse, problemResponses } from '../leases/schemas.js';
 import { ORPHAN_EXAMPLE, ORPHAN_PROBLEM_EXAMPLES, RESOLVED_ORPHAN_EXAMPLE } from '../http/examples.js';
-import { WAIT_BACKSTOP_MS, type Notifications } from '../notify/notifications.js';
+import type { Notifications } from '../notify/notifications.js';
+import type { Slots } from '../http/slots.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { orphanView } from './present.js';
 import { ClaimView, OrphanIdParams, orphanRequestSchemas, OrphanView } from './schemas.js';
@@ -21,11 +22,13 @@ export interface OrphanRoutesOptions {
   config: Config;
   store: LeaseStore;
   notifications: Notifications;
+  /** Requests that wait (waitMs), per holder and in all. */
+  waiters: Slots;
 }
 
 const orphanNotFoundResponse = problemResponse('orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago.', ORPHAN_PROBLEM_EXAMPLES[404]!);
 
-export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications }) => {
+export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications, waiters }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { ClaimBody, ResolveBody, OrphanListQuery } = orphanRequestSchemas(config);
   const tags = ['orphans'];
@@ -43,13 +46,18 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           'pending with the next attempt (or goes to dead_letter after maxAttempts); released completed or failed, it is resolved. ' +
           'Answers 204 when none is pending within waitMs. A claim whose answer is lost costs an attempt: its lease expires unrenewed.',
         body: ClaimBody,
-        response: { 200: ClaimView, 204: Type.Null({ description: 'No pending orphan (of those kinds) within waitMs.' }), ...problemResponses(400, 413, 415, 503) },
+        response: {
+          200: ClaimView,
+          204: Type.Null({ description: 'No pending orphan (of those kinds) within waitMs.' }),
+          ...problemResponses(400, 413, 415, 429, 503),
+        },
       },
     },
     async (request, reply) => {
       const { holder, ttlMs, kinds, waitMs } = request.body;
       const deadline = performance.now() + (waitMs ?? 0);
       const gone = disconnectSignal(reply);
+      const freeSlot = waitMs ? waiters.take(holder) : () => {};
       // Listening starts before the first look, so an orphan published while Redis' answer
       // is on its way back still wakes us.
       const watch = notifications.watch((wakeup) => wakeup.type === 'pending' && (!kinds || kinds.includes(wakeup.kind)));
@@ -71,10 +79,13 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           }
           const left = deadline - performance.now();
           if (left <= 0 || gone.aborted || notifications.isClosed) return reply.code(204).send(null);
-          await watch.wait(Math.min(left, WAIT_BACKSTOP_MS), gone);
+          // Woken by a newly pending orphan of these kinds (the reaper publishes expired
+          // claims too), or at the deadline: no polling.
+          await watch.wait(left, gone);
         }
       } finally {
         watch.close();
+        freeSlot();
       }
     },
   );
@@ -93,7 +104,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         body: ResolveBody,
         response: {
           200: { ...OrphanView, examples: [RESOLVED_ORPHAN_EXAMPLE] },
-          ...problemResponses(400, 415, 503),
+          ...problemResponses(400, 413, 415, 503),
           404: orphanNotFoundResponse,
           409: problemResponse(
             'orphan_claimed: a conductor is working on it (revoke its lease first); orphan_resolved: it was resolved otherwise. The orphan is in `orphan`.',
@@ -161,14 +172,16 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       },
     },
     async (request, reply) => {
-      const { kind, state, limit, cursor } = request.query;
-      const pageSize = limit ?? config.LIST_LIMIT_DEFAULT;
+      const { kind, state, limit, cursor, include } = request.query;
+      const size = pageSize(config, limit, include);
       const page = await store.listOrphans({
         kind: kind ?? null,
         state: state ?? null,
         afterSeq: cursor === undefined ? null : decodeCursor(cursor),
-        limit: pageSize,
-        scanBudget: pageSize * 10 + 100,
+        limit: size,
+        // Entries a page looks at, matching or not: its cost stays near that of a full page.
+        scanBudget: size + 200,
+        withPayload: include === 'payload',
       });
       return reply.send({
         items: page.items.map(orphanView),

@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import { CLAIM_EXAMPLE, ORPHAN_EXAMPLE } from '../http/examples.js';
-import { Cursor, Holder, LeaseId, LeaseView, Limit, PRINTABLE_PATTERN, Resource, Timestamp } from '../leases/schemas.js';
+import { Cursor, Holder, IncludePayload, LeaseId, LeaseView, Limit, PRINTABLE_PATTERN, Resource, Timestamp } from '../leases/schemas.js';
 
 export const OrphanId = Type.String({
   minLength: 1,
@@ -41,14 +41,18 @@ export const OrphanView = Type.Object(
     action: Type.Object(
       {
         kind: Type.String(),
-        payload: Type.Unknown({ description: 'The action\'s parameters, as given at the first acquire.' }),
+        payload: Type.Unknown({
+          description: 'The action\'s parameters, as given at the first acquire; null in listings without include=payload, and once resolved.',
+        }),
         attempt: Type.Integer({ minimum: 1, description: 'The attempt that was running when it was (last) orphaned.' }),
         maxAttempts: Type.Integer({ minimum: 1 }),
       },
       { description: 'The action left half-done.' },
     ),
     progress: Type.Unknown({
-      description: 'The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown.',
+      description:
+        'The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the ' +
+        'effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved.',
     }),
     lastLeaseId: LeaseId,
     lastHolder: Holder,
@@ -110,6 +114,7 @@ export function orphanRequestSchemas(config: Config) {
       state: Type.Optional({ ...OrphanStateView, examples: ['pending'] }),
       limit: Type.Optional(Limit(config)),
       cursor: Type.Optional(Cursor('nextCursor of the previous page. Pages are oldest first (first orphaned).')),
+      include: Type.Optional(IncludePayload),
     },
     { additionalProperties: false },
   );

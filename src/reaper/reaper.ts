@@ -15,6 +15,8 @@ export interface ReaperOptions {
   /** Sweep at least this often; sooner when the next lease is due sooner. */
   intervalMs: number;
   batch: number;
+  /** Each sweep trims the streams to this age and about this size. */
+  streams: { maxAgeMs: number; maxBytes: number };
   /** Leadership lasts this long unless extended. */
   lockMs: number;
   /** The Redis key of the leadership lock (with the store's hash tag). */
@@ -100,10 +102,10 @@ export class Reaper {
   }
 
   private async sweep(): Promise<SweepResult> {
-    const { metrics, batch } = this.options;
+    const { metrics, batch, streams } = this.options;
     const started = performance.now();
     try {
-      const swept = await this.store.sweep(batch);
+      const swept = await this.store.sweep(batch, streams);
       metrics.reaperSweeps.inc({ result: 'ok' });
       metrics.reaperSettled.inc(swept.settled);
       return swept;

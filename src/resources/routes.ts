@@ -7,14 +7,17 @@ import type { Config } from '../config.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { leaseView } from '../leases/present.js';
 import { FENCING_EXAMPLE, RESOURCE_EXAMPLE } from '../http/examples.js';
-import { Holder, LeaseId, LeaseView, problemResponses, requestSchemas, ResourcePath } from '../leases/schemas.js';
+import { Holder, IncludePayload, LeaseId, LeaseView, problemResponses, requestSchemas, ResourcePath } from '../leases/schemas.js';
 
 export interface ResourceRoutesOptions {
   config: Config;
   store: LeaseStore;
 }
 
-const BELOW_LISTED = 100;
+/** Leases listed covering a path, and below it; and current leases in a fencing check. */
+const LISTED = 100;
+/** Index entries one resource view reads at most (lock-delayed tombstones are read past). */
+const RESOURCE_READ_BUDGET = 1000;
 
 export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (fastify, { config, store }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -27,19 +30,22 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
         tags: ['resources'],
         summary: 'What holds a resource path',
         description:
-          'coveredBy: the active and orphaned leases on the path or an ancestor of it. below: the leases strictly below it ' +
-          `(the first ${BELOW_LISTED}) and how many there are; the count also includes ended leases still in their lock delay. ` +
-          'The path may be given with its slashes or URL-encoded.',
+          `coveredBy: the active and orphaned leases on the path or an ancestor of it (the first ${LISTED}), and coveredByCount, how many ` +
+          `there are. below: the leases strictly below it (the first ${LISTED}) and how many there are. Both counts also include ended ` +
+          'leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and ' +
+          'progress are null unless include=payload. The path may be given with its slashes or URL-encoded.',
         params: Type.Object({ '*': { ...ResourcePath, examples: ['instances/i-42/volumes/v-7'] } }),
+        querystring: Type.Object({ include: Type.Optional(IncludePayload) }, { additionalProperties: false }),
         response: {
           200: Type.Object(
             {
               path: ResourcePath,
-              coveredBy: Type.Array(LeaseView, { description: 'Leases on this path or an ancestor: whoever holds it now.' }),
+              coveredBy: Type.Array(LeaseView, { description: `Leases on this path or an ancestor: whoever holds it now (the first ${LISTED}).` }),
+              coveredByCount: Type.Integer({ description: 'How many leases cover the path (lock-delayed tombstones included).' }),
               below: Type.Object(
                 {
                   count: Type.Integer({ description: 'How many leases hold something below the path.' }),
-                  items: Type.Array(LeaseView, { description: `The first ${BELOW_LISTED} of them, in grant order.` }),
+                  items: Type.Array(LeaseView, { description: `The first ${LISTED} of them: exclusive ones first, then shared ones.` }),
                 },
                 { description: 'Leases strictly below the path (a volume of this instance, say).' },
               ),
@@ -52,10 +58,11 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
     },
     async (request, reply) => {
       const path = request.params['*'];
-      const view = await store.resource(path, BELOW_LISTED);
+      const view = await store.resource(path, LISTED, request.query.include === 'payload', RESOURCE_READ_BUDGET);
       return reply.send({
         path,
         coveredBy: view.coveredBy.map((lease) => leaseView(lease, view.now)),
+        coveredByCount: view.coveringCount,
         below: { count: view.belowCount, items: view.below.map((lease) => leaseView(lease, view.now)) },
       });
     },
@@ -68,8 +75,9 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
         tags: ['resources'],
         summary: 'Check a fencing token (for resource servers)',
         description:
-          'valid is true exactly when an active lease covering path carries fencingToken right now; current lists the active leases ' +
-          'covering path. Like Chubby\'s CheckSequencer: refuse a write whose token is not valid.',
+          'valid is true exactly when an active lease covering path carries fencingToken right now, however many leases cover it; ' +
+          `current lists the active leases covering path (the first ${LISTED}), coveringCount how many leases cover it (active, orphaned ` +
+          'or in lock delay). Like Chubby\'s CheckSequencer: refuse a write whose token is not valid.',
         body: FencingCheckBody,
         response: {
           200: Type.Object(
@@ -82,21 +90,23 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
                   fencingToken: Type.Integer({ description: 'The token a valid writer presents.' }),
                   state: Type.Literal('active'),
                 }),
-                { description: 'The active leases covering the path now.' },
+                { description: `The active leases covering the path now (the first ${LISTED}; GET /v1/resources/{path} shows them all).` },
               ),
+              coveringCount: Type.Integer({ description: 'How many leases cover the path: active, orphaned, or ended and still in their lock delay.' }),
             },
             { description: 'Whether the token may write to the path now.', examples: [FENCING_EXAMPLE] },
           ),
-          ...problemResponses(400, 415, 503),
+          ...problemResponses(400, 413, 415, 503),
         },
       },
     },
     async (request, reply) => {
       const { path, fencingToken } = request.body;
-      const result = await store.checkFencing(path, String(fencingToken));
+      const result = await store.checkFencing(path, String(fencingToken), LISTED);
       return reply.send({
         valid: result.valid,
         current: result.current.map((lease) => ({ ...lease, fencingToken: Number(lease.fencingToken), state: 'active' as const })),
+        coveringCount: result.coveringCount,
       });
     },
   );

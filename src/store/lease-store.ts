@@ -13,9 +13,18 @@ export type { ResourceClaim };
 
 export interface StoredAction {
   kind: string;
+  /** null in listings that left it out, in tombstones and in resolved orphans. */
   payload: unknown;
   attempt: number;
   maxAttempts: number;
+}
+
+/** An action as an acquire gives it: its payload already JSON, stored as is. */
+export interface ActionInput {
+  kind: string;
+  maxAttempts: number;
+  /** The payload as JSON, or null for none. */
+  payloadJson: string | null;
 }
 
 /** A lease as Redis holds it; times are ms on Redis' clock. */
@@ -62,7 +71,7 @@ export interface AcquireInput {
   ttlMs: number;
   maxHoldMs: number;
   lockDelayMs: number;
-  action: StoredAction | null;
+  action: ActionInput | null;
   requestId: string | null;
   fingerprint: string;
   conflictLimit: number;
@@ -90,6 +99,8 @@ export interface ListQuery {
   afterToken: string | null;
   limit: number;
   scanBudget: number;
+  /** Answer with payloads and progress (else they are not even read). */
+  withPayload: boolean;
 }
 
 export interface FencingHolder {
@@ -101,8 +112,19 @@ export interface FencingHolder {
 export interface ResourceView {
   now: number;
   coveredBy: LeaseRecord[];
+  /** Index entries covering the path: leases that hold it, and lock-delayed tombstones. */
+  coveringCount: number;
   belowCount: number;
   below: LeaseRecord[];
+}
+
+export interface HolderRenewal {
+  now: number;
+  renewed: { id: string; expiresAt: number }[];
+  /** The token to go on after, or null when the holder's index was read to its end. */
+  nextToken: string | null;
+  /** The holder's index entries after nextToken (active and orphaned leases). */
+  remaining: number;
 }
 
 export type OrphanState = 'pending' | 'claimed' | 'dead_letter' | 'resolved';
@@ -141,6 +163,7 @@ export interface OrphanQuery {
   afterSeq: string | null;
   limit: number;
   scanBudget: number;
+  withPayload: boolean;
 }
 
 export interface SweepResult {
@@ -185,6 +208,19 @@ export class ScriptTooLateError extends Error {
 }
 
 type Fields = string[];
+
+/**
+ * Index entries (one per resource of a lease and per ancestor of its path) that one sweep or
+ * one holder renew writes or drops at most. Moving an entry costs Redis a few microseconds,
+ * and a lease may have 64 x 16 of them: this, not a count of leases, bounds such a call.
+ */
+export const INDEX_ENTRIES_PER_CALL = 1024;
+
+/**
+ * Bytes of records one listing page (or one list of the resource view) holds at most: a page
+ * of 1000 leases of 64 long paths each would be 32 MB. A page that is cut short has a cursor.
+ */
+export const PAGE_BYTES = 1 << 20;
 
 export class LeaseStore {
   private readonly keys: string[];
@@ -242,7 +278,9 @@ export class LeaseStore {
       input.ttlMs,
       input.maxHoldMs,
       input.lockDelayMs,
-      input.action ? storedActionJson(input.action) : '',
+      input.action?.kind ?? '',
+      input.action?.maxAttempts ?? '',
+      input.action?.payloadJson ?? '',
       input.requestId ?? '',
       input.fingerprint,
       input.conflictLimit,
@@ -261,17 +299,27 @@ export class LeaseStore {
     return dropped === 1;
   }
 
-  async renew(id: string, ttlMs: number | null, progress: unknown): Promise<RenewResult> {
-    const reply = await this.call('renew', id, ttlMs ?? '', progress === undefined ? '' : JSON.stringify(progress));
+  /** progressJson: the checkpoint as JSON (stored as is), or null to keep the last one. */
+  async renew(id: string, ttlMs: number | null, progressJson: string | null): Promise<RenewResult> {
+    const reply = await this.call('renew', id, ttlMs ?? '', progressJson ?? '');
     if (reply[1] === 'no_action') return { kind: 'no_action', now: reply[0] };
     return toChange(reply, 'renewed');
   }
 
-  async renewHolder(holder: string, ttlMs: number | null): Promise<{ now: number; renewed: { id: string; expiresAt: number }[] }> {
-    const [now, flat] = (await this.call('renewHolder', holder, ttlMs ?? '')) as [number, (string | number)[]];
+  /**
+   * Renews up to `max` of the holder's leases, in token order after `afterToken`, and fewer
+   * when their index entries to move pass INDEX_ENTRIES_PER_CALL.
+   */
+  async renewHolder(holder: string, ttlMs: number | null, afterToken: string | null, max: number): Promise<HolderRenewal> {
+    const [now, flat, next, remaining] = (await this.call('renewHolder', holder, ttlMs ?? '', afterToken ?? '', max, INDEX_ENTRIES_PER_CALL)) as [
+      number,
+      (string | number)[],
+      string,
+      number,
+    ];
     const renewed = [];
     for (let i = 0; i < flat.length; i += 2) renewed.push({ id: String(flat[i]), expiresAt: Number(flat[i + 1]) });
-    return { now, renewed };
+    return { now, renewed, nextToken: next === '' ? null : String(next), remaining: Number(remaining) };
   }
 
   async release(id: string, outcome: Outcome): Promise<LeaseChange> {
@@ -296,25 +344,47 @@ export class LeaseStore {
       query.afterToken ?? '',
       query.limit,
       query.scanBudget,
+      query.withPayload ? '1' : '',
+      PAGE_BYTES,
     )) as [number, string, Fields[]];
     return { now, nextToken: next === '' ? null : String(next), items: items.map(toLease) };
   }
 
-  async resource(path: string, belowLimit: number): Promise<ResourceView> {
-    const [now, covering, count, below] = (await this.call('resource', path, belowLimit)) as [number, Fields[], number, Fields[]];
-    return { now, coveredBy: covering.map(toLease), belowCount: Number(count), below: below.map(toLease) };
+  /** The first `limit` leases covering the path and below it; at most `budget` index entries read. */
+  async resource(path: string, limit: number, withPayload: boolean, budget: number): Promise<ResourceView> {
+    const [now, covering, coveringCount, belowCount, below] = (await this.call('resource', path, limit, withPayload ? '1' : '', budget, PAGE_BYTES)) as [
+      number,
+      Fields[],
+      number,
+      number,
+      Fields[],
+    ];
+    return {
+      now,
+      coveredBy: covering.map(toLease),
+      coveringCount: Number(coveringCount),
+      belowCount: Number(belowCount),
+      below: below.map(toLease),
+    };
   }
 
-  async checkFencing(path: string, fencingToken: string): Promise<{ now: number; valid: boolean; current: FencingHolder[] }> {
-    const [now, valid, flat] = (await this.call('fencingCheck', path, fencingToken)) as [number, number, string[]];
+  async checkFencing(
+    path: string,
+    fencingToken: string,
+    limit: number,
+  ): Promise<{ now: number; valid: boolean; current: FencingHolder[]; coveringCount: number }> {
+    const [now, valid, flat, coveringCount] = (await this.call('fencingCheck', path, fencingToken, limit)) as [number, number, string[], number];
     const current: FencingHolder[] = [];
     for (let i = 0; i + 2 < flat.length; i += 3) current.push({ leaseId: flat[i]!, holder: flat[i + 1]!, fencingToken: flat[i + 2]! });
-    return { now, valid: valid === 1, current };
+    return { now, valid: valid === 1, current, coveringCount: Number(coveringCount) };
   }
 
-  /** Settles up to `batch` due leases and drops resolved orphans whose keeping time is over. */
-  async sweep(batch: number): Promise<SweepResult> {
-    const [now, settled, stillDue, nextDue] = await this.call('sweep', batch);
+  /**
+   * Settles up to `batch` due leases, drops resolved orphans whose keeping time is over, and
+   * trims the streams' entries older than maxAgeMs, and the oldest past about maxBytes.
+   */
+  async sweep(batch: number, streams: { maxAgeMs: number; maxBytes: number }): Promise<SweepResult> {
+    const [now, settled, stillDue, nextDue] = await this.call('sweep', batch, streams.maxAgeMs, INDEX_ENTRIES_PER_CALL, streams.maxBytes);
     return { now, settled: Number(settled), stillDue: Number(stillDue), nextDueAt: nextDue === '' ? null : Number(nextDue) };
   }
 
@@ -338,7 +408,8 @@ export class LeaseStore {
       input.holder,
       input.ttlMs,
       input.maxHoldMs,
-      input.kinds ? JSON.stringify(input.kinds) : '',
+      // Kinds are printable (no control characters), so a newline separates them.
+      input.kinds ? input.kinds.join('\n') : '',
     );
     if (kind === 'none') return { kind, now };
     return { kind: 'claimed', now, orphan: toOrphan(orphan as Fields), lease: toLease(lease as Fields) };
@@ -363,6 +434,8 @@ export class LeaseStore {
       query.afterSeq ?? '',
       query.limit,
       query.scanBudget,
+      query.withPayload ? '1' : '',
+      PAGE_BYTES,
     )) as [number, string, Fields[]];
     return { now, nextSeq: next === '' ? null : String(next), items: items.map(toOrphan) };
   }
@@ -387,11 +460,6 @@ function toConflicts(flat: string[]): Conflict[] {
   return conflicts;
 }
 
-/** What the scripts store as a lease's `act`: the attempt number is kept apart (`att`). */
-function storedActionJson({ kind, payload, maxAttempts }: StoredAction): string {
-  return JSON.stringify({ kind, payload, maxAttempts });
-}
-
 /** HGETALL-style [name, value, ...] as an object. */
 export function fieldMap(flat: string[]): Record<string, string> {
   const f: Record<string, string> = {};
@@ -399,9 +467,10 @@ export function fieldMap(flat: string[]): Record<string, string> {
   return f;
 }
 
-function parseAction(json: string, attempt: string | undefined): StoredAction {
-  const { kind, payload, maxAttempts } = JSON.parse(json) as Omit<StoredAction, 'attempt'>;
-  return { kind, payload: payload ?? null, attempt: Number(attempt ?? 1), maxAttempts };
+/** The action of a lease or orphan record (kind, ma, pay, att), or null when it has none. */
+function actionOf(f: Record<string, string>): StoredAction | null {
+  if (f.kind === undefined) return null;
+  return { kind: f.kind, payload: f.pay ? JSON.parse(f.pay) : null, attempt: Number(f.att ?? 1), maxAttempts: Number(f.ma ?? 1) };
 }
 
 export function toOrphan(flat: Fields): OrphanRecord {
@@ -411,7 +480,7 @@ export function toOrphan(flat: Fields): OrphanRecord {
     state: f.st as OrphanState,
     reason: f.why as OrphanReason,
     resources: decodeResources(f.res ?? ''),
-    action: parseAction(f.act ?? '{}', f.att),
+    action: actionOf(f) ?? { kind: '', payload: null, attempt: 1, maxAttempts: 1 },
     progress: f.prog ? JSON.parse(f.prog) : null,
     lastLeaseId: f.lid ?? '',
     lastHolder: f.lh ?? '',
@@ -441,7 +510,7 @@ export function toLease(flat: Fields): LeaseRecord {
     expiresAt: number('exp'),
     holdDeadline: number('hold'),
     lockDelayMs: number('ld'),
-    action: f.act ? parseAction(f.act, f.att) : null,
+    action: actionOf(f),
     progress: f.prog ? JSON.parse(f.prog) : null,
     outcome: (f.out as Outcome | undefined) ?? null,
     endedAt: f.end !== undefined ? Number(f.end) : null,

@@ -1,11 +1,13 @@
 // An app built exactly as main.ts builds it, against a real Redis, with its own key
 // prefix so tests of one file never see each other's leases.
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.js';
+import type { Lease } from '../../src/client/types.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createRedisClient, waitUntilReady } from '../../src/redis/connection.js';
 import { startTestRedis, type TestRedis } from './redis.js';
@@ -69,6 +71,13 @@ export async function startTestApp(
       redis.disconnect();
     },
   };
+}
+
+/** Acquires, asserting the 201, and returns the lease. */
+export async function acquireLease(app: TestApp, holder: string, paths: Parameters<typeof acquireBody>[1], extra: Record<string, unknown> = {}): Promise<Lease> {
+  const res = await app.post('/v1/leases', acquireBody(holder, paths, extra));
+  assert.equal(res.statusCode, 201, res.body);
+  return res.json() as Lease;
 }
 
 /** An acquire body with defaults for what a test does not care about. */

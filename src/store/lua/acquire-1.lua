@@ -13,14 +13,16 @@
   ARGV[6]  holder
   ARGV[7]  resources, as stored (see decodeResources; validated, no two covering each other)
   ARGV[8]  ttlMs      ARGV[9]  maxHoldMs      ARGV[10] lockDelayMs
-  ARGV[11] action JSON {kind, payload, maxAttempts}, or "" for none
-  ARGV[12] requestId, or "" for none
-  ARGV[13] fingerprint of the request (same requestId must mean the same request)
-  ARGV[14] how many conflicts to report at most
-  ARGV[15] waiting: "" (answer a conflict at once), "open" (queue a ticket on conflict),
+  ARGV[11] the action's kind, or "" for no action
+  ARGV[12] the action's maxAttempts
+  ARGV[13] the action's payload as JSON, or "" for none (stored as given, never decoded)
+  ARGV[14] requestId, or "" for none
+  ARGV[15] fingerprint of the request (same requestId must mean the same request)
+  ARGV[16] how many conflicts to report at most
+  ARGV[17] waiting: "" (answer a conflict at once), "open" (queue a ticket on conflict),
            "retry" (the ticket's turn to look again; queued anew if it lapsed),
            "last" (the wait is over: grant, or drop the ticket and answer the conflict)
-  ARGV[16] for "open" and "retry": how long a new ticket lives (ms), past which a crashed
+  ARGV[18] for "open" and "retry": how long a new ticket lives (ms), past which a crashed
            replica's ticket stops blocking others
 
   Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
@@ -36,9 +38,10 @@
 local id, holder = ARGV[5], ARGV[6]
 local resources = decodeResources(ARGV[7])
 local ttl, maxHold, lockDelay = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local action, requestId, fingerprint = ARGV[11], ARGV[12], ARGV[13]
-local conflictLimit = tonumber(ARGV[14])
-local waiting = ARGV[15]
+local kind, maxAttempts, payload = ARGV[11], ARGV[12], ARGV[13]
+local requestId, fingerprint = ARGV[14], ARGV[15]
+local conflictLimit = tonumber(ARGV[16])
+local waiting = ARGV[17]
 local now = nowMs()
 
 local ticket = nil
@@ -67,25 +70,26 @@ end
 -- Almost always nobody waits: one look at the tickets' expiry index (every ticket is in
 -- it) spares the ticket sets' reads, as many as the lease sets'.
 local anyTickets = redis.call('EXISTS', P .. 'wexp') == 1
-local conflicts, wake = {}, { at = math.huge }
-for _, r in ipairs(resources) do
-  collectConflicts(r.path, r.mode, now, conflictLimit, conflicts, wake)
-  if anyTickets then collectTicketConflicts(r.path, r.mode, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
-end
+-- Only a request that may wait needs to know when its blockers stop blocking by themselves.
+local wake = (waiting == 'open' or waiting == 'retry') and { at = math.huge } or nil
+local conflicts = {}
+collectConflicts(resources, now, conflictLimit, conflicts, wake)
+if anyTickets then collectTicketConflicts(resources, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
 
 if #conflicts == 0 then
   -- The ticket becomes the lease, which blocks all it blocked: nobody behind it may go on.
   if ticket then dropTicket(id, ticket, false) end
   local lease = grant({
-    id = id, holder = holder, res = ARGV[7], ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
-    act = action ~= '' and action or nil, rid = requestId ~= '' and requestId or nil, fp = requestId ~= '' and fingerprint or nil,
+    id = id, holder = holder, res = ARGV[7], resources = resources, ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
+    kind = kind ~= '' and kind or nil, ma = kind ~= '' and maxAttempts or nil, pay = payload ~= '' and payload or nil,
+    rid = requestId ~= '' and requestId or nil, fp = requestId ~= '' and fingerprint or nil,
   }, now, 'granted')
   if requestId ~= '' then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
   return { now, 'granted', flatLease(lease) }
 end
 
 if waiting == 'open' or waiting == 'retry' then
-  if not ticket then openTicket(id, holder, ARGV[7], now + tonumber(ARGV[16])) end
+  if not ticket then openTicket(id, holder, ARGV[7], now + tonumber(ARGV[18])) end
   return { now, 'waiting', conflicts, wake.at < math.huge and int(wake.at) or '' }
 end
 if ticket then dropTicket(id, ticket, true) end

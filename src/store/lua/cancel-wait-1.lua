@@ -1,7 +1,11 @@
+#!lua flags=allow-oom
 --[[
   A waiting acquire gives up (its client went away, or its replica is shutting down): its
   ticket leaves the queue, and the requests queued behind it are told to look again.
   Harmless when the ticket is already gone.
+
+  allow-oom (the first line): it runs even when Redis is at its maxmemory, since it frees
+  memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)

@@ -11,21 +11,24 @@
   ARGV[5]  new lease id
   ARGV[6]  holder
   ARGV[7]  ttlMs      ARGV[8]  maxHoldMs
-  ARGV[9]  kinds: JSON array of strings, or "" for any kind
+  ARGV[9]  kinds, each on a line of its own (kinds are printable: they hold no newline), or
+           "" for any kind
 
   Returns {now, "claimed", orphanFields, leaseFields} | {now, "none"}
 ]]
 --- @include "includes/core"
 --- @include "includes/grant"
 
-local CLAIM_SETTLE_BATCH = 50
+local CLAIM_SETTLE_BATCH, CLAIM_SETTLE_ENTRIES = 50, 256
 
 local id, holder = ARGV[5], ARGV[6]
+local kinds = {}
+for kind in string.gmatch(ARGV[9], '[^\n]+') do kinds[#kinds + 1] = kind end
 local now = nowMs()
 
 -- Expiry is exact without the reaper: a claim's lease that has just expired puts its orphan
 -- back in the queue before we look at it (a bounded batch of what is due, as the reaper does).
-settleDue(CLAIM_SETTLE_BATCH, now)
+settleDue(CLAIM_SETTLE_BATCH, now, CLAIM_SETTLE_ENTRIES)
 
 -- The queues are ordered by seq (first orphaned first), so the oldest is the lowest head.
 local oid
@@ -33,7 +36,7 @@ if ARGV[9] == '' then
   oid = redis.call('ZRANGE', P .. 'oq', 0, 0)[1]
 else
   local best
-  for _, kind in ipairs(cjson.decode(ARGV[9])) do
+  for _, kind in ipairs(kinds) do
     local head = redis.call('ZRANGE', P .. 'ok:' .. kind, 0, 0, 'WITHSCORES')
     if head[1] and (not best or tonumber(head[2]) < best) then oid, best = head[1], tonumber(head[2]) end
   end
@@ -41,10 +44,11 @@ end
 if not oid then return { now, 'none' } end
 
 local orphan = readHash(orphanKey(oid))
+if orphan then upgradeLegacyAction(orphan) end
 if not orphan or orphan.st ~= 'pending' then
   -- The queue and the record disagree (only after data loss): mend the queue, claim nothing.
   redis.call('ZREM', P .. 'oq', oid)
-  for _, kind in ipairs(ARGV[9] ~= '' and cjson.decode(ARGV[9]) or {}) do redis.call('ZREM', P .. 'ok:' .. kind, oid) end
+  for _, kind in ipairs(kinds) do redis.call('ZREM', P .. 'ok:' .. kind, oid) end
   return { now, 'none' }
 end
 local previous = readLease(orphan.lid)
@@ -55,7 +59,7 @@ end
 
 local lease = grant({
   id = id, holder = holder, res = orphan.res, ttl = tonumber(ARGV[7]), maxHold = tonumber(ARGV[8]), lockDelay = 0,
-  act = orphan.act, att = int(tonumber(orphan.att) + 1), prog = orphan.prog, oid = oid,
+  kind = orphan.kind, ma = orphan.ma, pay = orphan.pay, att = int(tonumber(orphan.att) + 1), prog = orphan.prog, oid = oid,
 }, now, 'claimed')
 redis.call('HSET', orphanKey(oid), 'st', 'claimed', 'cb', holder, 'cl', id)
 moveOrphan(oid, orphan.seq, orphan.kind, 'pending', 'claimed')

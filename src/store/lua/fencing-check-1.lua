@@ -2,33 +2,58 @@
   For resource servers: is this fencing token the token of an active lease that covers
   this path right now? Like Chubby's CheckSequencer, a write carrying the token of a lease
   that has ended (released, expired, revoked, orphaned) is refused.
-  Invariant: read-only, and reads three fields per covering lease, never a payload; a
-  lease whose expiresAt has passed is not active, whether or not anyone settled it yet.
+  Invariant: read-only. The answer is exact whatever the number of leases on the path: the
+  token is looked up in the index of tokens (t:) and only its own lease is read. The leases
+  listed as current are the first `limit` read; the count of covering entries comes from
+  ZCOUNT. Cost: one token lookup, 2 * depth range reads of at most `limit` entries, and at
+  most `limit` HMGETs of four fields, never a payload. A lease whose expiresAt has passed
+  is not active, whether or not anyone settled it yet.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
   ARGV[5]  path       ARGV[6]  fencing token (decimal)
+  ARGV[7]  how many current leases to list at most
 
-  Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}}
+  Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}, coveringCount}
 ]]
 --- @include "includes/core"
 
-local path, token = ARGV[5], ARGV[6]
+local path, token, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local now = nowMs()
-local nodes = ancestors(path)
-nodes[#nodes + 1] = path
-local current, valid = {}, 0
+local live = '(' .. now
+
+local function isActive(f)
+  return f[1] == 'active' and tonumber(f[2]) > now
+end
+
+local valid = 0
+local owner = redis.call('ZRANGEBYSCORE', P .. 't:', token, token, 'LIMIT', 0, 1)[1]
+if owner then
+  local f = redis.call('HMGET', P .. 'l:' .. owner, 'st', 'exp', 'tok', 'res')
+  if isActive(f) and f[3] == token then
+    for _, r in ipairs(decodeResources(f[4])) do
+      if covers(r.path, path) then valid = 1 end
+    end
+  end
+end
+
+local nodes = coveringNodes(path)
+local current, listed, coveringCount = {}, 0, 0
 for _, node in ipairs(nodes) do
   for _, set in ipairs({ 'ax:', 'as:' }) do
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, '(' .. now, '+inf')) do
-      local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'tok')
-      if f[1] == 'active' and tonumber(f[2]) > now then
-        current[#current + 1] = id
-        current[#current + 1] = f[3]
-        current[#current + 1] = f[4]
-        if f[4] == token then valid = 1 end
+    local key = P .. set .. node
+    coveringCount = coveringCount + redis.call('ZCOUNT', key, live, '+inf')
+    if listed < limit then
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', 0, limit - listed)) do
+        local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'tok')
+        if isActive(f) and listed < limit then
+          listed = listed + 1
+          current[#current + 1] = id
+          current[#current + 1] = f[3]
+          current[#current + 1] = f[4]
+        end
       end
     end
   end
 end
-return { now, valid, current }
+return { now, valid, current, coveringCount }

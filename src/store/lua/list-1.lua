@@ -6,7 +6,8 @@
   hold at most ARGV[11] entries, and otherwise walks the index of every lease with the
   prefix as a filter. Settles expired leases it meets.
   Invariant: reads at most ARGV[11] index entries, so one call's cost is bounded even
-  when filters match little; the caller gets a cursor to go on from.
+  when filters match little; the caller gets a cursor to go on from. Without ARGV[12] no
+  payload or progress is read, so a page costs the same whatever they hold.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
@@ -16,48 +17,67 @@
   ARGV[8]  state filter: "", "active" or "orphaned"
   ARGV[9]  cursor: the token to start after, or ""
   ARGV[10]  limit      ARGV[11]  scan budget
+  ARGV[12]  "1" to answer with each lease's payload and progress, "" to leave them out
+  ARGV[13]  bytes a page reads at most (records' values; at least one record)
 
   Returns {now, nextCursor or "", {leaseFields, leaseFields, ...}}
 ]]
 --- @include "includes/core"
 --- @include "includes/paging"
 
+local PREFIX_SORT_MAX = 512
+
 local key = P .. ARGV[5] .. ':' .. ARGV[6]
 local prefix, wantedState = ARGV[7], ARGV[8]
 local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
+local withoutJson = ARGV[12] ~= '1'
+local maxBytes = tonumber(ARGV[13])
 local now = nowMs()
 
-local function matches(lease)
+-- underPrefix: the lease was found in the prefix path's own index sets, so it holds
+-- something at or below it (no need to decode its resources to know).
+local function matches(lease, underPrefix)
   if not holdsResources(lease) then return false end
   if wantedState ~= '' and lease.st ~= wantedState then return false end
-  if prefix == '' then return true end
-  for _, r in ipairs(lease.resources) do
+  if prefix == '' or underPrefix then return true end
+  for _, r in ipairs(resourcesOf(lease)) do
     if covers(prefix, r.path) then return true end
   end
   return false
 end
 
--- A prefix with few leases at or below it: its blocking sets, sorted by token here.
+-- A prefix with few leases at or below it (PREFIX_SORT_MAX): its blocking sets, sorted by
+-- token here; past that, the walk of every lease in token order with the prefix as a filter
+-- costs less than the sort would (its page is cut by the budget and read bytes). Only
+-- the tokens are read to sort them; then leases are read in order until the page is full.
 local function prefixPage(path, cursor)
   local sets = { P .. 'ax:' .. path, P .. 'as:' .. path, P .. 'bx:' .. path, P .. 'bs:' .. path }
   local size = 0
   for _, set in ipairs(sets) do size = size + redis.call('ZCARD', set) end
-  if size > budget then return nil end
+  if size > math.min(budget, PREFIX_SORT_MAX) then return nil end
   local after = cursor ~= '' and tonumber(cursor) or -1
   local found, seen = {}, {}
   for _, set in ipairs(sets) do
     for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
       if not seen[id] then
         seen[id] = true
-        local lease = settle(readLease(id), now)
-        if lease and tonumber(lease.tok) > after and matches(lease) then found[#found + 1] = lease end
+        local token = tonumber(redis.call('HGET', P .. 'l:' .. id, 'tok'))
+        if token and token > after then found[#found + 1] = { id = id, tok = token } end
       end
     end
   end
-  table.sort(found, function(a, b) return tonumber(a.tok) < tonumber(b.tok) end)
-  local items = {}
-  for i = 1, math.min(limit, #found) do items[i] = flatLease(found[i]) end
-  return items, #found > limit and found[limit].tok or ''
+  table.sort(found, function(a, b) return a.tok < b.tok end)
+  local items, bytes, last = {}, 0, nil
+  for i, entry in ipairs(found) do
+    if #items == limit or bytes >= maxBytes then return items, int(last) end
+    last = entry.tok
+    local lease = settle(readLeaseSummary(entry.id), now)
+    if lease and matches(lease, true) then
+      items[#items + 1] = flatLease(lease, withoutJson)
+      bytes = bytes + flatBytes(items[#items])
+    end
+  end
+  return items, ''
 end
 
 if ARGV[5] == 't' and ARGV[6] ~= '' then
@@ -67,12 +87,14 @@ if ARGV[5] == 't' and ARGV[6] ~= '' then
   key = P .. 't:'
 end
 
-local items, nextCursor = page(key, ARGV[9], limit, budget, function(id)
-  local lease = settle(readLease(id), now)
+local items, nextCursor = page(key, ARGV[9], limit, budget, maxBytes, function(id)
+  local lease = settle(readLeaseSummary(id), now)
   if not lease then
     redis.call('ZREM', key, id)
-  elseif matches(lease) then
-    return flatLease(lease)
+  elseif matches(lease, false) then
+    return flatLease(lease, withoutJson)
+  else
+    return nil, #(lease.res or '')
   end
 end)
 return { now, nextCursor, items }

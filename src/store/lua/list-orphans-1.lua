@@ -12,6 +12,8 @@
   ARGV[6]  kind, or "" for all
   ARGV[7]  cursor: the seq to start after, or ""
   ARGV[8]  limit      ARGV[9]  scan budget
+  ARGV[10] "1" to answer with each orphan's payload and progress, "" to leave them out
+  ARGV[11] bytes a page holds at most (its records' values; at least one record)
 
   Returns {now, nextCursor or "", {orphanFields, orphanFields, ...}}
 ]]
@@ -23,13 +25,13 @@ local kind = ARGV[6]
 local limit, budget = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = nowMs()
 
-local items, nextCursor = page(key, ARGV[7], limit, budget, function(oid)
+local items, nextCursor = page(key, ARGV[7], limit, budget, tonumber(ARGV[11]), function(oid)
   local f = redis.call('HMGET', orphanKey(oid), 'st', 'kind')
   if not f[1] then
     redis.call('ZREM', key, oid)
   elseif kind == '' or f[2] == kind then
     local state = f[1] == 'claimed' and readOrphan(oid, now).st or f[1]
-    if ARGV[5] == '' or state == ARGV[5] then return flatOrphan(oid) end
+    if ARGV[5] == '' or state == ARGV[5] then return flatOrphan(oid, ARGV[10] ~= '1') end
   end
 end)
 return { now, nextCursor, items }

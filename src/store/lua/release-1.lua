@@ -1,9 +1,13 @@
+#!lua flags=allow-oom
 --[[
   Ends a lease by its holder's choice. "completed" and "failed" free the resources at
   once; "abandoned" hands a lease with an action over as an orphan (resources stay
   reserved), and simply frees the resources of one without.
   Invariant: a release is idempotent: repeating it with the same outcome answers the same
   tombstone and changes nothing.
+
+  allow-oom (the first line): it runs even when Redis is at its maxmemory, since it frees
+  memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)

@@ -1,36 +1,73 @@
+#!lua flags=allow-oom
 --[[
-  One heartbeat for every active lease of a holder (a conductor with many leases renews
-  them all in one call). Leases that have expired are settled, not renewed.
+  One heartbeat for the active leases of a holder (a conductor with many leases renews them
+  in one call), at most ARGV[8] of them per call, in token order after the cursor. Leases
+  that have expired are settled, not renewed.
+  Invariant: reads at most ARGV[8] entries of the holder's index and never a payload, so one
+  call's cost is bounded however many leases the holder has; the caller goes on from the
+  cursor returned, and hears how many entries are left.
+
+  allow-oom (the first line): it runs even when Redis is at its maxmemory, since it frees
+  memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
   ARGV[5]  holder
   ARGV[6]  ttlMs, or "" for each lease's own
+  ARGV[7]  cursor: the token to go on after, or ""
+  ARGV[8]  how many of the holder's leases to look at, at most
+  ARGV[9]  index entries to move at most: a lease without an action moves one per resource
+           and ancestor when renewed (at least one lease is renewed)
 
-  Appends one "renewed" event for the batch (holder and paths, no leaseId).
+  Appends one "renewed" event for the batch (holder and the first EVENT_PATHS paths, no
+  leaseId).
 
-  Returns {now, {leaseId, expiresAt, leaseId, expiresAt, ...}}
+  Returns {now, {leaseId, expiresAt, leaseId, expiresAt, ...}, nextCursor or "", remaining}:
+  remaining counts the holder's index entries after nextCursor (active and orphaned leases).
 ]]
 --- @include "includes/core"
 --- @include "includes/renew"
 
+local EVENT_PATHS = 100
+
+local key = P .. 'h:' .. ARGV[5]
+local after = ARGV[7] ~= '' and ('(' .. ARGV[7]) or '-inf'
 local now = nowMs()
+local budget = tonumber(ARGV[9])
 local renewed, paths = {}, {}
-for _, id in ipairs(redis.call('ZRANGE', P .. 'h:' .. ARGV[5], 0, -1)) do
-  -- Orphaned leases stay listed under their holder; skip them without reading payloads.
-  local state = redis.call('HGET', P .. 'l:' .. id, 'st')
-  local lease = state == 'active' and settle(readLease(id), now) or nil
-  if not state then
-    redis.call('ZREM', P .. 'h:' .. ARGV[5], id)
-  elseif lease and lease.st == 'active' then
+local entries = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[8]))
+local last = nil
+for i = 1, #entries, 2 do
+  if budget <= 0 then break end
+  local id = entries[i]
+  last = entries[i + 1]
+  -- Only what a renewal needs: not the payload, nor the resources (a lease may list 64 long
+  -- paths) unless its index entries move or the event still wants paths.
+  local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'ttl', 'hold', 'kind', 'ld')
+  local lease = f[1] and { id = id, partial = true, st = f[1], exp = f[2], ttl = f[3], hold = f[4], kind = f[5] or nil, ld = f[6] or nil }
+  if not lease then
+    redis.call('ZREM', key, id)
+  elseif lease.st == 'active' and settle(lease, now).st == 'active' then
     local expiresAt = renewLease(lease, tonumber(ARGV[6] ~= '' and ARGV[6] or lease.ttl), now)
+    -- What renewing it cost: a lease without an action moved all its index entries; one
+    -- with an action, a few commands (counted as four entries).
+    budget = budget - (lease.kind and 4 or indexWeight(lease))
     renewed[#renewed + 1] = id
     renewed[#renewed + 1] = expiresAt
-    for _, r in ipairs(lease.resources) do paths[#paths + 1] = r.path end
+    if #paths < EVENT_PATHS then
+      for _, r in ipairs(resourcesOf(lease)) do
+        if #paths < EVENT_PATHS then paths[#paths + 1] = r.path end
+      end
+    end
   end
 end
 if #renewed > 0 then
   redis.call('XADD', P .. 'ev', 'MAXLEN', '~', STREAM_CAP, '*', 'type', 'renewed', 'at', int(now), 'holder', ARGV[5],
-    'paths', cjson.encode(paths))
+    'paths', pathListJson(paths))
 end
-return { now, renewed }
+local nextCursor, remaining = '', 0
+if last then
+  remaining = redis.call('ZCOUNT', key, '(' .. last, '+inf')
+  if remaining > 0 then nextCursor = last end
+end
+return { now, renewed, nextCursor, remaining }

@@ -1,52 +1,67 @@
 --[[
   What holds a resource path: the leases that cover it (at it or at an ancestor) and the
-  leases below it (the first `limit`, and how many there are).
-  Invariant: the count comes from the path's below-index (ZCOUNT), never from a scan; the
-  cost is that of the leases on the path and its ancestors plus `limit` below it (and any
-  lock-delayed tombstones read past on the way).
+  leases below it, the first `limit` of each, and how many there are.
+  Invariant: the counts come from the index (ZCOUNT), never from a scan; the cost is at most
+  2 * depth + 2 range reads of at most `limit` entries each, `budget` lease reads in all
+  (lock-delayed tombstones read past on the way included), and, with ARGV[7], `limit`
+  payloads and progress checkpoints per list.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
-  ARGV[5]  path       ARGV[6]  how many leases below to list at most
+  ARGV[5]  path       ARGV[6]  how many leases to list at most, covering and below each
+  ARGV[7]  "1" to answer with payloads and progress, "" to leave them out
+  ARGV[8]  how many index entries to read at most in all (the budget)
+  ARGV[9]  bytes each list reads at most (records' values; at least one record)
 
-  Returns {now, {leaseFields, ...} covering, belowCount, {leaseFields, ...} below}
+  Returns {now, {leaseFields, ...} covering, coveringCount, belowCount, {leaseFields, ...} below}
 ]]
 --- @include "includes/core"
+--- @include "includes/paging"
 
 local path, limit = ARGV[5], tonumber(ARGV[6])
+local withoutJson = ARGV[7] ~= '1'
+local budget, maxBytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = nowMs()
 local live = '(' .. now
 
-local nodes = ancestors(path)
-nodes[#nodes + 1] = path
-local coveredBy, seen = {}, {}
-for _, node in ipairs(nodes) do
-  for _, set in ipairs({ 'ax:', 'as:' }) do
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. set .. node, live, '+inf')) do
-      local lease = settle(readLease(id), now)
-      if lease and not seen[id] and holdsResources(lease) then
-        seen[id] = true
-        coveredBy[#coveredBy + 1] = flatLease(lease)
+-- Reads a set's live entries from the start, `limit` at a time, until `limit` leases that
+-- hold resources are in `into` or the budget is spent. Entries of ended leases still in
+-- their lock delay are live there but are not leases to list, so it reads on past them.
+local seen = {}
+local function listFrom(key, into)
+  local offset = 0
+  into.bytes = into.bytes or 0 -- a named field: it does not reach the reply, only the array part does
+  while #into < limit and budget > 0 and into.bytes < maxBytes do
+    local ids = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', offset, math.min(limit, budget))
+    if #ids == 0 then return end
+    offset = offset + #ids
+    budget = budget - #ids
+    for _, id in ipairs(ids) do
+      local lease = not seen[id] and settle(readLeaseSummary(id), now)
+      seen[id] = true
+      if lease and holdsResources(lease) and #into < limit and into.bytes < maxBytes then
+        into[#into + 1] = flatLease(lease, withoutJson)
+        into.bytes = into.bytes + flatBytes(into[#into])
+      elseif lease then
+        into.bytes = into.bytes + #lease.res -- read past, and counted: tombstones may be wide too
       end
     end
   end
 end
 
+local nodes = coveringNodes(path)
+local coveredBy, coveringCount = {}, 0
+for _, node in ipairs(nodes) do
+  for _, set in ipairs({ 'ax:', 'as:' }) do
+    listFrom(P .. set .. node, coveredBy)
+    coveringCount = coveringCount + redis.call('ZCOUNT', P .. set .. node, live, '+inf')
+  end
+end
+
 -- Below the path, exclusive leases first, then shared ones (each mode has its own set).
--- Entries of ended leases still in their lock delay are live there but are not leases to
--- list, so read on past them in pages until `limit` leases are found.
 local below, belowCount = {}, 0
 for _, set in ipairs({ 'bx:', 'bs:' }) do
-  local key, offset = P .. set .. path, 0
-  while #below < limit do
-    local ids = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', offset, limit)
-    if #ids == 0 then break end
-    offset = offset + #ids
-    for _, id in ipairs(ids) do
-      local lease = settle(readLease(id), now)
-      if lease and holdsResources(lease) and #below < limit then below[#below + 1] = flatLease(lease) end
-    end
-  end
-  belowCount = belowCount + redis.call('ZCOUNT', key, live, '+inf')
+  listFrom(P .. set .. path, below)
+  belowCount = belowCount + redis.call('ZCOUNT', P .. set .. path, live, '+inf')
 end
-return { now, coveredBy, belowCount, below }
+return { now, coveredBy, coveringCount, belowCount, below }

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Settles leases whose time has come, oldest first, in a bounded batch: active leases past
   expiresAt expire (a lease with an action becomes an orphan, published here if nobody
@@ -6,9 +7,15 @@
   requests that lapsed (their replica died before it could take them out). Running it twice, or from two
   replicas at once, is harmless: each transition happens once, under the script's atomicity.
 
+  allow-oom (the first line): it runs even when Redis is at its maxmemory, since it frees
+  memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
+
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
   ARGV[5]  batch size
+  ARGV[6]  how old (ms) an entry of the events and orphans streams may grow before it is trimmed
+  ARGV[7]  index entries one call may write or drop at most (see settleDue), bounding its time
+  ARGV[8]  how many bytes of Redis memory each stream may use, about
 
   Returns {now, settled, stillDue, nextDue}: nextDue is the earliest time something is due
   (Redis-clock ms), or "" when nothing is scheduled.
@@ -18,7 +25,7 @@
 
 local batch = tonumber(ARGV[5])
 local now = nowMs()
-local looked = settleDue(batch, now)
+local looked, budget = settleDue(batch, now, tonumber(ARGV[7]))
 
 for _, oid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'oexp', '-inf', now, 'LIMIT', 0, batch)) do
   redis.call('ZREM', P .. 'oa', oid)
@@ -28,7 +35,24 @@ for _, oid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'oexp', '-inf', now, 'LIMI
 end
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wexp', '-inf', now, 'LIMIT', 0, batch)) do
-  dropTicket(id, readHash(ticketKey(id)), true)
+  if budget <= 0 then break end
+  local ticket = readHash(ticketKey(id))
+  dropTicket(id, ticket, true)
+  if ticket then budget = budget - indexWeight({ resources = decodeResources(ticket.res) }) end
+end
+
+-- The streams are capped by count as they grow (XADD MAXLEN) and by age here. Approximate
+-- trimming drops whole radix-tree nodes, at most 100 nodes a call (XTRIM's default LIMIT).
+-- By size too: an entry may name 64 long paths, so a count alone is no bound. MEMORY USAGE
+-- samples a few nodes (O(1)), and the trim keeps the share of entries that fits.
+local oldest = int(now - tonumber(ARGV[6]))
+local maxBytes = tonumber(ARGV[8])
+for _, key in ipairs({ P .. 'ev', P .. 'orphans' }) do
+  redis.call('XTRIM', key, 'MINID', '~', oldest)
+  local used = redis.call('MEMORY', 'USAGE', key)
+  if used and used > maxBytes then
+    redis.call('XTRIM', key, 'MAXLEN', '~', math.floor(redis.call('XLEN', key) * maxBytes / used))
+  end
 end
 
 local first = redis.call('ZRANGE', P .. 'exp', 0, 0, 'WITHSCORES')

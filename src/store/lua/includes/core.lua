@@ -40,8 +40,14 @@
 
   Lease fields: holder, res (see decodeResources), tok, st (active | orphaned | released |
   expired | revoked), es (how an orphaned lease ended), ttl, acq, ren, exp, hold, ld,
-  act (JSON action), prog (JSON), rid, fp, out, end, oid (its orphan). Times are ms on
-  Redis' clock.
+  kind and ma (the action's kind and maxAttempts; a lease has an action exactly when it has
+  a kind), pay (the action's payload, JSON, absent when null), att (attempt), prog (JSON),
+  rid, fp, out, end, oid (its orphan). Times are ms on Redis' clock.
+
+  The scripts never decode a client's JSON (pay, prog): it is stored and handed back as the
+  service gave it. What a script decides on has a field of its own, so a payload a Lua JSON
+  decoder would refuse cannot make a script fail half-way (Redis does not roll back the
+  writes of a script that fails).
 ]]
 
 local P = ARGV[1]
@@ -64,15 +70,30 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
--- Proper ancestors of a path, shallowest first: "a/b/c" -> {"a", "a/b"}.
+-- Proper ancestors of a path, shallowest first: "a/b/c" -> {"a", "a/b"}. A request's paths
+-- are walked by the conflict check and again by the grant; making a long substring is much
+-- of a wide request's cost, so each path's list is made once per script. Do not change it.
+local ancestorsOf = {}
 local function ancestors(path)
-  local list = {}
+  local list = ancestorsOf[path]
+  if list then return list end
+  list = {}
   local at = 0
   while true do
     at = string.find(path, '/', at + 1, true)
-    if not at then return list end
+    if not at then break end
     list[#list + 1] = string.sub(path, 1, at - 1)
   end
+  ancestorsOf[path] = list
+  return list
+end
+
+-- The path and its proper ancestors, shallowest first: the nodes whose leases cover it.
+local function coveringNodes(path)
+  local nodes = {}
+  for i, node in ipairs(ancestors(path)) do nodes[i] = node end
+  nodes[#nodes + 1] = path
+  return nodes
 end
 
 -- True when a lease on `outer` covers `inner` (equal, or inner lies below outer).
@@ -88,14 +109,6 @@ local function readHash(key)
   return record
 end
 
--- A record's fields as HGETALL gives them, led by its id (which the hash does not store).
-local function flatRecord(key, id)
-  local flat = redis.call('HGETALL', key)
-  table.insert(flat, 1, id)
-  table.insert(flat, 1, 'id')
-  return flat
-end
-
 -- Resources as lease, orphan and ticket hashes store them: "x<path> s<path>" (a mode
 -- letter, then the path; paths hold no spaces). Half the size of JSON, so a one-resource
 -- lease hash stays under Redis' 64-byte listpack value limit (src/store/resource-codec.ts).
@@ -107,16 +120,85 @@ local function decodeResources(stored)
   return resources
 end
 
+-- Records written before kind, ma and pay had fields of their own kept the action as one
+-- JSON field, act. They are read as if written today; one that does not decode keeps its
+-- action (so it still becomes an orphan) with an unknown kind.
+local function upgradeLegacyAction(record)
+  if not record.act or record.ma then return record end
+  local ok, action = pcall(cjson.decode, record.act)
+  if not ok or type(action) ~= 'table' then action = {} end
+  record.kind = record.kind or (type(action.kind) == 'string' and action.kind) or 'unknown'
+  record.ma = int(tonumber(action.maxAttempts) or 1)
+  if ok and action.payload ~= nil and action.payload ~= cjson.null then
+    local encoded, json = pcall(cjson.encode, action.payload)
+    if encoded then record.pay = json end
+  end
+  return record
+end
+
+-- Before a legacy record's act is dropped, its action's kind and maxAttempts get fields.
+local function keepLegacyAction(key, record)
+  if record.act then redis.call('HSET', key, 'kind', record.kind, 'ma', record.ma) end
+end
+
+-- What a record answers with: [name, value, ...] led by its id (which the hash does not
+-- store), every field or only `fields`. Listings leave the client's JSON (pay, prog) out
+-- unless asked, so a page costs the same whatever the payloads hold.
+local SUMMARY_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'att', 'out', 'end', 'oid', 'act' }
+local ORPHAN_SUMMARY_FIELDS = { 'st', 'why', 'kind', 'ma', 'att', 'res', 'lid', 'lh', 'ltok', 'at', 'seq', 'cb', 'cl', 'rsl', 'rat', 'act' }
+
+local function flatRecord(key, id, fields)
+  local record
+  if fields then
+    local values = redis.call('HMGET', key, unpack(fields))
+    record = {}
+    for i, name in ipairs(fields) do record[name] = values[i] or nil end
+  else
+    record = readHash(key) or {}
+  end
+  upgradeLegacyAction(record)
+  if fields then record.pay = nil end
+  record.act = nil
+  local flat = { 'id', id }
+  for name, value in pairs(record) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  return flat
+end
+
+-- Records are read without decoding their resources: a lease may hold 64 paths of 512
+-- characters, and making those strings is most of what reading it costs. resourcesOf()
+-- decodes them the first time they are needed.
 local function readLease(id)
   local lease = readHash(P .. 'l:' .. id)
   if not lease then return nil end
   lease.id = id
-  lease.resources = decodeResources(lease.res)
-  return lease
+  return upgradeLegacyAction(lease)
+end
+
+local function resourcesOf(record)
+  if not record.resources then
+    -- A lease read without its resources (see renew-holder) reads them now.
+    record.res = record.res or redis.call('HGET', P .. 'l:' .. record.id, 'res')
+    record.resources = decodeResources(record.res)
+  end
+  return record.resources
+end
+
+-- A lease without the client's JSON (pay, prog), for readers that do not answer with it:
+-- reading it costs the same whatever the payload holds. settle() reads the rest when it
+-- must end the lease.
+local function readLeaseSummary(id)
+  local values = redis.call('HMGET', P .. 'l:' .. id, unpack(SUMMARY_FIELDS))
+  if not values[1] then return nil end
+  local lease = { id = id, partial = true }
+  for i, name in ipairs(SUMMARY_FIELDS) do lease[name] = values[i] or nil end
+  return upgradeLegacyAction(lease)
 end
 
 local function blocksUntil(lease, expiresAt)
-  if lease.act then return '+inf' end
+  if lease.kind then return '+inf' end
   return int(expiresAt + tonumber(lease.ld or '0'))
 end
 
@@ -142,11 +224,11 @@ end
 
 -- (Re)writes the lease's entries in the blocking sets of its paths with one score.
 local function indexBlocking(lease, score)
-  for _, key in ipairs(entryKeys(lease.resources, LEASE_SETS)) do redis.call('ZADD', key, score, lease.id) end
+  for _, key in ipairs(entryKeys(resourcesOf(lease), LEASE_SETS)) do redis.call('ZADD', key, score, lease.id) end
 end
 
 local function unindexBlocking(lease)
-  for _, key in ipairs(entryKeys(lease.resources, LEASE_SETS)) do redis.call('ZREM', key, lease.id) end
+  for _, key in ipairs(entryKeys(resourcesOf(lease), LEASE_SETS)) do redis.call('ZREM', key, lease.id) end
 end
 
 -- Listing by prefix needs no index of its own: the blocking sets of the prefix path already
@@ -174,10 +256,15 @@ end
 
 -- A JSON array of the paths. Written by hand because cjson escapes "/" as "\/"; paths are
 -- validated to hold only letters, digits and ._:@-/ so nothing else needs escaping.
-local function pathsJson(resources)
-  local paths = {}
-  for i, r in ipairs(resources) do paths[i] = r.path end
+local function pathListJson(paths)
+  if #paths == 0 then return '[]' end
   return '["' .. table.concat(paths, '","') .. '"]'
+end
+
+-- The same from resources as stored ("xa/b sc/d" -> ["a/b","c/d"]): one pass over the
+-- string, without making a string per path.
+local function pathsJson(stored)
+  return '["' .. (string.gsub(string.sub(stored, 2), ' [xs]', '","')) .. '"]'
 end
 
 -- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?} to
@@ -195,7 +282,7 @@ local COUNTED_EVENTS = { expired = true, revoked = true, claimed = true, dead_le
 
 local function emit(kind, at, lease, orphanId)
   local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
-    'paths', pathsJson(lease.resources), 'fencingToken', lease.tok }
+    'paths', pathsJson(lease.res), 'fencingToken', lease.tok }
   if orphanId then
     entry[#entry + 1] = 'orphanId'
     entry[#entry + 1] = orphanId
@@ -205,8 +292,8 @@ local function emit(kind, at, lease, orphanId)
 end
 
 -- Tells waiting acquires (on every replica) that these paths may have stopped being blocked.
-local function announceFreed(resources)
-  redis.call('PUBLISH', P .. 'freed', pathsJson(resources))
+local function announceFreed(stored)
+  redis.call('PUBLISH', P .. 'freed', pathsJson(stored))
 end
 
 -- The attempt a lease with an action runs (the first when the lease was acquired directly).
@@ -216,7 +303,7 @@ end
 
 --[[
   Orphans. Fields of P.."o:"..oid: st (pending | claimed | dead_letter | resolved),
-  why (expired | abandoned | revoked), kind, act (JSON {kind, payload, maxAttempts}),
+  why (expired | abandoned | revoked), kind, ma, pay (as a lease holds them),
   att (the attempt that was running when it was orphaned), prog (JSON, the last progress),
   res (resources, see decodeResources), lid, lh, ltok (the last lease, its holder and token), at (orphanedAt),
   seq, cb and cl (claimed by, and the claim's lease), rsl and rat (resolution, resolvedAt).
@@ -229,8 +316,8 @@ local function orphanKey(oid)
   return P .. 'o:' .. oid
 end
 
-local function flatOrphan(oid)
-  return flatRecord(orphanKey(oid), oid)
+local function flatOrphan(oid, withoutJson)
+  return flatRecord(orphanKey(oid), oid, withoutJson and ORPHAN_SUMMARY_FIELDS)
 end
 
 -- Keeps the per-state index and the claim queues in step with an orphan's state.
@@ -260,27 +347,30 @@ end
 local function writeOrphan(lease, endState, at)
   local oid = orphanIdOf(lease)
   local key = orphanKey(oid)
-  local action = cjson.decode(lease.act)
+  local kind = lease.kind
   local attempt = attemptOf(lease)
-  local state = attempt >= tonumber(action.maxAttempts) and 'dead_letter' or 'pending'
+  local maxAttempts = tonumber(lease.ma) or 1
+  local state = attempt >= maxAttempts and 'dead_letter' or 'pending'
   local known = redis.call('HMGET', key, 'st', 'seq')
   local previous = known[1]
   local seq = previous and known[2] or redis.call('INCR', P .. 'oseq')
-  redis.call('HSET', key, 'st', state, 'why', REASONS[endState], 'kind', action.kind, 'act', lease.act,
+  redis.call('HSET', key, 'st', state, 'why', REASONS[endState], 'kind', kind, 'ma', int(maxAttempts),
     'att', int(attempt), 'res', lease.res, 'lid', lease.id, 'lh', lease.holder, 'ltok', lease.tok,
     'at', int(at), 'seq', seq)
-  if lease.prog then redis.call('HSET', key, 'prog', lease.prog) end
-  redis.call('HDEL', key, 'cb', 'cl')
+  for _, name in ipairs({ 'pay', 'prog' }) do
+    if lease[name] then redis.call('HSET', key, name, lease[name]) end
+  end
+  redis.call('HDEL', key, 'cb', 'cl', 'act')
   if not previous then redis.call('ZADD', P .. 'oa', seq, oid) end
-  moveOrphan(oid, seq, action.kind, previous, state)
+  moveOrphan(oid, seq, kind, previous, state)
   if not lease.oid then setFields(lease, { oid = oid }) end
   redis.call('XADD', P .. 'orphans', 'MAXLEN', '~', STREAM_CAP, '*', 'orphanId', oid, 'state', state,
-    'reason', REASONS[endState], 'kind', action.kind, 'attempt', int(attempt),
-    'maxAttempts', int(tonumber(action.maxAttempts)), 'leaseId', lease.id, 'holder', lease.holder,
-    'fencingToken', lease.tok, 'paths', pathsJson(lease.resources), 'orphanedAt', int(at))
+    'reason', REASONS[endState], 'kind', kind, 'attempt', int(attempt),
+    'maxAttempts', int(maxAttempts), 'leaseId', lease.id, 'holder', lease.holder,
+    'fencingToken', lease.tok, 'paths', pathsJson(lease.res), 'orphanedAt', int(at))
   emit(state == 'pending' and 'orphaned' or 'dead_lettered', at, lease, oid)
   count('orphaned:' .. REASONS[endState])
-  if state == 'pending' then redis.call('PUBLISH', P .. 'pending', action.kind) end
+  if state == 'pending' then redis.call('PUBLISH', P .. 'pending', kind) end
   return oid
 end
 
@@ -288,9 +378,12 @@ end
 -- discarded it. It is kept TOMBSTONE_TTL ms for operators, then the sweeper drops it.
 local function resolveOrphan(oid, resolution, at, lease)
   local key = orphanKey(oid)
-  local f = redis.call('HMGET', key, 'st', 'seq', 'kind')
+  local f = redis.call('HMGET', key, 'st', 'seq', 'kind', 'act', 'ma')
   if not f[1] or f[1] == 'resolved' then return end
+  keepLegacyAction(key, upgradeLegacyAction({ kind = f[3] or nil, act = f[4] or nil, ma = f[5] or nil }))
   redis.call('HSET', key, 'st', 'resolved', 'rsl', resolution, 'rat', int(at))
+  -- Kept an hour for operators, like a tombstone, and like one without the client's JSON.
+  redis.call('HDEL', key, 'pay', 'prog', 'act')
   moveOrphan(oid, f[2], f[3], f[1], 'resolved')
   redis.call('ZADD', P .. 'oexp', int(at + TOMBSTONE_TTL), oid)
   emit('resolved', at, lease, oid)
@@ -305,8 +398,12 @@ local function entomb(lease, state, endedAt, now, blockedUntil)
   setFields(lease, { st = state, ['end'] = int(endedAt) })
   unindexListing(lease)
   local key = P .. 'l:' .. lease.id
-  -- A tombstone is kept an hour and there may be many: drop what it no longer answers with.
-  redis.call('HDEL', key, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp')
+  -- A tombstone is kept an hour and there may be many: drop what it no longer answers with,
+  -- the client's JSON included (payload and progress, up to 80 KiB, live on in the orphan
+  -- when the action was left unfinished).
+  keepLegacyAction(key, lease)
+  redis.call('HDEL', key, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp', 'pay', 'prog', 'act')
+  lease.pay, lease.prog = nil, nil
   if lease.rid then
     local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
     -- The requestId may name a newer lease by now; leave that one's key alone.
@@ -331,7 +428,7 @@ local function dropTombstoneIndex(lease)
   unindexBlocking(lease)
   redis.call('ZREM', P .. 'exp', lease.id)
   redis.call('PEXPIRE', P .. 'l:' .. lease.id, TOMBSTONE_TTL)
-  announceFreed(lease.resources)
+  announceFreed(lease.res)
 end
 
 -- Ends an active lease as `state` (expired | released | revoked) at `endedAt`. A lease
@@ -340,15 +437,21 @@ end
 -- lease becomes a tombstone; one without an action that expired or was revoked keeps
 -- blocking for its lockDelayMs. A claim's lease that completed or failed resolves its orphan.
 local function endLease(lease, state, endedAt, now)
-  if lease.act and (state ~= 'released' or lease.out == 'abandoned') then
+  if lease.kind and (state ~= 'released' or lease.out == 'abandoned') then
     setFields(lease, { st = 'orphaned', es = state, ['end'] = int(endedAt) })
     redis.call('ZREM', P .. 'exp', lease.id)
     emit(state, endedAt, lease, orphanIdOf(lease))
     writeOrphan(lease, state, endedAt)
+    -- The orphan holds the payload and progress now (a claim takes them from there); the
+    -- orphaned lease keeps only what answers for it, like a tombstone.
+    local key = P .. 'l:' .. lease.id
+    keepLegacyAction(key, lease)
+    redis.call('HDEL', key, 'pay', 'prog', 'act')
+    lease.pay, lease.prog = nil, nil
     return
   end
   local blockedUntil = state == 'released' and 0 or endedAt + tonumber(lease.ld or '0')
-  if entomb(lease, state, endedAt, now, blockedUntil) then announceFreed(lease.resources) end
+  if entomb(lease, state, endedAt, now, blockedUntil) then announceFreed(lease.res) end
   emit(state, endedAt, lease, lease.oid)
   if lease.oid then resolveOrphan(lease.oid, lease.out or 'completed', now, lease) end
 end
@@ -356,29 +459,53 @@ end
 -- Brings a lease up to date with Redis' clock: an active lease whose expiresAt has passed
 -- expires now, whoever notices first (an acquire, a renew, a read or the sweeper).
 local function settle(lease, now)
-  if lease and lease.st == 'active' and tonumber(lease.exp) <= now then endLease(lease, 'expired', tonumber(lease.exp), now) end
+  if lease and lease.st == 'active' and tonumber(lease.exp) <= now then
+    if lease.partial then lease = readLease(lease.id) end
+    endLease(lease, 'expired', tonumber(lease.exp), now)
+  end
   return lease
 end
 
 -- Settles up to `batch` leases whose time has come, oldest first: active leases past
 -- expiresAt expire, ended leases whose lock delay is over leave the blocking indexes.
 -- Returns how many it looked at.
-local function settleDue(batch, now)
+-- How many index entries a lease has (one per resource and per ancestor of it): the work
+-- of writing, moving or dropping them, which dwarfs the rest of a transition.
+local function indexWeight(lease)
+  local weight = 0
+  for _, r in ipairs(resourcesOf(lease)) do
+    local at = 0
+    repeat
+      weight = weight + 1
+      at = string.find(r.path, '/', at + 1, true)
+    until not at
+  end
+  return weight
+end
+
+-- Stops once the leases it settled had `budget` index entries between them (at least one
+-- lease is settled), so a batch of wide leases costs no more than one of narrow ones.
+-- Returns how many it looked at, and what is left of the budget.
+local function settleDue(batch, now, budget)
   local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, batch)
+  local looked = 0
   for _, id in ipairs(due) do
-    local lease = readLease(id)
+    if budget <= 0 then break end
+    looked = looked + 1
+    local lease = readLeaseSummary(id)
     if not lease then
       redis.call('ZREM', P .. 'exp', id)
     elseif lease.st == 'active' then
-      settle(lease, now)
+      lease = settle(lease, now)
       if lease.st == 'active' then redis.call('ZADD', P .. 'exp', lease.exp, id) end
     elseif lease.st == 'expired' or lease.st == 'revoked' then
       dropTombstoneIndex(lease)
     else
       redis.call('ZREM', P .. 'exp', id)
     end
+    if lease then budget = budget - indexWeight(lease) end
   end
-  return #due
+  return looked, budget
 end
 
 -- Reads an orphan by Redis' clock: a claimed orphan whose claim's lease has expired is
@@ -386,7 +513,7 @@ end
 local function readOrphan(oid, now)
   local orphan = readHash(orphanKey(oid))
   if orphan and orphan.st == 'claimed' and orphan.cl then
-    local lease = readLease(orphan.cl)
+    local lease = readLeaseSummary(orphan.cl)
     if lease and lease.st == 'active' and settle(lease, now).st ~= 'active' then orphan = readHash(orphanKey(oid)) end
   end
   return orphan
@@ -396,6 +523,17 @@ local function holdsResources(lease)
   return lease.st == 'active' or lease.st == 'orphaned'
 end
 
-local function flatLease(lease)
-  return flatRecord(P .. 'l:' .. lease.id, lease.id)
+local function flatLease(lease, withoutJson)
+  if withoutJson and lease.partial then
+    -- Read by readLeaseSummary already: answer from what was read.
+    local flat = { 'id', lease.id }
+    for _, name in ipairs(SUMMARY_FIELDS) do
+      if lease[name] and name ~= 'act' then
+        flat[#flat + 1] = name
+        flat[#flat + 1] = lease[name]
+      end
+    end
+    return flat
+  end
+  return flatRecord(P .. 'l:' .. lease.id, lease.id, withoutJson and SUMMARY_FIELDS)
 end

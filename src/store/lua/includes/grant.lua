@@ -10,16 +10,18 @@ local function nextToken()
   return int(token)
 end
 
--- Records and indexes a new active lease. `spec`: id, holder, res (resources as stored), ttl,
--- maxHold, lockDelay (numbers) and, when present, act (JSON), att (attempt, when not the
--- first), prog (JSON), rid (requestId), fp (fingerprint), oid (the orphan it claims).
+-- Records and indexes a new active lease. `spec`: id, holder, res (resources as stored, and
+-- decoded as resources when the caller has them already), ttl,
+-- maxHold, lockDelay (numbers) and, when present, kind and ma (its action's kind and
+-- maxAttempts), pay (the payload, JSON), att (attempt, when not the first), prog (JSON),
+-- rid (requestId), fp (fingerprint), oid (the orphan it claims).
 -- Appends the `eventType` event and returns the lease.
 local function grant(spec, now, eventType)
   local hold = now + spec.maxHold
   local expiresAt = math.min(now + spec.ttl, hold)
   local lease = {
-    id = spec.id, holder = spec.holder, res = spec.res, resources = decodeResources(spec.res),
-    tok = nextToken(), ld = int(spec.lockDelay), act = spec.act, oid = spec.oid,
+    id = spec.id, holder = spec.holder, res = spec.res, resources = spec.resources or decodeResources(spec.res),
+    tok = nextToken(), ld = int(spec.lockDelay), oid = spec.oid,
   }
   local fields = {
     'holder', spec.holder, 'res', spec.res, 'tok', lease.tok, 'st', 'active',
@@ -30,7 +32,7 @@ local function grant(spec, now, eventType)
     fields[#fields + 1] = 'ld'
     fields[#fields + 1] = lease.ld
   end
-  for _, name in ipairs({ 'act', 'att', 'prog', 'rid', 'fp', 'oid' }) do
+  for _, name in ipairs({ 'kind', 'ma', 'pay', 'att', 'prog', 'rid', 'fp', 'oid' }) do
     if spec[name] then
       lease[name] = spec[name]
       fields[#fields + 1] = name

@@ -3,7 +3,7 @@
 local function renewLease(lease, ttl, now)
   local expiresAt = math.min(now + ttl, tonumber(lease.hold))
   setFields(lease, { ren = int(now), exp = int(expiresAt), ttl = int(ttl) })
-  if not lease.act then indexBlocking(lease, blocksUntil(lease, expiresAt)) end
+  if not lease.kind then indexBlocking(lease, blocksUntil(lease, expiresAt)) end
   redis.call('ZADD', P .. 'exp', int(expiresAt), lease.id)
   return expiresAt
 end

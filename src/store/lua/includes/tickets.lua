@@ -30,9 +30,8 @@ end
 -- (which blocks whatever the ticket blocked), the requests queued behind it may go on.
 local function dropTicket(id, ticket, announce)
   if ticket then
-    local resources = decodeResources(ticket.res)
-    for _, key in ipairs(entryKeys(resources, TICKET_SETS)) do redis.call('ZREM', key, id) end
-    if announce then announceFreed(resources) end
+    for _, key in ipairs(entryKeys(decodeResources(ticket.res), TICKET_SETS)) do redis.call('ZREM', key, id) end
+    if announce then announceFreed(ticket.res) end
   end
   redis.call('DEL', ticketKey(id))
   redis.call('ZREM', P .. 'wexp', id)
