@@ -126,6 +126,54 @@ describe('what one request reads', () => {
     assert.equal(counts.hmget, 1, 'the one blocking lease is read once');
   });
 
+  test('a holder\'s listing by prefix matches a path at or below the prefix, not one that merely contains it', async () => {
+    const root = unique('within');
+    const holder = unique('h');
+    const below = await acquire(t, holder, [{ path: `${root}/a/x`, mode: 'shared' }, 'elsewhere-1/y']);
+    await acquire(t, holder, [`other/${root}/a`]);
+    await acquire(t, holder, [`${root}/ab`]);
+    await acquire(t, holder, [{ path: `z/${root}/a/x`, mode: 'shared' }]);
+    const at = await acquire(t, holder, [{ path: 'elsewhere-2', mode: 'shared' }, { path: `${root}/a`, mode: 'shared' }]);
+    const listed = (await t.get(`/v1/leases?holder=${holder}&prefix=${root}/a`)).json().items as Lease[];
+    assert.deepEqual(listed.map((l) => l.id), [below.id, at.id]);
+  });
+
+  test('listings present leases and claims that expired unnoticed by Redis\' clock, and write nothing', async () => {
+    const own = await startTestApp(redis.url, { TTL_MIN_MS: '100' }, { sweep: false });
+    try {
+      const root = unique('unsettled');
+      const kind = unique('kind');
+      const plain = await acquire(own, 'h', [`${root}/a`], { ttlMs: 200 });
+      const acting = await acquire(own, 'h', [`${root}/b`], { ttlMs: 200, action: { kind } });
+      await own.del(`/v1/leases/${(await acquire(own, 'h', [`${root}/c`], { action: { kind } })).id}`);
+      const claim = (await own.post('/v1/orphans/claim', { holder: 'h2', ttlMs: 200, kinds: [kind] })).json();
+      await waitFor(async () => Date.parse((await own.get(`/v1/leases?prefix=${root}`)).json().items[0]?.expiresAt ?? 0) + 50 < Date.now(), {
+        what: 'the leases to expire',
+      });
+      await sleep(250);
+      const before = await own.snapshotKeys();
+      const leases = (await own.get(`/v1/leases?prefix=${root}`)).json().items as Lease[];
+      assert.deepEqual(
+        leases.map((l) => [l.id, l.state]).sort(),
+        [[acting.id, 'orphaned'], [claim.lease.id, 'orphaned']].sort(),
+        'those with an action (the claim\'s too) are orphaned; the one without holds nothing',
+      );
+      assert.ok(!leases.some((l) => l.id === plain.id));
+      assert.equal((await own.get(`/v1/resources/${root}/b`)).json().coveredBy[0].state, 'orphaned');
+      const orphans = (await own.get(`/v1/orphans?kind=${kind}`)).json().items;
+      const back = orphans.find((o: { id: string }) => o.id === claim.orphan.id);
+      assert.equal(back.state, 'pending', 'its claim expired: pending again');
+      assert.equal(back.claimedBy, null);
+      assert.equal(back.lastLeaseId, claim.lease.id);
+      assert.equal(back.action.attempt, 2);
+      assert.deepEqual(await own.snapshotKeys(), before, 'reading many changed nothing');
+      // An acquire's conflict check sees it the same way, also without writing.
+      assert.equal((await own.post('/v1/leases', acquireBody('x', [`${root}/b`]))).json().conflicts[0].state, 'orphaned');
+    } finally {
+      await own.close();
+    }
+  });
+
   test('listings and the resource view leave payload and progress out unless include=payload', async () => {
     const root = unique('listing');
     const lease = await acquire(t, 'h', [`${root}/i-1`], { action: { kind: 'resize', payload: { flavor: 'm1.large' } } });

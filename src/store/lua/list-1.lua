@@ -6,7 +6,8 @@
   hold at most ARGV[11] entries, and otherwise walks the index of every lease with the
   prefix as a filter. Settles expired leases it meets.
   Invariant: reads at most ARGV[11] index entries, so one call's cost is bounded even
-  when filters match little; the caller gets a cursor to go on from. Without ARGV[12] no
+  when filters match little; the caller gets a cursor to go on from. It writes nothing:
+  leases that expired unnoticed are presented as ended (see presentAsOf), not settled. Without ARGV[12] no
   payload or progress is read, so a page costs the same whatever they hold.
 
   KEYS[1]  P.."token"
@@ -40,10 +41,7 @@ local function matches(lease, underPrefix)
   if not holdsResources(lease) then return false end
   if wantedState ~= '' and lease.st ~= wantedState then return false end
   if prefix == '' or underPrefix then return true end
-  for _, r in ipairs(resourcesOf(lease)) do
-    if covers(prefix, r.path) then return true end
-  end
-  return false
+  return storedCovered(lease.res, prefix)
 end
 
 -- A prefix with few leases at or below it (PREFIX_SORT_MAX): its blocking sets, sorted by
@@ -71,7 +69,7 @@ local function prefixPage(path, cursor)
   for i, entry in ipairs(found) do
     if #items == limit or bytes >= maxBytes then return items, int(last) end
     last = entry.tok
-    local lease = settle(readLeaseSummary(entry.id), now)
+    local lease = presentAsOf(readLeaseSummary(entry.id), now)
     if lease and matches(lease, true) then
       items[#items + 1] = flatLease(lease, withoutJson)
       bytes = bytes + flatBytes(items[#items])
@@ -88,7 +86,7 @@ if ARGV[5] == 't' and ARGV[6] ~= '' then
 end
 
 local items, nextCursor = page(key, ARGV[9], limit, budget, maxBytes, function(id)
-  local lease = settle(readLeaseSummary(id), now)
+  local lease = presentAsOf(readLeaseSummary(id), now)
   if not lease then
     redis.call('ZREM', key, id)
   elseif matches(lease, false) then

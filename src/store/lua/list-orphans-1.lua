@@ -30,8 +30,10 @@ local items, nextCursor = page(key, ARGV[7], limit, budget, tonumber(ARGV[11]), 
   if not f[1] then
     redis.call('ZREM', key, oid)
   elseif kind == '' or f[2] == kind then
-    local state = f[1] == 'claimed' and readOrphan(oid, now).st or f[1]
-    if ARGV[5] == '' or state == ARGV[5] then return flatOrphan(oid, ARGV[10] ~= '1') end
+    -- Presented by Redis' clock, not settled: a page costs the same however many claims expired.
+    local overrides = f[1] == 'claimed' and orphanAsOf(oid, now) or nil
+    local state = overrides and overrides.st or f[1]
+    if ARGV[5] == '' or state == ARGV[5] then return flatOrphan(oid, ARGV[10] ~= '1', overrides) end
   end
 end)
 return { now, nextCursor, items }

@@ -2,7 +2,7 @@
 --[[
   One heartbeat for the active leases of a holder (a conductor with many leases renews them
   in one call), at most ARGV[8] of them per call, in token order after the cursor. Leases
-  that have expired are settled, not renewed.
+  that have expired are neither renewed nor settled here (the reaper settles them).
   Invariant: reads at most ARGV[8] entries of the holder's index and never a payload, so one
   call's cost is bounded however many leases the holder has; the caller goes on from the
   cursor returned, and hears how many entries are left.
@@ -47,11 +47,14 @@ for i = 1, #entries, 2 do
   local lease = f[1] and { id = id, partial = true, st = f[1], exp = f[2], ttl = f[3], hold = f[4], kind = f[5] or nil, ld = f[6] or nil }
   if not lease then
     redis.call('ZREM', key, id)
-  elseif lease.st == 'active' and settle(lease, now).st == 'active' then
+  elseif lease.st == 'active' and tonumber(lease.exp) > now then
+    -- (One that expired is not renewed, nor settled here: the reaper does that, and settling
+    -- one with an action writes its orphan, payload and all.)
     local expiresAt = renewLease(lease, tonumber(ARGV[6] ~= '' and ARGV[6] or lease.ttl), now)
     -- What renewing it cost: a lease without an action moved all its index entries; one
-    -- with an action, a few commands (counted as four entries).
-    budget = budget - (lease.kind and 4 or indexWeight(lease))
+    -- with an action, three commands (counted as eight entries: a command costs Redis more
+    -- than an entry does within one).
+    budget = budget - (lease.kind and 8 or indexWeight(lease))
     renewed[#renewed + 1] = id
     renewed[#renewed + 1] = expiresAt
     if #paths < EVENT_PATHS then

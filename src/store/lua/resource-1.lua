@@ -37,7 +37,8 @@ local function listFrom(key, into)
     offset = offset + #ids
     budget = budget - #ids
     for _, id in ipairs(ids) do
-      local lease = not seen[id] and settle(readLeaseSummary(id), now)
+      if #into >= limit or into.bytes >= maxBytes then return end
+      local lease = not seen[id] and presentAsOf(readLeaseSummary(id), now)
       seen[id] = true
       if lease and holdsResources(lease) and #into < limit and into.bytes < maxBytes then
         into[#into + 1] = flatLease(lease, withoutJson)

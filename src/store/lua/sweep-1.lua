@@ -38,7 +38,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wexp', '-inf', now, 'LIMIT
   if budget <= 0 then break end
   local ticket = readHash(ticketKey(id))
   dropTicket(id, ticket, true)
-  if ticket then budget = budget - indexWeight({ resources = decodeResources(ticket.res) }) end
+  if ticket then budget = budget - indexWeight({ res = ticket.res }) end
 end
 
 -- The streams are capped by count as they grow (XADD MAXLEN) and by age here. Approximate

@@ -8,7 +8,7 @@
   way in their own sets.
   Cost, for a request of R resources of depth D: at most R * (2D + 2) range reads of at most
   `limit` entries (a set shared by several of the request's paths is read once), one HMGET
-  of four fields per distinct blocker (never its payload), and for an entry of a below-set,
+  of six fields per distinct blocker (never its payload; nothing is written), and for an entry of a below-set,
   one pass over that blocker's resources. A set entry names the blocker's path itself (the
   set's node) or, below, the node its path lies under, so no pair of paths is compared.
   Conflicts are appended to `out` as flattened {path, leaseId, holder, mode, state} tuples,
@@ -110,11 +110,13 @@ local function collectConflicts(request, now, limit, out, wake)
   findBlockers(request, LEASE_SETS, limit, out, wake, function(key)
     return redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
   end, function(id)
-    local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'res')
+    local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'res', 'kind', 'act')
     local state = f[1]
     if not state then return nil end
     -- Its entry is live, so an expired one still blocks: as an orphan, or for its lock delay.
-    if state == 'active' and tonumber(f[2]) <= now then state = settle(readLease(id), now).st end
+    -- Told apart without settling it (which, with an action, writes its orphan): the reaper
+    -- does that, and a conflict check costs the same whatever expired before it.
+    if state == 'active' and tonumber(f[2]) <= now then state = (f[5] or f[6]) and 'orphaned' or 'lock_delay' end
     if state == 'released' then return nil end
     return { holder = f[3], state = blockingState(state), res = f[4], wake = true }
   end)

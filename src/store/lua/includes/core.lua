@@ -112,12 +112,32 @@ end
 -- Resources as lease, orphan and ticket hashes store them: "x<path> s<path>" (a mode
 -- letter, then the path; paths hold no spaces). Half the size of JSON, so a one-resource
 -- lease hash stays under Redis' 64-byte listpack value limit (src/store/resource-codec.ts).
+-- (Plain finds, not a pattern: matching %S+ over 64 paths of 512 characters costs 20 times
+-- as much, and every reader of a wide lease pays it.)
+local SHARED, SPACE, SLASH = string.byte('s'), string.byte(' '), string.byte('/')
+
 local function decodeResources(stored)
-  local resources = {}
-  for entry in string.gmatch(stored, '%S+') do
-    resources[#resources + 1] = { path = string.sub(entry, 2), mode = string.sub(entry, 1, 1) == 's' and 'shared' or 'exclusive' }
+  local resources, at = {}, 1
+  while at <= #stored do
+    local space = string.find(stored, ' ', at, true) or (#stored + 1)
+    resources[#resources + 1] = { path = string.sub(stored, at + 1, space - 1), mode = string.byte(stored, at) == SHARED and 'shared' or 'exclusive' }
+    at = space + 1
   end
   return resources
+end
+
+-- True when one of the stored resources is `path` or lies below it, read off the stored
+-- string without decoding it: a path starts right after its mode letter, which starts the
+-- string or follows a space, and a match must end at a "/", a space or the end.
+local function storedCovered(stored, path)
+  local from = 1
+  while true do
+    local at = string.find(stored, path, from, true)
+    if not at then return false end
+    local after = string.byte(stored, at + #path)
+    if (at == 2 or (at > 2 and string.byte(stored, at - 2) == SPACE)) and (after == nil or after == SPACE or after == SLASH) then return true end
+    from = at + 1
+  end
 end
 
 -- Records written before kind, ma and pay had fields of their own kept the action as one
@@ -147,7 +167,8 @@ end
 local SUMMARY_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'att', 'out', 'end', 'oid', 'act' }
 local ORPHAN_SUMMARY_FIELDS = { 'st', 'why', 'kind', 'ma', 'att', 'res', 'lid', 'lh', 'ltok', 'at', 'seq', 'cb', 'cl', 'rsl', 'rat', 'act' }
 
-local function flatRecord(key, id, fields)
+-- `overrides`: fields to answer with instead of the stored ones (see presentAsOf).
+local function flatRecord(key, id, fields, overrides)
   local record
   if fields then
     local values = redis.call('HMGET', key, unpack(fields))
@@ -159,6 +180,7 @@ local function flatRecord(key, id, fields)
   upgradeLegacyAction(record)
   if fields then record.pay = nil end
   record.act = nil
+  for name, value in pairs(overrides or {}) do record[name] = value or nil end -- false: absent
   local flat = { 'id', id }
   for name, value in pairs(record) do
     flat[#flat + 1] = name
@@ -316,8 +338,8 @@ local function orphanKey(oid)
   return P .. 'o:' .. oid
 end
 
-local function flatOrphan(oid, withoutJson)
-  return flatRecord(orphanKey(oid), oid, withoutJson and ORPHAN_SUMMARY_FIELDS)
+local function flatOrphan(oid, withoutJson, overrides)
+  return flatRecord(orphanKey(oid), oid, withoutJson and ORPHAN_SUMMARY_FIELDS, overrides)
 end
 
 -- Keeps the per-state index and the claim queues in step with an orphan's state.
@@ -472,15 +494,14 @@ end
 -- How many index entries a lease has (one per resource and per ancestor of it): the work
 -- of writing, moving or dropping them, which dwarfs the rest of a transition.
 local function indexWeight(lease)
-  local weight = 0
-  for _, r in ipairs(resourcesOf(lease)) do
-    local at = 0
-    repeat
-      weight = weight + 1
-      at = string.find(r.path, '/', at + 1, true)
-    until not at
+  -- Each resource's depth is its slashes plus one; the stored string has one space between two.
+  local stored = lease.res or redis.call('HGET', P .. 'l:' .. lease.id, 'res')
+  local weight, at = 1, 0
+  while true do
+    at = string.find(stored, '[ /]', at + 1)
+    if not at then return weight end
+    weight = weight + 1
   end
-  return weight
 end
 
 -- Stops once the leases it settled had `budget` index entries between them (at least one
@@ -519,8 +540,40 @@ local function readOrphan(oid, now)
   return orphan
 end
 
+-- An orphan by Redis' clock, for a reader of many, without writing (as presentAsOf): a
+-- claimed orphan whose claim's lease has expired is orphaned anew by that expiry, pending
+-- again or a dead letter once that claim was its last attempt, as writeOrphan will record
+-- it. Returns the fields to answer with instead of the stored ones, or nil.
+local function orphanAsOf(oid, now)
+  local f = redis.call('HMGET', orphanKey(oid), 'st', 'cl', 'cb', 'att', 'ma')
+  if f[1] ~= 'claimed' or not f[2] then return nil end
+  local claim = redis.call('HMGET', P .. 'l:' .. f[2], 'st', 'exp', 'tok')
+  if claim[1] ~= 'active' or tonumber(claim[2]) > now then return nil end
+  local attempt = tonumber(f[4]) + 1
+  return {
+    st = attempt >= (tonumber(f[5]) or 1) and 'dead_letter' or 'pending', why = 'expired', att = int(attempt),
+    lid = f[2], lh = f[3], ltok = claim[3], at = claim[2], cb = false, cl = false,
+  }
+end
+
 local function holdsResources(lease)
   return lease.st == 'active' or lease.st == 'orphaned'
+end
+
+-- What a lease is by Redis' clock, for a reader, without writing anything: an active lease
+-- past its expiresAt has ended (without an action it holds nothing any more; with one it is
+-- orphaned, and whoever settles it, a writer or the reaper, publishes its orphan). Readers
+-- of many leases present them so rather than settle them, so that a page of leases that
+-- expired unnoticed costs no more than a page of live ones: settling one with an action
+-- writes its orphan, payload and all. A lease presented so has `unsettled` set.
+local function presentAsOf(lease, now)
+  if lease and lease.st == 'active' and tonumber(lease.exp) <= now then
+    lease.st = lease.kind and 'orphaned' or 'expired'
+    lease.es = 'expired'
+    lease['end'] = lease.exp
+    lease.unsettled = true
+  end
+  return lease
 end
 
 local function flatLease(lease, withoutJson)
@@ -535,5 +588,6 @@ local function flatLease(lease, withoutJson)
     end
     return flat
   end
-  return flatRecord(P .. 'l:' .. lease.id, lease.id, withoutJson and SUMMARY_FIELDS)
+  local overrides = lease.unsettled and { st = lease.st, es = lease.es, ['end'] = lease['end'] } or nil
+  return flatRecord(P .. 'l:' .. lease.id, lease.id, withoutJson and SUMMARY_FIELDS, overrides)
 end
