@@ -34,8 +34,23 @@ import { startPrivateRedis } from './lib/private-redis.js';
 import { summarizeProfiles } from './lib/profile-summary.js';
 import { evaluateComparisons, renderTable, writeReport, type Report, type ScenarioRecord } from './lib/report.js';
 import { REPO_ROOT } from './lib/service-process.js';
-import { COMPARISONS, resolveSelection, SCENARIOS } from './scenarios/index.js';
+import { ScenarioFailure } from './lib/scenario-failure.js';
+import { COMPARISONS as BASE_COMPARISONS, resolveSelection as resolveBaseSelection, SCENARIOS as BASE_SCENARIOS } from './scenarios/index.js';
 import type { Scenario } from './scenarios/types.js';
+import { WORST_CASE_COMPARISONS, WORST_CASE_SIZES, worstCase } from './scenarios/worst-case.js';
+
+// Scenarios registered here rather than in scenarios/index.ts run after those, in this order
+// (worst-case last: it builds a state of hundreds of MB and empties Redis when done).
+const EXTRA_SCENARIOS: Scenario[] = [worstCase].filter((extra) => !BASE_SCENARIOS.some((s) => s.name === extra.name));
+const SCENARIOS: Scenario[] = [...BASE_SCENARIOS, ...EXTRA_SCENARIOS];
+const COMPARISONS = [...BASE_COMPARISONS, ...(EXTRA_SCENARIOS.includes(worstCase) ? WORST_CASE_COMPARISONS : [])];
+
+/** resolveSelection of scenarios/index.ts, which also knows the scenarios registered here. */
+function resolveSelection(names: string[]): Scenario[] {
+  const extra = EXTRA_SCENARIOS.filter((s) => names.includes(s.name));
+  const base = names.filter((name) => !EXTRA_SCENARIOS.some((s) => s.name === name));
+  return [...(base.length > 0 ? resolveBaseSelection(base) : []), ...extra];
+}
 
 const FULL_SIZES: Sizes = {
   liveLeasesSmall: 100,
@@ -47,6 +62,7 @@ const FULL_SIZES: Sizes = {
   contenders: 50,
   // As `npm run bench:orphans`: 1 200 expiries (a p99 over at least 1 000), 12 waves over 15 s.
   orphans: { count: 1_200, waves: 12, waveGapMs: 1_250, ttlMs: { min: 1_000, max: 3_000 }, concurrency: 16 },
+  worstCase: WORST_CASE_SIZES.full,
 };
 
 /** For CI: every scenario once, in seconds; the numbers mean little. */
@@ -59,6 +75,7 @@ const SMOKE_SIZES: Sizes = {
   holderLeases: 100,
   contenders: 50,
   orphans: { count: 60, waves: 3, waveGapMs: 400, ttlMs: { min: 1_000, max: 1_500 }, concurrency: 16 },
+  worstCase: WORST_CASE_SIZES.smoke,
 };
 
 const DEFAULT_DURATION_S = { full: 5, smoke: 1 };
@@ -201,7 +218,9 @@ async function main(): Promise<number> {
       if (wasInterrupted()) throw error;
       const message = error instanceof Error ? error.message : String(error);
       progress(`  ERROR in ${scenario.name}: ${error instanceof Error ? (error.stack ?? message) : message}`);
-      records.push({ name: scenario.name, summary: scenario.summary, status: 'error', seconds: (performance.now() - t0) / 1000, error: message, figures: {}, details: {} });
+      // A scenario that failed after measuring (ScenarioFailure) keeps what it measured.
+      const kept = error instanceof ScenarioFailure ? error.result : { figures: {}, details: {} };
+      records.push({ name: scenario.name, summary: scenario.summary, status: 'error', seconds: (performance.now() - t0) / 1000, error: message, ...kept });
     }
     progress(`  (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }

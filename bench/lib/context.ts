@@ -51,6 +51,35 @@ export interface Sizes {
   /** Connections racing for one path. */
   contenders: number;
   orphans: ExpiringPlan;
+  /** The worst-case scenario's sizes (bench/scenarios/worst-case.ts); absent: its own defaults. */
+  worstCase?: WorstCaseSizes;
+}
+
+export interface WorstCaseSizes {
+  /** Measured requests per route, and per heavy route (holder renew, listings, views, waits, claims). */
+  reps: number;
+  heavyReps: number;
+  /**
+   * Leases with an action (payload, progress) of one holder on the same 64 paths: the holder
+   * renewed (0: HOLDER_RENEW_MAX + 1), the listings' first page, the orphan sweep.
+   */
+  holderLeases: number;
+  /** Seconds that pile may take to build; it stops short of its size after that. */
+  holderBudgetS: number;
+  /** Leases without an action of another holder (renewing one moves its every index entry). */
+  plainLeases: number;
+  /** Shared leases on the path the resource view reads (the parent of the fencing check's). */
+  coveringLeases: number;
+  /** Expired leases each measured claim finds due (it settles at most 50 before it claims). */
+  claimDue: number;
+  /** Leases without an action that expire together for the reaper to sweep (0: REAPER_BATCH). */
+  sweepLeases: number;
+  /** Seconds each sweep measurement watches the reaper at most (it settles the rest later). */
+  sweepWindowS: number;
+  /** waitMs of the waiting acquires. */
+  waitMs: number;
+  /** Leases per tombstone variant. */
+  tombstones: number;
 }
 
 export interface Phase {

@@ -1,7 +1,7 @@
 // A small keep-alive JSON client over node:http for the requests that are not load: a
 // sanity check, the orphan scenario's waves and background load. (Load itself goes through
 // autocannon.)
-import { Agent, request } from 'node:http';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LeaseApi } from './orphans.js';
 import { runPool } from './pool.js';
@@ -9,6 +9,8 @@ import { runPool } from './pool.js';
 export interface JsonResponse {
   status: number;
   text: string;
+  /** The answer's headers (e.g. retry-after). */
+  headers?: IncomingHttpHeaders;
 }
 
 export class JsonClient {
@@ -17,6 +19,8 @@ export class JsonClient {
   constructor(
     private readonly baseUrl: string,
     maxSockets = 32,
+    /** How long one call may take before it fails. */
+    private readonly timeoutMs = 10_000,
   ) {
     this.agent = new Agent({ keepAlive: true, maxSockets });
   }
@@ -26,15 +30,15 @@ export class JsonClient {
     return new Promise((resolve, reject) => {
       const req = request(
         `${this.baseUrl}${path}`,
-        { method, agent: this.agent, headers: payload === undefined ? {} : { 'content-type': 'application/json' }, timeout: 10_000 },
+        { method, agent: this.agent, headers: payload === undefined ? {} : { 'content-type': 'application/json' }, timeout: this.timeoutMs },
         (response) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: response.headers }));
           response.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 10 s`)));
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${this.timeoutMs / 1000} s`)));
       req.on('error', reject);
       req.end(payload);
     });

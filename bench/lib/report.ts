@@ -120,7 +120,8 @@ export function renderTable(report: Report, jsonPath: string): string {
   for (const scenario of report.scenarios) {
     if (scenario.status === 'error') {
       table.push([scenario.name, { colSpan: COLUMNS.length - 1, content: `ERROR: ${scenario.error ?? ''}`.slice(0, 600) }]);
-      continue;
+      // What it measured before it failed (a ScenarioFailure) is still shown, unjudged.
+      if (Object.keys(scenario.figures).length === 0) continue;
     }
     for (const [key, fig] of Object.entries(scenario.figures)) {
       if (fig.unit === 'text') {

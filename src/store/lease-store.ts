@@ -220,7 +220,7 @@ export const INDEX_ENTRIES_PER_CALL = 1024;
  * Bytes of records one listing page (or one list of the resource view) holds at most: a page
  * of 1000 leases of 64 long paths each would be 32 MB. A page that is cut short has a cursor.
  */
-export const PAGE_BYTES = 1 << 20;
+export const PAGE_BYTES = 256 * 1024;
 
 export class LeaseStore {
   private readonly keys: string[];

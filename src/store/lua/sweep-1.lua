@@ -44,14 +44,16 @@ end
 -- The streams are capped by count as they grow (XADD MAXLEN) and by age here. Approximate
 -- trimming drops whole radix-tree nodes, at most 100 nodes a call (XTRIM's default LIMIT).
 -- By size too: an entry may name 64 long paths, so a count alone is no bound. MEMORY USAGE
--- samples a few nodes (O(1)), and the trim keeps the share of entries that fits.
+-- samples a few nodes (O(1)), and the trim keeps the share of entries that fits. Each trim
+-- drops at most TRIM_LIMIT entries a call (an entry may be 32 KB), the rest the next sweeps.
+local TRIM_LIMIT = 1000
 local oldest = int(now - tonumber(ARGV[6]))
 local maxBytes = tonumber(ARGV[8])
 for _, key in ipairs({ P .. 'ev', P .. 'orphans' }) do
-  redis.call('XTRIM', key, 'MINID', '~', oldest)
+  redis.call('XTRIM', key, 'MINID', '~', oldest, 'LIMIT', TRIM_LIMIT)
   local used = redis.call('MEMORY', 'USAGE', key)
   if used and used > maxBytes then
-    redis.call('XTRIM', key, 'MAXLEN', '~', math.floor(redis.call('XLEN', key) * maxBytes / used))
+    redis.call('XTRIM', key, 'MAXLEN', '~', math.floor(redis.call('XLEN', key) * maxBytes / used), 'LIMIT', TRIM_LIMIT)
   end
 end
 
