@@ -36,6 +36,8 @@ export async function startTestApp(
     KEY_PREFIX: `t${randomBytes(4).toString('hex')}`,
     LOG_LEVEL: 'silent',
     REAPER_INTERVAL_MS: '100',
+    // Load shedding off unless a test turns it on (see test/helpers/service.ts).
+    LOAD_SHED_EVENT_LOOP_DELAY_MS: '60000',
     ...env,
   });
   const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
