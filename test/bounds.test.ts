@@ -344,8 +344,9 @@ describe('memory', () => {
     const own = await startTestApp(redis.url);
     try {
       const stream = `${keyPrefix(own.config)}ev`;
-      // 150 events from the distant past (more than one radix-tree node of 100), then now's.
-      for (let i = 1; i <= 150; i++) await own.redis.xadd(stream, `${i}-0`, 'type', 'granted', 'at', String(i), 'paths', '[]');
+      // 150 events from the distant past (more than one radix-tree node of 100), in one go so
+      // that no sweep runs half-way, then now's.
+      await own.redis.eval(`for i = 1, 150 do redis.call('XADD', KEYS[1], i .. '-0', 'type', 'granted', 'at', i, 'paths', '[]') end`, 1, stream);
       await acquire(own, 'h', [unique('fresh')]);
       await waitFor(async () => {
         const [first] = await own.redis.xrange(stream, '-', '+', 'COUNT', 1);

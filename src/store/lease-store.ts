@@ -184,7 +184,7 @@ export interface SharedStats {
   claimedOrphans: number;
   deadLetterOrphans: number;
   waitingRequests: number;
-  /** The scripts' transition counters (field names in core.lua, next to `count`). */
+  /** The scripts' transition counters (field names in includes/events.lua, next to `count`). */
   counters: Record<string, string>;
 }
 

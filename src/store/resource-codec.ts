@@ -2,7 +2,7 @@
 // "x<path> s<path>", a mode letter then the path, space-separated (paths never hold a space).
 // Half the size of the JSON, so a one-resource lease hash keeps every value under Redis'
 // 64-byte listpack limit and stays in the compact encoding. Lua reads it with
-// decodeResources in includes/core.lua.
+// decodeResources in includes/paths.lua.
 export interface ResourceClaim {
   path: string;
   mode: 'exclusive' | 'shared';

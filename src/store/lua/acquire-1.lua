@@ -8,7 +8,7 @@
   it overlaps.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  new lease id (also the id of its ticket while it waits)
   ARGV[6]  holder
   ARGV[7]  resources, as stored (see decodeResources; validated, no two covering each other)
@@ -30,7 +30,10 @@
         | {now, "waiting", {path, leaseId, holder, mode, state, ...}, wakeAt or ""}
         | {now, "request_id_reused", leaseId}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/records"
+--- @include "includes/lifecycle"
 --- @include "includes/tickets"
 --- @include "includes/conflicts"
 --- @include "includes/grant"

@@ -8,12 +8,13 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  ticket id
 
   Returns {now, dropped (1|0)}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
 --- @include "includes/tickets"
 
 local now = nowMs()

@@ -7,7 +7,7 @@
   an orphan is claimed by exactly one caller.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  new lease id
   ARGV[6]  holder
   ARGV[7]  ttlMs      ARGV[8]  maxHoldMs
@@ -16,7 +16,10 @@
 
   Returns {now, "claimed", orphanFields, leaseFields} | {now, "none"}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/orphans"
+--- @include "includes/lifecycle"
 --- @include "includes/grant"
 
 local CLAIM_SETTLE_BATCH, CLAIM_SETTLE_ENTRIES = 50, 256

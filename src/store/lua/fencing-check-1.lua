@@ -10,13 +10,15 @@
   is not active, whether or not anyone settled it yet.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  path       ARGV[6]  fencing token (decimal)
   ARGV[7]  how many current leases to list at most
 
   Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}, coveringCount}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/indexes"
 
 local path, token, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local now = nowMs()
@@ -37,21 +39,17 @@ if owner then
   end
 end
 
-local nodes = coveringNodes(path)
 local current, listed, coveringCount = {}, 0, 0
-for _, node in ipairs(nodes) do
-  for _, set in ipairs({ 'ax:', 'as:' }) do
-    local key = P .. set .. node
-    coveringCount = coveringCount + redis.call('ZCOUNT', key, live, '+inf')
-    if listed < limit then
-      for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', 0, limit - listed)) do
-        local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'tok')
-        if isActive(f) and listed < limit then
-          listed = listed + 1
-          current[#current + 1] = id
-          current[#current + 1] = f[3]
-          current[#current + 1] = f[4]
-        end
+for _, key in ipairs(coveringSets(path, LEASE_SETS, true)) do
+  coveringCount = coveringCount + redis.call('ZCOUNT', key, live, '+inf')
+  if listed < limit then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', 0, limit - listed)) do
+      local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'tok')
+      if isActive(f) and listed < limit then
+        listed = listed + 1
+        current[#current + 1] = id
+        current[#current + 1] = f[3]
+        current[#current + 1] = f[4]
       end
     end
   end

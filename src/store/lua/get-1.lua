@@ -3,12 +3,14 @@
   the answer never shows a lease as active after Redis' clock has passed its expiry.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  lease id
 
   Returns {now, "found", leaseFields} | {now, "missing"}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/lifecycle"
 
 local now = nowMs()
 local lease = settle(readLease(ARGV[5]), now)

@@ -3,12 +3,14 @@
   shows an orphan as claimed after Redis' clock has passed its claim's expiry.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  orphan id
 
   Returns {now, "found", orphanFields} | {now, "missing"}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/orphans"
+--- @include "includes/read-orphan"
 
 local now = nowMs()
 if not readOrphan(ARGV[5], now) then return { now, 'missing' } end

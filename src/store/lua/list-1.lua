@@ -11,7 +11,7 @@
   payload or progress is read, so a page costs the same whatever they hold.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  index: "h" (holder) or "t" (path)
   ARGV[6]  holder, or prefix path ("" = all)
   ARGV[7]  prefix path to filter by when reading a holder's index, or ""
@@ -23,7 +23,9 @@
 
   Returns {now, nextCursor or "", {leaseFields, leaseFields, ...}}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/records"
 --- @include "includes/paging"
 
 local PREFIX_SORT_MAX = 512

@@ -7,7 +7,7 @@
   the kind filter matches little; the caller gets a cursor to go on from.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  state (pending | claimed | dead_letter | resolved), or "" for all
   ARGV[6]  kind, or "" for all
   ARGV[7]  cursor: the seq to start after, or ""
@@ -17,7 +17,8 @@
 
   Returns {now, nextCursor or "", {orphanFields, orphanFields, ...}}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/orphans"
 --- @include "includes/paging"
 
 local key = ARGV[5] ~= '' and (P .. 'os:' .. ARGV[5]) or (P .. 'oa')

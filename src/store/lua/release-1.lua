@@ -10,13 +10,15 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  lease id
   ARGV[6]  outcome: completed | failed | abandoned
 
   Returns {now, "released", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/lifecycle"
 
 local outcome = ARGV[6]
 local now = nowMs()

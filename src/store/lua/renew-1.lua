@@ -8,7 +8,7 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  lease id
   ARGV[6]  ttlMs, or "" to keep the lease's own
   ARGV[7]  progress JSON, or "" to keep the last one
@@ -16,7 +16,10 @@
   Returns {now, "renewed", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
         | {now, "no_action"}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/events"
+--- @include "includes/lifecycle"
 --- @include "includes/renew"
 
 local now = nowMs()

@@ -11,7 +11,7 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  holder
   ARGV[6]  ttlMs, or "" for each lease's own
   ARGV[7]  cursor: the token to go on after, or ""
@@ -25,7 +25,10 @@
   Returns {now, {leaseId, expiresAt, leaseId, expiresAt, ...}, nextCursor or "", remaining}:
   remaining counts the holder's index entries after nextCursor (active and orphaned leases).
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/records"
+--- @include "includes/indexes"
 --- @include "includes/renew"
 
 local EVENT_PATHS = 100

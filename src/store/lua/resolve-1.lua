@@ -10,14 +10,20 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  orphan id
   ARGV[6]  resolution ("discard")
 
   Returns {now, "resolved", orphanFields} | {now, "claimed" | "already_resolved", orphanFields}
         | {now, "missing"}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/indexes"
+--- @include "includes/events"
+--- @include "includes/orphans"
+--- @include "includes/lifecycle"
+--- @include "includes/read-orphan"
 
 local oid, resolution = ARGV[5], ARGV[6]
 local now = nowMs()

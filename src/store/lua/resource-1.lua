@@ -7,7 +7,7 @@
   payloads and progress checkpoints per list.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  path       ARGV[6]  how many leases to list at most, covering and below each
   ARGV[7]  "1" to answer with payloads and progress, "" to leave them out
   ARGV[8]  how many index entries to read at most in all (the budget)
@@ -15,7 +15,9 @@
 
   Returns {now, {leaseFields, ...} covering, coveringCount, belowCount, {leaseFields, ...} below}
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/indexes"
 --- @include "includes/paging"
 
 local path, limit = ARGV[5], tonumber(ARGV[6])
@@ -50,13 +52,10 @@ local function listFrom(key, into)
   end
 end
 
-local nodes = coveringNodes(path)
 local coveredBy, coveringCount = {}, 0
-for _, node in ipairs(nodes) do
-  for _, set in ipairs({ 'ax:', 'as:' }) do
-    listFrom(P .. set .. node, coveredBy)
-    coveringCount = coveringCount + redis.call('ZCOUNT', P .. set .. node, live, '+inf')
-  end
+for _, key in ipairs(coveringSets(path, LEASE_SETS, true)) do
+  listFrom(key, coveredBy)
+  coveringCount = coveringCount + redis.call('ZCOUNT', key, live, '+inf')
 end
 
 -- Below the path, exclusive leases first, then shared ones (each mode has its own set).

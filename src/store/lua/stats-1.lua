@@ -4,13 +4,13 @@
   same with ten leases or ten million. Changes nothing.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
 
   Returns {now, holding, pending, claimed, deadLetter, waiting, stats}: holding counts the
   leases that hold resources (active and orphaned), waiting the tickets of waiting acquires,
   stats is P.."stats" as [field, value, ...].
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
 
 local function size(key)
   return redis.call('ZCARD', P .. key)

@@ -11,7 +11,7 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see core)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
   ARGV[5]  batch size
   ARGV[6]  how old (ms) an entry of the events and orphans streams may grow before it is trimmed
   ARGV[7]  index entries one call may write or drop at most (see settleDue), bounding its time
@@ -20,7 +20,11 @@
   Returns {now, settled, stillDue, nextDue}: nextDue is the earliest time something is due
   (Redis-clock ms), or "" when nothing is scheduled.
 ]]
---- @include "includes/core"
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/indexes"
+--- @include "includes/orphans"
+--- @include "includes/lifecycle"
 --- @include "includes/tickets"
 
 local batch = tonumber(ARGV[5])

@@ -18,36 +18,28 @@
   Blockers not seen need no such time: the reaper publishes the paths of every lease it
   settles, which wakes the waiter, and `wake.at` only covers a reaper that is late.
 ]]
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/records"
+--- @include "includes/indexes"
+--- @include "includes/tickets"
 
 -- The sets to read for (path, mode): {key, node, mode of its entries, below?}.
 local function blockingSets(path, mode, sets)
   local found = {}
-  local function add(set, node, entryMode, below)
-    found[#found + 1] = { key = P .. set .. node, node = node, mode = entryMode, below = below }
+  coveringSets(path, sets, mode == 'exclusive', found)
+  found[#found + 1] = { key = P .. sets.belowX .. path, node = path, mode = 'exclusive', below = true }
+  if mode == 'exclusive' then
+    found[#found + 1] = { key = P .. sets.belowS .. path, node = path, mode = 'shared', below = true }
   end
-  for _, node in ipairs(coveringNodes(path)) do
-    add(sets.atX, node, 'exclusive', false)
-    if mode == 'exclusive' then add(sets.atS, node, 'shared', false) end
-  end
-  add(sets.belowX, path, 'exclusive', true)
-  if mode == 'exclusive' then add(sets.belowS, path, 'shared', true) end
   return found
 end
 
 -- Just the keys of blockingSets(path, mode, sets).
 local function blockingKeys(path, mode, sets)
-  local keys = {}
-  local exclusive = mode == 'exclusive'
-  for _, node in ipairs(ancestors(path)) do
-    keys[#keys + 1] = P .. sets.atX .. node
-    if exclusive then keys[#keys + 1] = P .. sets.atS .. node end
-  end
-  keys[#keys + 1] = P .. sets.atX .. path
+  local keys = coveringSets(path, sets, mode == 'exclusive')
   keys[#keys + 1] = P .. sets.belowX .. path
-  if exclusive then
-    keys[#keys + 1] = P .. sets.atS .. path
-    keys[#keys + 1] = P .. sets.belowS .. path
-  end
+  if mode == 'exclusive' then keys[#keys + 1] = P .. sets.belowS .. path end
   return keys
 end
 

@@ -1,4 +1,8 @@
 -- Granting: the fencing token and the record and indexes of a new active lease.
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/indexes"
+--- @include "includes/events"
 
 -- max(last + 1, Redis' clock in µs): strictly increasing, and above every token issued
 -- before even after Redis restarted from an append-only file that lost its last writes.

@@ -1,3 +1,8 @@
+-- Renewing: a lease's new expiry, and its blocking entries with it.
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/indexes"
+
 -- Moves an active lease's expiry to now + ttl, never past its holdDeadline, and its
 -- blocking entries with it (leases with an action block at +inf and need no rescore).
 local function renewLease(lease, ttl, now)

@@ -12,6 +12,11 @@
   behind them: a stream of shared requests cannot pass a waiting exclusive one. The id of a
   ticket is the id of the lease it becomes.
 ]]
+--- @include "includes/prelude"
+--- @include "includes/paths"
+--- @include "includes/indexes"
+--- @include "includes/events"
+
 local function ticketKey(id)
   return P .. 'w:' .. id
 end

@@ -1,0 +1,38 @@
+--[[
+  Events: the lifecycle stream, the counters /metrics reads, and the wakeup of waiters.
+    P.."ev"          stream lifecycle events (capped)
+    P.."stats"       hash   cluster-wide counters for /metrics: expired, revoked, claimed,
+                            dead_lettered, "orphaned:"..reason and "resolved:"..resolution
+  Channel: P.."freed" (JSON paths that stopped being blocked; waiters retry).
+]]
+--- @include "includes/prelude"
+--- @include "includes/paths"
+
+-- Counts a transition in P.."stats". Prometheus reads these counters at scrape time, so
+-- they are right whichever replica (or script) made the transition.
+local function count(name)
+  redis.call('HINCRBY', P .. 'stats', name, 1)
+end
+
+-- The event types /metrics reports from P.."stats". Grants, renewals and releases are
+-- counted by the replica that answers them, so heartbeats write nothing more here.
+local COUNTED_EVENTS = { expired = true, revoked = true, claimed = true, dead_lettered = true }
+
+-- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?} to
+-- the capped events stream; the stream entry's id is when it was recorded, `at` when it
+-- happened (an expiry happens at expiresAt, whoever notices it later).
+local function emit(kind, at, lease, orphanId)
+  local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
+    'paths', pathsJson(lease.res), 'fencingToken', lease.tok }
+  if orphanId then
+    entry[#entry + 1] = 'orphanId'
+    entry[#entry + 1] = orphanId
+  end
+  redis.call('XADD', P .. 'ev', 'MAXLEN', '~', STREAM_CAP, '*', unpack(entry))
+  if COUNTED_EVENTS[kind] then count(kind) end
+end
+
+-- Tells waiting acquires (on every replica) that these paths may have stopped being blocked.
+local function announceFreed(stored)
+  redis.call('PUBLISH', P .. 'freed', pathsJson(stored))
+end

@@ -1,0 +1,114 @@
+--[[
+  The lease lifecycle: how a lease ends (released, expired or revoked; a tombstone or an
+  orphan) and how leases are settled by Redis' clock.
+    P.."exp"         zset   leases to settle, score: when (expiry, or end of lock delay)
+    P.."rq:"..n..":"..holder..requestId  string  lease id of an idempotent acquire
+]]
+--- @include "includes/prelude"
+--- @include "includes/records"
+--- @include "includes/indexes"
+--- @include "includes/events"
+--- @include "includes/orphans"
+
+-- Turns a lease into a tombstone kept TOMBSTONE_TTL ms. Its blocking entries are dropped,
+-- unless it must keep blocking until `blockedUntil` (lock delay): then they are rescored
+-- and the sweeper drops them once that time has passed. Returns true when it freed the
+-- lease's resources (the caller announces it, unless it hands them on in the same script).
+local function entomb(lease, state, endedAt, now, blockedUntil)
+  setFields(lease, { st = state, ['end'] = int(endedAt) })
+  unindexListing(lease)
+  local key = P .. 'l:' .. lease.id
+  -- A tombstone is kept an hour and there may be many: drop what it no longer answers with,
+  -- the client's JSON included (payload and progress, up to 80 KiB, live on in the orphan
+  -- when the action was left unfinished).
+  keepLegacyAction(key, lease)
+  redis.call('HDEL', key, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp', 'pay', 'prog', 'act')
+  lease.pay, lease.prog = nil, nil
+  if lease.rid then
+    local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
+    -- The requestId may name a newer lease by now; leave that one's key alone.
+    if redis.call('GET', requestKey) == lease.id then redis.call('PEXPIRE', requestKey, TOMBSTONE_TTL) end
+  end
+  if blockedUntil > now then
+    indexBlocking(lease, int(blockedUntil))
+    redis.call('ZADD', P .. 'exp', int(blockedUntil), lease.id)
+    -- No TTL yet: the sweeper needs this record's paths to drop the blocking entries,
+    -- however late it runs; it starts the tombstone's hour when it does (dropTombstoneIndex).
+    redis.call('PERSIST', key)
+    return false
+  end
+  unindexBlocking(lease)
+  redis.call('ZREM', P .. 'exp', lease.id)
+  redis.call('PEXPIRE', key, TOMBSTONE_TTL)
+  return true
+end
+
+-- The end of an ended lease's lock delay: it stops blocking, and its tombstone's hour starts.
+local function dropTombstoneIndex(lease)
+  unindexBlocking(lease)
+  redis.call('ZREM', P .. 'exp', lease.id)
+  redis.call('PEXPIRE', P .. 'l:' .. lease.id, TOMBSTONE_TTL)
+  announceFreed(lease.res)
+end
+
+-- Ends an active lease as `state` (expired | released | revoked) at `endedAt`. A lease
+-- with an action that did not finish (expired, revoked, released "abandoned") becomes an
+-- orphan and keeps its resources reserved (its blocking entries stay at +inf). Any other
+-- lease becomes a tombstone; one without an action that expired or was revoked keeps
+-- blocking for its lockDelayMs. A claim's lease that completed or failed resolves its orphan.
+local function endLease(lease, state, endedAt, now)
+  if lease.kind and (state ~= 'released' or lease.out == 'abandoned') then
+    setFields(lease, { st = 'orphaned', es = state, ['end'] = int(endedAt) })
+    redis.call('ZREM', P .. 'exp', lease.id)
+    emit(state, endedAt, lease, orphanIdOf(lease))
+    writeOrphan(lease, state, endedAt)
+    -- The orphan holds the payload and progress now (a claim takes them from there); the
+    -- orphaned lease keeps only what answers for it, like a tombstone.
+    local key = P .. 'l:' .. lease.id
+    keepLegacyAction(key, lease)
+    redis.call('HDEL', key, 'pay', 'prog', 'act')
+    lease.pay, lease.prog = nil, nil
+    return
+  end
+  local blockedUntil = state == 'released' and 0 or endedAt + tonumber(lease.ld or '0')
+  if entomb(lease, state, endedAt, now, blockedUntil) then announceFreed(lease.res) end
+  emit(state, endedAt, lease, lease.oid)
+  if lease.oid then resolveOrphan(lease.oid, lease.out or 'completed', now, lease) end
+end
+
+-- Brings a lease up to date with Redis' clock: an active lease whose expiresAt has passed
+-- expires now, whoever notices first (an acquire, a renew, a read or the sweeper).
+local function settle(lease, now)
+  if lease and lease.st == 'active' and tonumber(lease.exp) <= now then
+    if lease.partial then lease = readLease(lease.id) end
+    endLease(lease, 'expired', tonumber(lease.exp), now)
+  end
+  return lease
+end
+
+-- Settles up to `batch` leases whose time has come, oldest first: active leases past
+-- expiresAt expire, ended leases whose lock delay is over leave the blocking indexes.
+-- Stops once the leases it settled had `budget` index entries between them (at least one
+-- lease is settled), so a batch of wide leases costs no more than one of narrow ones.
+-- Returns how many it looked at, and what is left of the budget.
+local function settleDue(batch, now, budget)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, batch)
+  local looked = 0
+  for _, id in ipairs(due) do
+    if budget <= 0 then break end
+    looked = looked + 1
+    local lease = readLeaseSummary(id)
+    if not lease then
+      redis.call('ZREM', P .. 'exp', id)
+    elseif lease.st == 'active' then
+      lease = settle(lease, now)
+      if lease.st == 'active' then redis.call('ZADD', P .. 'exp', lease.exp, id) end
+    elseif lease.st == 'expired' or lease.st == 'revoked' then
+      dropTombstoneIndex(lease)
+    else
+      redis.call('ZREM', P .. 'exp', id)
+    end
+    if lease then budget = budget - indexWeight(lease) end
+  end
+  return looked, budget
+end
