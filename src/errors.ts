@@ -2,29 +2,43 @@
 // from this table; titles are for humans and may change, codes may not.
 
 export const PROBLEMS = {
-  invalid_request: { status: 400, title: 'The request is malformed' },
-  invalid_resource: { status: 400, title: 'A resource path is not valid' },
-  overlapping_resources: { status: 400, title: 'Resources of one request cover each other' },
-  invalid_cursor: { status: 400, title: 'The cursor is not one this service issued' },
-  not_found: { status: 404, title: 'No such route' },
-  lease_not_found: { status: 404, title: 'No such lease' },
-  orphan_not_found: { status: 404, title: 'No such orphan' },
-  conflict: { status: 409, title: 'A conflicting lease holds a resource' },
-  request_id_reused: { status: 409, title: 'This requestId was used for a different request' },
-  orphan_claimed: { status: 409, title: 'The orphan is claimed by a conductor' },
-  orphan_resolved: { status: 409, title: 'The orphan was already resolved otherwise' },
-  lease_expired: { status: 410, title: 'The lease has expired' },
-  lease_released: { status: 410, title: 'The lease was released' },
-  lease_revoked: { status: 410, title: 'The lease was revoked' },
-  payload_too_large: { status: 413, title: 'The request or one of its parts is too large' },
-  unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
-  request_timeout: { status: 408, title: 'The request was not received in time' },
-  headers_too_large: { status: 431, title: 'The request headers are too large' },
-  unauthorized: { status: 401, title: 'Not authorized' },
-  rate_limited: { status: 429, title: 'Too many requests' },
-  internal_error: { status: 500, title: 'Internal error' },
-  backend_unavailable: { status: 503, title: 'Redis cannot be reached' },
+  invalid_request: { status: 400, title: 'The request is malformed', meaning: 'the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode).' },
+  invalid_resource: { status: 400, title: 'A resource path is not valid', meaning: 'a resource path breaks the path rules; nothing is normalised.' },
+  overlapping_resources: { status: 400, title: 'Resources of one request cover each other', meaning: 'two resources of one request cover each other.' },
+  invalid_cursor: { status: 400, title: 'The cursor is not one this service issued', meaning: 'the cursor is not a nextCursor this service returned.' },
+  unauthorized: { status: 401, title: 'Not authorized', meaning: 'reserved for access control (issue 18).' },
+  not_found: { status: 404, title: 'No such route', meaning: 'no route of this API has that method and path.' },
+  lease_not_found: { status: 404, title: 'No such lease', meaning: 'no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS).' },
+  orphan_not_found: { status: 404, title: 'No such orphan', meaning: 'no orphan, or one resolved more than TOMBSTONE_TTL_MS ago.' },
+  request_timeout: { status: 408, title: 'The request was not received in time', meaning: 'the whole request did not arrive within HTTP_REQUEST_TIMEOUT_MS.' },
+  conflict: { status: 409, title: 'A conflicting lease holds a resource', meaning: 'a lease (or an earlier waiting request) holds a resource; see conflicts.' },
+  request_id_reused: { status: 409, title: 'This requestId was used for a different request', meaning: 'this holder\'s requestId was granted for another request.' },
+  orphan_claimed: { status: 409, title: 'The orphan is claimed by a conductor', meaning: 'a conductor holds the orphan; revoke its lease first.' },
+  orphan_resolved: { status: 409, title: 'The orphan was already resolved otherwise', meaning: 'the orphan was resolved another way.' },
+  lease_expired: { status: 410, title: 'The lease has expired', meaning: 'the lease expired; the tombstone is in the body.' },
+  lease_released: { status: 410, title: 'The lease was released', meaning: 'the lease was released; the tombstone is in the body.' },
+  lease_revoked: { status: 410, title: 'The lease was revoked', meaning: 'the lease was revoked; the tombstone is in the body.' },
+  payload_too_large: { status: 413, title: 'The request or one of its parts is too large', meaning: 'the body, action.payload or progress is over its limit.' },
+  unsupported_media_type: { status: 415, title: 'The request body must be application/json', meaning: 'send application/json, in UTF-8.' },
+  rate_limited: { status: 429, title: 'Too many requests', meaning: 'too many requests of this kind are open on this replica; retry after Retry-After seconds.' },
+  headers_too_large: { status: 431, title: 'The request headers are too large', meaning: 'the headers are larger than the server accepts.' },
+  internal_error: { status: 500, title: 'Internal error', meaning: 'a bug; it is logged.' },
+  backend_unavailable: {
+    status: 503,
+    title: 'The service cannot serve this now',
+    meaning:
+      'Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the ' +
+      'service sheds load. Retry after Retry-After seconds (an acquire with the same requestId).',
+  },
 } as const;
+
+/** What a response of `status` may carry, for the OpenAPI document: each code of it and what it means. */
+export function describeStatus(status: number): string {
+  return Object.entries(PROBLEMS)
+    .filter(([, entry]) => entry.status === status)
+    .map(([code, entry]) => `${code}: ${entry.meaning}`)
+    .join(' ');
+}
 
 export type ProblemCode = keyof typeof PROBLEMS;
 

@@ -97,7 +97,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Not ready: Redis connection is reconnecting",
                          *       "code": "backend_unavailable"
@@ -357,7 +357,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -391,7 +391,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -400,7 +400,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -741,7 +741,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -872,7 +872,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -940,7 +940,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -949,7 +949,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -1160,7 +1160,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1194,7 +1194,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description lease_not_found, or not_found for an unknown route. */
+                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1376,7 +1376,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -1410,7 +1410,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -1419,7 +1419,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -1592,7 +1592,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1626,7 +1626,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description lease_not_found, or not_found for an unknown route. */
+                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1808,7 +1808,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -1842,7 +1842,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -1851,7 +1851,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -2036,7 +2036,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2070,7 +2070,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description lease_not_found, or not_found for an unknown route. */
+                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2218,7 +2218,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -2227,7 +2227,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -2371,7 +2371,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2405,7 +2405,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description lease_not_found, or not_found for an unknown route. */
+                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2553,7 +2553,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -2562,7 +2562,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -2680,7 +2680,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -2748,7 +2748,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -2782,7 +2782,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -2791,7 +2791,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -3091,7 +3091,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3125,7 +3125,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -3134,7 +3134,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -3255,7 +3255,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3323,7 +3323,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -3357,7 +3357,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -3366,7 +3366,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -3746,7 +3746,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -3814,7 +3814,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -3882,7 +3882,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -3891,7 +3891,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -4072,7 +4072,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -4238,7 +4238,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused). */
+                /** @description unsupported_media_type: send application/json, in UTF-8. */
                 415: {
                     headers: {
                         [name: string]: unknown;
@@ -4272,7 +4272,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -4281,7 +4281,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -4442,7 +4442,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -4510,7 +4510,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -4519,7 +4519,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -4711,7 +4711,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -4745,7 +4745,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -4754,7 +4754,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"
@@ -4835,7 +4835,7 @@ export interface paths {
                         "text/event-stream": string;
                     };
                 };
-                /** @description invalid_request, invalid_resource, overlapping_resources or invalid_cursor. */
+                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -4903,7 +4903,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId). */
+                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -4912,7 +4912,7 @@ export interface paths {
                         /**
                          * @example {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "Redis cannot be reached",
+                         *       "title": "The service cannot serve this now",
                          *       "status": 503,
                          *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
                          *       "code": "backend_unavailable"

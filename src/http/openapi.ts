@@ -16,7 +16,12 @@ its lease as lost ttlMs after it *sent* the request that granted or renewed it.
 
 Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached or does not answer
 within the command timeout the service answers 503 backend_unavailable with Retry-After. Every call carries a deadline on
-Redis' clock: one that reaches a paused Redis only after its caller was told 503 changes nothing when Redis wakes up.`;
+Redis' clock: one that reaches a paused Redis only after its caller was told 503 changes nothing when Redis wakes up.
+
+Any request may also be refused before it reaches a route: 408 request_timeout when it does not arrive whole within
+HTTP_REQUEST_TIMEOUT_MS, 431 headers_too_large, and 503 backend_unavailable while a replica sheds load (its event loop
+lags). Every request's cost to Redis is bounded: listings are paged and cut, and what a route reads at most is in its
+description and the README.`;
 
 export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
   await app.register(swagger, {

@@ -4,7 +4,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import { LEASE_EXAMPLE, pageExample, PROBLEM_EXAMPLES, TOMBSTONE_EXAMPLE } from '../http/examples.js';
-import type { Problem } from '../errors.js';
+import { describeStatus, type Problem } from '../errors.js';
 
 /** 1..16 segments; a segment starts with a letter or digit, so "." and ".." never match. */
 export const RESOURCE_PATH_PATTERN =
@@ -375,7 +375,7 @@ export function problemResponses(...statuses: number[]): Record<number, TSchema>
   for (const status of statuses) {
     if (status === 409) responses[status] = ConflictProblemView;
     else if (status === 410) responses[status] = GoneProblemView;
-    else responses[status] = problemResponse(PROBLEM_DESCRIPTIONS[status] ?? ProblemView.description!, PROBLEM_EXAMPLES[status]!);
+    else responses[status] = problemResponse(describeStatus(status), PROBLEM_EXAMPLES[status]!);
   }
   return responses;
 }
@@ -385,11 +385,4 @@ export function problemResponse(description: string, example: Problem): TSchema 
   return { ...ProblemView, description, examples: [example] };
 }
 
-const PROBLEM_DESCRIPTIONS: Record<number, string> = {
-  400: 'invalid_request, invalid_resource, overlapping_resources or invalid_cursor.',
-  404: 'lease_not_found, or not_found for an unknown route.',
-  413: 'payload_too_large: the body, action.payload or progress is over its limit.',
-  415: 'unsupported_media_type: send application/json (in UTF-8: a charset other than utf-8 is refused).',
-  429: 'rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds.',
-  503: 'backend_unavailable: Redis cannot be reached or did not answer in time; a call that reaches Redis after its deadline changes nothing. Retry after Retry-After seconds (acquire with the same requestId).',
-};
+
