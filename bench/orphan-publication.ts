@@ -125,7 +125,7 @@ function injectApi(app: FastifyInstance): LeaseApi {
   };
   return {
     async acquire(body: object): Promise<AcquiredLease> {
-      const lease = (await call('/v1/leases', body, 201)).json() as { id: string; expiresAt: string };
+      const lease = (await call('/v1/leases', body, 201)).json<{ id: string; expiresAt: string }>();
       return { id: lease.id, expiresAt: Date.parse(lease.expiresAt) };
     },
     async renew(id) {

@@ -7,7 +7,7 @@ import { ConfigSchema } from '../src/config.js';
 function defaultAndRange(schema: TSchema): string {
   if (schema.default === undefined) return '(unset)';
   if (schema.type === 'integer') return `\`${schema.default}\` (${schema.minimum}..${schema.maximum})`;
-  if (Array.isArray(schema.anyOf)) return `\`${schema.default}\` (${(schema.anyOf as TSchema[]).map((choice) => choice.const).join(', ')})`;
+  if (Array.isArray(schema.anyOf)) return `\`${schema.default}\` (${(schema.anyOf as TSchema[]).map((choice): unknown => choice.const).join(', ')})`;
   return `\`${schema.default}\``;
 }
 

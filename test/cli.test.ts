@@ -38,8 +38,8 @@ function start(args: string[], { url = t.baseUrl } = {}): Running {
   started.push(child);
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
@@ -76,14 +76,14 @@ let n = 0;
 const unique = (name: string) => `cli/${name}-${++n}-${Date.now().toString(36)}`;
 
 async function leasesOf(holder: string): Promise<Lease[]> {
-  return ((await t.get(`/v1/leases?holder=${encodeURIComponent(holder)}`)).json() as LeasePage).items;
+  return (await t.get(`/v1/leases?holder=${encodeURIComponent(holder)}`)).json<LeasePage>().items;
 }
 
 /** The tombstone of an ended lease (GET answers 410 with it). */
 async function tombstoneOf(id: string): Promise<Tombstone> {
   const res = await t.get(`/v1/leases/${id}`);
   assert.equal(res.statusCode, 410, res.body);
-  return res.json() as Tombstone;
+  return res.json<Tombstone>();
 }
 
 describe('lease acquire, ls, show, release', () => {
@@ -226,7 +226,7 @@ describe('lease watch', () => {
     await waitFor(() => watch.stderr().includes('Watching'), { what: 'the watch to connect', timeoutMs: 20000 });
     const res = await t.post('/v1/leases', { holder: 'cli-watched', resources: [{ path: `${path}/i-1` }] });
     assert.equal(res.statusCode, 201, res.body);
-    const { id } = res.json() as Lease;
+    const { id } = res.json<Lease>();
     const line = await waitFor(() => watch.stdout().split('\n').find((l) => l.includes(' granted ')), { what: 'the granted event' });
     assert.match(line, new RegExp(`^\\S+Z {2}granted {2,}${path}/i-1 {2}holder=cli-watched {2}lease=${id} {2}token=\\d+$`));
     watch.child.kill('SIGINT');
@@ -268,9 +268,9 @@ describe('lease run', () => {
     assert.equal(await run.exited, 3, 'lease run exits with the command\'s code');
     assert.match(run.stdout(), /got SIGINT/);
     // An abandoned action's lease stays, orphaned, holding its resources until the orphan is claimed.
-    const orphaned = (await t.get(`/v1/leases/${held!.id}`)).json() as Lease;
+    const orphaned = (await t.get(`/v1/leases/${held!.id}`)).json<Lease>();
     assert.equal(orphaned.state, 'orphaned');
-    const orphan = (await t.get(`/v1/orphans/${orphaned.orphanId}`)).json() as Orphan;
+    const orphan = (await t.get(`/v1/orphans/${orphaned.orphanId}`)).json<Orphan>();
     assert.deepEqual([orphan.state, orphan.reason], ['pending', 'abandoned']);
   });
 
@@ -325,7 +325,7 @@ describe('lease run', () => {
     // Redis' clock decides: the lease expired ttl after the last renewal Redis recorded.
     const tombstone = await waitFor(async () => {
       const res = await t.get(`/v1/leases/${held!.id}`);
-      return res.statusCode === 410 ? (res.json() as Tombstone) : undefined;
+      return res.statusCode === 410 ? res.json<Tombstone>() : undefined;
     }, { what: 'the lease to have expired' });
     assert.equal(tombstone.state, 'expired');
     assert.ok(lastAt < Date.parse(tombstone.endedAt), `the command ran until ${lastAt}, the lease ended at ${Date.parse(tombstone.endedAt)}`);

@@ -73,12 +73,12 @@ function spawnConductor(name: string, options: Omit<Options, 'service' | 'hyperv
   const events: ConductorEvent[] = [];
   let partial = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     const lines = (partial + chunk).split('\n');
     partial = lines.pop()!;
     for (const line of lines) if (line.trim() !== '') events.push(JSON.parse(line) as ConductorEvent);
   });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   let hasEnded = false;
   const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('close', (code, signal) => {

@@ -46,6 +46,7 @@ test('the demo plays the seed story with real processes: one lease and one 409 n
   const { code, output } = await runDemo();
   assert.equal(code, 0, output);
   assert.match(output, /The story happened as told/);
+  // eslint-disable-next-line no-control-regex -- the escape character is what is looked for: ANSI colour codes start with it
   assert.doesNotMatch(output, /\x1b\[/, 'no colour when the output is not a terminal');
   const lines = output.split('\n');
 

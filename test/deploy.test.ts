@@ -94,9 +94,9 @@ function metricNames(expr: string): string[] {
     .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
   const names = new Set<string>();
   for (const match of stripped.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
-    const before = stripped[match.index! - 1] ?? ' ';
+    const before = stripped[match.index - 1] ?? ' ';
     if (/[0-9.$]/.test(before)) continue; // 1e3, 5m, a Grafana variable
-    if (stripped.slice(match.index! + match[0].length).trimStart().startsWith('(')) continue;
+    if (stripped.slice(match.index + match[0].length).trimStart().startsWith('(')) continue;
     if (PROMQL_KEYWORDS.has(match[0].toLowerCase())) continue;
     names.add(match[0]);
   }

@@ -73,7 +73,7 @@ describe('Swagger UI at /docs', () => {
         // 4. From outside the browser: the lease the click made exists.
         const read = await t.get(`/v1/leases/${encodeURIComponent(shown.id)}`);
         assert.equal(read.statusCode, 200, read.body);
-        const lease = read.json() as Lease;
+        const lease = read.json<Lease>();
         assert.equal(lease.id, shown.id);
         assert.equal(lease.state, 'active');
         assert.equal(lease.holder, 'conductor-z');

@@ -136,8 +136,8 @@ describe('the data folder', () => {
 
     const entries = modesUnder(server.dataDir);
     const names = entries.map((entry) => entry.path.slice(server.dataDir.length));
-    for (const expected of ['/embedded-redis.json', '/redis.log', '/appendonlydir']) assert.ok(names.includes(expected), `${expected} in ${names}`);
-    assert.ok(entries.filter((entry) => entry.path.endsWith('.aof')).length >= 1, `an .aof file in ${names}`);
+    for (const expected of ['/embedded-redis.json', '/redis.log', '/appendonlydir']) assert.ok(names.includes(expected), `${expected} in ${names.join(',')}`);
+    assert.ok(entries.filter((entry) => entry.path.endsWith('.aof')).length >= 1, `an .aof file in ${names.join(',')}`);
     for (const entry of entries) {
       const wanted = entry.folder ? 0o700 : 0o600;
       assert.equal(entry.mode.toString(8), wanted.toString(8), entry.path);

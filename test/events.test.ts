@@ -49,7 +49,7 @@ async function openStream(app: TestApp, query = '', headers: Record<string, stri
 async function acquire(app: TestApp, holder: string, path: string, extra: Record<string, unknown> = {}) {
   const res = await app.post('/v1/leases', acquireBody(holder, [path], extra));
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as { id: string; fencingToken: number };
+  return res.json<{ id: string; fencingToken: number }>();
 }
 
 describe('the live stream', () => {

@@ -13,13 +13,13 @@ const unique = (name: string) => `${name}-${++n}-${Date.now()}`;
 async function acquire(holder: string, paths: Parameters<typeof acquireBody>[1], extra: Record<string, unknown> = {}): Promise<Lease> {
   const res = await t.post('/v1/leases', acquireBody(holder, paths, extra));
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as Lease;
+  return res.json<Lease>();
 }
 
 async function check(path: string, fencingToken: number): Promise<Check> {
   const res = await t.post('/v1/fencing/check', { path, fencingToken });
   assert.equal(res.statusCode, 200, res.body);
-  return res.json() as Check;
+  return res.json<Check>();
 }
 
 const entry = (lease: Lease) => ({ leaseId: lease.id, holder: lease.holder, fencingToken: lease.fencingToken, state: 'active' });
@@ -174,7 +174,7 @@ describe('a fenced resource server', () => {
       },
       { timeoutMs: 5000, what: 'the resource to be granted again' },
     );
-    const fast = res.json() as Lease;
+    const fast = res.json<Lease>();
     assert.ok(fast.fencingToken > slow.fencingToken);
 
     // The slow holder wakes up: its token is still the largest seen, but it is no longer valid.
@@ -212,7 +212,7 @@ describe('fencing tokens', () => {
     const afterExpiry = await waitFor(
       async () => {
         const attempt = await t.post('/v1/leases', acquireBody('next-writer', [instance]));
-        return attempt.statusCode === 201 ? (attempt.json() as Lease) : undefined;
+        return attempt.statusCode === 201 ? attempt.json<Lease>() : undefined;
       },
       { timeoutMs: 5000, what: 'the writer\'s lease to expire' },
     );

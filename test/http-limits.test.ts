@@ -79,7 +79,7 @@ interface StreamAnswer {
 }
 
 /** GET /v1/events over a real socket, from `localAddress` (any 127.x.y.z is this host). */
-async function openStream(app: TestApp, { localAddress = '127.0.0.1', headers = {} as Record<string, string> } = {}): Promise<StreamAnswer> {
+async function openStream(app: TestApp, { localAddress = '127.0.0.1', headers = {} }: { localAddress?: string; headers?: Record<string, string> } = {}): Promise<StreamAnswer> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port: portOf(app), path: '/v1/events', localAddress, headers, agent: false }, (res) => {
       let body = '';
@@ -121,7 +121,7 @@ function bigPaths(root: string, lease: number): string[] {
 async function acquire(app: TestApp, holder: string, paths: string[]): Promise<{ id: string }> {
   const res = await app.post('/v1/leases', acquireBody(holder, paths));
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as { id: string };
+  return res.json<{ id: string }>();
 }
 
 describe('request timeouts', () => {
@@ -267,7 +267,7 @@ describe('load shedding', () => {
       assert.ok(shed, 'a request was shed while the loop lagged');
       assert.match(String(shed.headers['content-type']), /^application\/problem\+json/);
       assert.ok(Number(shed.headers['retry-after']) >= 1, 'Retry-After');
-      const body = shed.json() as { code: string; detail: string };
+      const body = shed.json<{ code: string; detail: string }>();
       assert.equal(body.code, 'backend_unavailable');
       assert.match(body.detail, /overloaded/);
       assert.equal((await app.get('/healthz')).statusCode, 200);

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { acquireBody, useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
-const { t, redis } = useTestApp({ sweep: false });
+const { t } = useTestApp({ sweep: false });
 
 let n = 0;
 const instance = () => `instances/i-${++n}-${Date.now()}`;

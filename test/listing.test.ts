@@ -18,7 +18,7 @@ async function list(app: TestApp, query: Record<string, string | number>): Promi
   const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString();
   const res = await app.get(`/v1/leases${qs ? `?${qs}` : ''}`);
   assert.equal(res.statusCode, 200, res.body);
-  return res.json() as Page;
+  return res.json<Page>();
 }
 
 /** Follows nextCursor until null; returns every page. */
@@ -63,7 +63,7 @@ describe('GET /v1/leases', () => {
       assert.deepEqual(ids(page.items), [a.id, b.id, c.id]);
       assert.deepEqual(ids((await list(own, {})).items), [a.id, b.id, c.id]);
       for (const item of page.items) {
-        const read = (await own.get(`/v1/leases/${item.id}`)).json() as Lease;
+        const read = (await own.get(`/v1/leases/${item.id}`)).json<Lease>();
         assert.deepEqual(withoutClock(item), withoutClock(read));
         assert.equal(item.state, 'active');
       }
@@ -293,7 +293,7 @@ describe('GET /v1/leases', () => {
 
 describe('POST /v1/holders/{holder}/renew', () => {
   const renewHolder = (holder: string, body: unknown = {}) => t.post(`/v1/holders/${encodeURIComponent(holder)}/renew`, body);
-  const read = async (id: string) => (await t.get(`/v1/leases/${id}`)).json() as Lease;
+  const read = async (id: string) => (await t.get(`/v1/leases/${id}`)).json<Lease>();
 
   test('renews every active lease of the holder and no other holder\'s', async () => {
     const root = unique('hr');
@@ -384,7 +384,7 @@ describe('GET /v1/resources/{path}', () => {
   const view = async (path: string) => {
     const res = await t.get(`/v1/resources/${path}`);
     assert.equal(res.statusCode, 200, res.body);
-    return res.json() as { path: string; coveredBy: Lease[]; coveredByCount: number; below: { count: number; items: Lease[] } };
+    return res.json<{ path: string; coveredBy: Lease[]; coveredByCount: number; below: { count: number; items: Lease[] } }>();
   };
 
   test('coveredBy lists the leases on the path and on its ancestors, not on siblings or descendants', async () => {

@@ -26,7 +26,7 @@ const PAYLOAD = { flavor: 'm1.large' };
 async function acquireAction(app: TestApp, holder: string, path: string, kind: string, extra: Record<string, unknown> = {}): Promise<Lease> {
   const res = await app.post('/v1/leases', acquireBody(holder, [path], { ttlMs: 1000, action: { kind, payload: PAYLOAD }, ...extra }));
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as Lease;
+  return res.json<Lease>();
 }
 
 /** Releases a lease with an action as abandoned: its orphan is pending at once. */
@@ -55,7 +55,7 @@ async function orphanOf(app: TestApp, leaseId: string, kind: string): Promise<Or
 async function getOrphan(app: TestApp, id: string): Promise<Orphan> {
   const res = await app.get(`/v1/orphans/${id}`);
   assert.equal(res.statusCode, 200, res.body);
-  return res.json() as Orphan;
+  return res.json<Orphan>();
 }
 
 function claim(app: TestApp, body: Record<string, unknown>): Promise<LightMyRequestResponse> {
@@ -66,7 +66,7 @@ function claim(app: TestApp, body: Record<string, unknown>): Promise<LightMyRequ
 async function claimOne(app: TestApp, holder: string, kinds: string[] | null, extra: Record<string, unknown> = {}): Promise<Claim> {
   const res = await claim(app, { holder, ...(kinds ? { kinds } : {}), ...extra });
   assert.equal(res.statusCode, 200, res.body);
-  return res.json() as Claim;
+  return res.json<Claim>();
 }
 
 async function claimOverHttp(app: TestApp, body: Record<string, unknown>): Promise<{ status: number; body: Claim | null }> {
@@ -527,7 +527,7 @@ describe('listing orphans', () => {
       const query = `state=pending&kind=${kind}&limit=1${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`;
       const res = await t.get(`/v1/orphans?${query}`);
       assert.equal(res.statusCode, 200, res.body);
-      const page = res.json() as { items: Orphan[]; nextCursor: string | null };
+      const page = res.json<{ items: Orphan[]; nextCursor: string | null }>();
       assert.ok(page.items.length <= 1);
       for (const item of page.items) {
         assert.equal(item.state, 'pending');
@@ -592,7 +592,7 @@ describe('streams', () => {
     const kind = unique('resize');
     const path = instance();
     const lease = await acquireAction(t, 'conductor-z', path, kind);
-    const renewed = (await t.post(`/v1/leases/${lease.id}/renew`, { progress: { step: 'disk-copied' } })).json() as Lease;
+    const renewed = (await t.post(`/v1/leases/${lease.id}/renew`, { progress: { step: 'disk-copied' } })).json<Lease>();
     const orphan = await orphanOf(t, lease.id, kind);
     const claimed = await claimOne(t, 'conductor-y', [kind]);
     await t.post(`/v1/leases/${claimed.lease.id}/release`, { outcome: 'completed' });

@@ -90,7 +90,7 @@ after(async () => {
     if (state) redisPids.add(state.pid);
   }
   for (const pid of redisPids) {
-    let commandLine = '';
+    let commandLine: string;
     try {
       commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     } catch {

@@ -299,7 +299,7 @@ async function prepare(call: Call, world: World): Promise<Prepared> {
   // The body.
   if (call.body) {
     let value = replaceFresh(call.body.v, root) as Record<string, unknown>;
-    if (call.op === 'fencing' && value.fencingToken !== null && typeof value.fencingToken === 'object' && '$token' in (value.fencingToken as object)) {
+    if (call.op === 'fencing' && value.fencingToken !== null && typeof value.fencingToken === 'object' && '$token' in value.fencingToken) {
       const n = (value.fencingToken as { $token: number }).$token;
       const lease = world.leases.length > 0 ? world.leases[n % world.leases.length]! : undefined;
       value = { ...value, fencingToken: lease ? Number(lease.token) : 1 };
@@ -460,7 +460,7 @@ interface Expectation {
   oracle: string;
 }
 
-function expectationFor(call: Call, p: Prepared, world: World): Expectation | undefined {
+function expectationFor(call: Call, p: Prepared): Expectation | undefined {
   if (p.defects.length > 0) {
     if (p.defects.some((d) => d.status === 0)) return undefined;
     const statuses = [...new Set(p.defects.map((d) => d.status))];
@@ -828,7 +828,7 @@ interface Planned {
 /** Prepares a call and what its answer must be, from what the run knows before it is sent. */
 async function plan(call: Call, world: World): Promise<Planned> {
   const p = await prepare(call, world);
-  return { call, p, expected: expectationFor(call, p, world) };
+  return { call, p, expected: expectationFor(call, p) };
 }
 
 async function execute({ call, p, expected }: Planned, world: World, highestBefore: bigint): Promise<StepResult> {

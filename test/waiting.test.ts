@@ -52,7 +52,7 @@ async function acquireOverHttp(app: TestApp, body: object, signal?: AbortSignal)
 async function hold(holder: string, resource: string | AcquireRequest['resources'][number], extra: Record<string, unknown> = {}, app: TestApp = t): Promise<Lease> {
   const res = await app.post('/v1/leases', acquireBody(holder, [resource], extra));
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as Lease;
+  return res.json<Lease>();
 }
 
 /** Releases a lease; `sentAt` is performance.now() just before the request, `endedAt` Redis' time of the release. */
@@ -223,7 +223,7 @@ describe('arrival order', { concurrency: true }, () => {
       released = await release(lease.id);
     }
     const tokens = granted.map((lease) => lease.fencingToken);
-    assert.ok(tokens[0]! > holder.fencingToken && tokens[0]! < tokens[1]! && tokens[1]! < tokens[2]!, `tokens ${tokens}`);
+    assert.ok(tokens[0]! > holder.fencingToken && tokens[0]! < tokens[1]! && tokens[1]! < tokens[2]!, `tokens ${tokens.join(',')}`);
   });
 
   test('a stream of shared requests never starves a waiting exclusive one', async () => {

@@ -74,7 +74,7 @@ process.on('exit', () => {
  */
 export function runBenchmark(main: () => Promise<number>, log: (line: string) => void, failureCode: number): void {
   installSignalHandlers(log);
-  main()
+  void main()
     .then(
       (code) => code,
       (error: unknown) => {

@@ -64,8 +64,8 @@ export async function startChildServer(options: ChildServerOptions): Promise<Chi
     lines.push(...chunk.toString('utf8').split('\n').filter((line) => line.trim() !== ''));
     if (lines.length > OUTPUT_LINES) lines.splice(0, lines.length - OUTPUT_LINES);
   };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {

@@ -88,7 +88,7 @@ async function memoryByFamily(probe: Redis, prefix: string): Promise<Record<stri
       const entry = (families[family] ??= { keys: 0, bytes: 0, encodings: {} });
       entry.keys++;
       entry.bytes += Number(results[2 * i]?.[1] ?? 0);
-      const encoding = String(results[2 * i + 1]?.[1] ?? '?');
+      const encoding = (results[2 * i + 1]?.[1] as string | undefined) ?? '?';
       entry.encodings[encoding] = (entry.encodings[encoding] ?? 0) + 1;
     });
   } while (cursor !== '0');

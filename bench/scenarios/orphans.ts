@@ -63,11 +63,11 @@ export const orphans: Scenario = {
     const api = httpLeaseApi(client);
     const background = startBackgroundLoad(api, ctx.store.fillerIds);
     await startCommandLog(ctx.probe);
-    let expiring = new Map<string, number>();
-    let waves: { from: number; to: number }[] = [];
-    let published = new Map<string, Publication>();
-    let duplicates = 0;
-    let load = { requests: 0, failures: 0 };
+    let expiring: Map<string, number>;
+    let waves: { from: number; to: number }[];
+    let published: Map<string, Publication>;
+    let duplicates: number;
+    let load: { requests: number; failures: number };
     let commands: CommandLog | undefined;
     try {
       ctx.progress(

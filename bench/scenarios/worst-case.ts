@@ -715,7 +715,7 @@ async function measureTombstones(env: Env): Promise<Record<string, TombstoneMeas
         const rest = key.startsWith(ctx.prefix) ? key.slice(ctx.prefix.length) : key;
         const family = rest.includes(':') ? rest.slice(0, rest.indexOf(':')) : rest;
         perLease[family] = (perLease[family] ?? 0) + Number(bytes ?? 0) / count;
-        ttl[family] = ttl[family] === undefined ? ttlMs : Math.min(ttl[family]!, ttlMs);
+        ttl[family] = ttl[family] === undefined ? ttlMs : Math.min(ttl[family], ttlMs);
         if (ttlMs === -1) {
           withoutTtl++;
           // A resolved orphan has no TTL: the reaper drops it when its time in P.."oexp" comes.

@@ -2,7 +2,7 @@
 // up or were revoked, for operators (list, resolve) and for scripts that take one over (claim).
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import type { ListOrphansQuery, Orphan } from '../client/types.js';
+import type { ListOrphansQuery } from '../client/types.js';
 import { collectPages } from './api.js';
 import { NothingFoundError } from './exit-codes.js';
 import type { ContextOf } from './leases.js';

@@ -10,10 +10,16 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LeaseLostError, LeaseServiceError, BackendUnavailableError } from './errors.js';
-import type { LeaseClient } from './lease-client.js';
-import type { Lease, ReleaseOutcome, Tombstone } from './types.js';
+import type { CallOptions } from './transport.js';
+import type { Lease, ReleaseOutcome, RenewRequest, Tombstone } from './types.js';
 
 export type Progress = Record<string, unknown>;
+
+/** The calls a held lease makes, and all it knows of the client: LeaseClient has them. */
+export interface HeldLeaseCalls {
+  renew(id: string, request: RenewRequest, options: CallOptions): Promise<Lease>;
+  release(id: string, outcome: ReleaseOutcome): Promise<Tombstone>;
+}
 
 export interface HeldLeaseOptions {
   /** Abort this long before the deadline, to leave time to stop work (e.g. a child process). Default 0. */
@@ -47,7 +53,7 @@ export class HeldLease {
 
   /** `sentAt`: performance.now() when the acquire or claim that granted `lease` was sent. */
   constructor(
-    private readonly client: LeaseClient,
+    private readonly client: HeldLeaseCalls,
     lease: Lease,
     sentAt: number,
     private readonly options: HeldLeaseOptions = {},

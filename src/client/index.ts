@@ -1,5 +1,6 @@
 // The conductor SDK: `import { LeaseClient } from 'lease-service/client'`.
-export { LeaseClient, type CallOptions, type LeaseClientOptions } from './lease-client.js';
+export { LeaseClient } from './lease-client.js';
+export type { CallOptions, LeaseClientOptions } from './transport.js';
 export { BackendUnavailableError, ConflictError, LeaseLostError, LeaseServiceError } from './errors.js';
 export { HeldLease, type HeldLeaseOptions, type LeaseHandle, type Progress } from './held-lease.js';
 export { holdWhile, RetryElsewhereError, withLease, type LeaseWork, type WithLeaseOptions } from './with-lease.js';

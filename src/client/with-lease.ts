@@ -3,9 +3,14 @@
 // with the outcome its ending means: `completed` on return, `abandoned` when it threw
 // RetryElsewhereError (or was stopped from outside), `failed` on any other error.
 import { performance } from 'node:perf_hooks';
-import { HeldLease, type HeldLeaseOptions, type LeaseHandle } from './held-lease.js';
-import type { CallOptions, LeaseClient } from './lease-client.js';
+import { HeldLease, type HeldLeaseCalls, type HeldLeaseOptions, type LeaseHandle } from './held-lease.js';
+import type { CallOptions } from './transport.js';
 import type { AcquireRequest, Lease, ReleaseOutcome } from './types.js';
+
+/** The calls withLease makes, and all it knows of the client: LeaseClient has them. */
+export interface WithLeaseCalls extends HeldLeaseCalls {
+  acquire(request: AcquireRequest, options: CallOptions): Promise<Lease>;
+}
 
 /**
  * Thrown by the work to give it up for another conductor: the lease is released
@@ -29,14 +34,14 @@ export interface WithLeaseOptions extends CallOptions, HeldLeaseOptions {}
  * the work returned: its effects may overlap the next holder's, which is for the caller to
  * know. Aborting `options.signal` aborts the work's signal too, and releases `abandoned`.
  */
-export async function withLease<T>(client: LeaseClient, request: AcquireRequest, work: LeaseWork<T>, options: WithLeaseOptions = {}): Promise<T> {
+export async function withLease<T>(client: WithLeaseCalls, request: AcquireRequest, work: LeaseWork<T>, options: WithLeaseOptions = {}): Promise<T> {
   const sentAt = performance.now();
   const lease = await client.acquire(request, options);
   return holdWhile(client, lease, sentAt, work, options);
 }
 
 /** Runs `work` under an already granted lease (from an acquire or a claim sent at `sentAt`). */
-export async function holdWhile<T>(client: LeaseClient, lease: Lease, sentAt: number, work: LeaseWork<T>, options: WithLeaseOptions = {}): Promise<T> {
+export async function holdWhile<T>(client: HeldLeaseCalls, lease: Lease, sentAt: number, work: LeaseWork<T>, options: WithLeaseOptions = {}): Promise<T> {
   const held = new HeldLease(client, lease, sentAt, options);
   const stopper = options.signal;
   const signal = stopper ? AbortSignal.any([held.signal, stopper]) : held.signal;

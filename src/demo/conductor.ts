@@ -12,7 +12,7 @@
 // does not leave it heartbeating.
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Conductor, ConflictError, LeaseClient, LeaseLostError, type Lease, type LeaseHandle, type Tombstone } from '../client/index.js';
+import { Conductor, ConflictError, LeaseClient, type Lease, type LeaseHandle, type Tombstone } from '../client/index.js';
 import { RESIZE_STEPS, wallClock, type ConductorReport, type Go, type Orders, type ResizeStep } from './protocol.js';
 
 const orders = JSON.parse(process.argv[2] ?? '{}') as Orders;
@@ -122,7 +122,7 @@ async function takeOver(): Promise<void> {
     ttlMs: orders.ttlMs,
     lease: { onRenewed: reportCheckpoints(), onReleased: reportRelease },
     handler: async ({ orphan, lease }, signal) => {
-      const progress = (orphan.progress ?? null) as { step?: string } | null;
+      const progress = (orphan.progress as { step?: string } | null | undefined) ?? null;
       say({
         event: 'claimed',
         orphanId: orphan.id,

@@ -290,7 +290,7 @@ async function streamBounds(redis: Redis, key: string): Promise<StreamBounds> {
   for (let i = 0; i + 1 < reply.length; i += 2) info.set(String(reply[i]), reply[i + 1]);
   const added = info.get('entries-added');
   return {
-    lastId: String(info.get('last-generated-id') ?? '0-0'),
+    lastId: (info.get('last-generated-id') as string | undefined) ?? '0-0',
     firstId: (info.get('first-entry') as [string, string[]] | null | undefined)?.[0],
     trimmed: added === undefined || Number(added) > Number(info.get('length') ?? 0),
   };

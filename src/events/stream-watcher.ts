@@ -58,13 +58,11 @@ export class StreamWatcher {
     while (!this.stopped) {
       try {
         if (lastId === undefined) {
-          lastId = ((await connection.xrevrange(this.streamKey, '+', '-', 'COUNT', 1))[0]?.[0] as string | undefined) ?? '0-0';
+          lastId = (await connection.xrevrange(this.streamKey, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
           // A client that subscribed before this read may have missed an entry appended meanwhile.
           this.events.emit('growth');
         }
-        const reply = (await connection.xread('COUNT', 100, 'BLOCK', BLOCK_MS, 'STREAMS', this.streamKey, lastId)) as
-          | [string, [string, string[]][]][]
-          | null;
+        const reply = await connection.xread('COUNT', 100, 'BLOCK', BLOCK_MS, 'STREAMS', this.streamKey, lastId);
         const entries = reply?.[0]?.[1] ?? [];
         if (entries.length > 0) {
           lastId = entries[entries.length - 1]![0];

@@ -67,7 +67,7 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (!isUtf8(raw as Buffer)) return done(new ProblemError('invalid_request', 'The body is not valid UTF-8.'), undefined);
     const body = (raw as Buffer).toString('utf8');
     if (body.trim() === '') return done(null, {});
-    parseJson(request, body, done);
+    void parseJson(request, body, done);
   });
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && request.method === 'POST') request.body = {};

@@ -37,7 +37,7 @@ export async function acquireWaiting(
   // A ticket outlives the wait by a grace, so the last attempt still finds it.
   const ticketTtlMs = () => Math.max(0, deadline - performance.now()) + ticketGraceMs;
   let result: AcquireResult;
-  let queued = false;
+  let queued: boolean;
   try {
     result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: ticketTtlMs() } });
     queued = result.kind === 'waiting';

@@ -2,7 +2,7 @@
 // counted inside the scripts), read from Redis at scrape time with one O(1) script call.
 // Every replica reports the same values, so with several replicas scraped at once they
 // are right as they stand: aggregate them with max(), not sum().
-import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SharedStats } from '../store/lease-store.js';
 
 const REASONS = ['expired', 'abandoned', 'revoked'] as const;
@@ -70,7 +70,7 @@ export class SharedMetrics {
     // went from 0 to Redis' total would look like a burst to rate() and increase().
     if (!this.registered) {
       for (const metric of [this.leases, this.orphans, this.waiting, this.expiries, this.revocations, this.published, this.claimed, this.resolved, this.deadLettered]) {
-        this.registry.registerMetric(metric as Metric<string>);
+        this.registry.registerMetric<string>(metric);
       }
       this.registered = true;
     }

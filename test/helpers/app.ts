@@ -79,7 +79,7 @@ export async function startTestApp(
 export async function acquireLease(app: TestApp, holder: string, paths: Parameters<typeof acquireBody>[1], extra: Record<string, unknown> = {}): Promise<Lease> {
   const res = await app.post('/v1/leases', acquireBody(holder, paths, extra));
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as Lease;
+  return res.json<Lease>();
 }
 
 /** An acquire body with defaults for what a test does not care about. */

@@ -334,7 +334,6 @@ const waitPart = (l: Limits) => intPart('waitMs', 0, l.waitMax, fc.oneof(fc.cons
 const holdPart = (l: Limits) => intPart('maxHoldMs', l.holdMin, l.holdMax, fc.constantFrom(l.holdMin + 200, 5000, 3600000));
 const lockDelayPart = (l: Limits) => intPart('lockDelayMs', 0, l.lockDelayMax, fc.oneof(fc.constant(0), fc.integer({ min: 1, max: Math.min(300, l.lockDelayMax) })));
 const attemptsPart = (l: Limits) => intPart('maxAttempts', 1, l.attemptsMax, fc.constantFrom(1, 2, 3));
-const limitPart = (l: Limits) => intPart('limit', 1, l.listMax, fc.integer({ min: 1, max: 4 }));
 
 // ---------------------------------------------------------------------------------------
 // Client JSON: action payloads and progress checkpoints. Sizes and depths over the limits

@@ -189,10 +189,6 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
   const violations: string[] = [];
   const bad = (message: string) => violations.push(message);
 
-  const hash = (key: string): Record<string, string> | undefined => {
-    const entry = keys.get(key);
-    return entry?.type === 'hash' ? (entry.value as Record<string, string>) : undefined;
-  };
   const zset = (key: string): Map<string, number> | undefined => {
     const entry = keys.get(key);
     return entry?.type === 'zset' ? new Map(entry.value as [string, number][]) : undefined;

@@ -27,8 +27,8 @@ export async function startService(env: Record<string, string>, { waitReady = tr
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const service = { url: `http://127.0.0.1:${port}`, child, output: () => output, exited };
   if (waitReady) await waitUntilServing(service);
