@@ -23,6 +23,7 @@ import { orphanRoutes } from './orphans/routes.js';
 import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
 import { LeaseStore } from './store/lease-store.js';
+import { storeKeys, type StoreKeys } from './store/keys.js';
 import { defineScripts, loadScripts } from './store/scripts.js';
 
 export const SERVICE_VERSION = '0.1.0';
@@ -66,6 +67,10 @@ function closeConnectionsWhenClosing(app: FastifyInstance): void {
 
 export function keyPrefix(config: Config): string {
   return `{${config.KEY_PREFIX}}:`;
+}
+
+function keysOf(config: Config): StoreKeys {
+  return storeKeys(keyPrefix(config));
 }
 
 /** The Fastify server options; the benchmark's HTTP floor uses them too, to compare like with like. */
@@ -118,7 +123,8 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
 
   // Waiting requests (waitMs) are woken by what the scripts publish; stopping the
   // notifications first lets them answer before the server waits on them to close.
-  const notifications = new Notifications(redis, keyPrefix(config));
+  const keys = keysOf(config);
+  const notifications = new Notifications(redis, keys);
   app.addHook('onReady', async () => notifications.start());
   app.addHook('preClose', async () => notifications.stop());
 
@@ -130,7 +136,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await app.register(leaseRoutes, { config, store, notifications, metrics, waiters });
   await app.register(resourceRoutes, { config, store });
   await app.register(orphanRoutes, { config, store, notifications, waiters });
-  const eventStreamKey = `${keyPrefix(config)}ev`;
+  const eventStreamKey = keys.events;
   const watcher = new StreamWatcher(redis, eventStreamKey);
   app.addHook('onReady', async () => watcher.start());
   app.addHook('onClose', async () => watcher.stop());
@@ -142,7 +148,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
       batch: config.REAPER_BATCH,
       streams: { maxAgeMs: config.STREAM_MAX_AGE_MS, maxBytes: config.STREAM_MAX_BYTES },
       lockMs: config.REAPER_LOCK_MS,
-      lockKey: `${keyPrefix(config)}reaper`,
+      lockKey: keys.reaperLock,
       log: app.log,
       metrics,
     });

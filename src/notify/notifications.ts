@@ -7,6 +7,7 @@
 // again. There is no polling: a waiter costs Redis work only when what it waits on changes.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
+import type { StoreKeys } from '../store/keys.js';
 
 /** How long start() waits for the subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
@@ -20,18 +21,18 @@ export class Notifications {
 
   constructor(
     private readonly redis: Redis,
-    private readonly keyPrefix: string,
+    private readonly keys: Pick<StoreKeys, 'freedChannel' | 'pendingChannel'>,
   ) {
     // One listener per waiting request; thousands may wait at once.
     this.events.setMaxListeners(0);
   }
 
   get freedChannel(): string {
-    return `${this.keyPrefix}freed`;
+    return this.keys.freedChannel;
   }
 
   get pendingChannel(): string {
-    return `${this.keyPrefix}pending`;
+    return this.keys.pendingChannel;
   }
 
   async start(): Promise<void> {

@@ -1,6 +1,7 @@
 // The typed face of the lease scripts: it marshals arguments in and records out, and
 // holds no logic of its own. Each method is one script call, one round trip.
 import { RedisClock } from './redis-clock.js';
+import { storeKeys } from './keys.js';
 import type { ScriptRunner } from './scripts.js';
 import { decodeResources, encodeResources, type ResourceClaim } from './resource-codec.js';
 
@@ -236,7 +237,7 @@ export class LeaseStore {
     options: StoreOptions,
   ) {
     this.observe = options.observe ?? (() => {});
-    this.keys = [`${options.keyPrefix}token`];
+    this.keys = [storeKeys(options.keyPrefix).token];
     this.common = [options.keyPrefix, String(options.tombstoneTtlMs)];
     this.streamCap = String(options.streamCap);
     this.budgetMs = options.commandTimeoutMs - Math.min(250, options.commandTimeoutMs / 4);
