@@ -134,7 +134,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   // Acquires and claims that wait share one budget of open waits (per holder and in all).
   const waiters = waiterSlots(config);
   await app.register(leaseRoutes, { config, store, notifications, metrics, waiters });
-  await app.register(resourceRoutes, { config, store });
+  await app.register(resourceRoutes, { store });
   await app.register(orphanRoutes, { config, store, notifications, waiters });
   const eventStreamKey = keys.events;
   const watcher = new StreamWatcher(redis, eventStreamKey);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { covers } from '../src/leases/paths.js';
+import { covers } from '../src/http/paths.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 import { startService, waitUntilServing, type ServiceProcess } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';

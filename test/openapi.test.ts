@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import { buildOpenApiDocument, formatDocument, OPENAPI_FILE } from '../src/http/openapi-document.js';
+import { buildOpenApiDocument, formatDocument, OPENAPI_FILE } from '../src/openapi-document.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;

@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { PROBLEMS } from '../src/errors.js';
 import { MAX_JSON_DEPTH, nestingExceeds } from '../src/leases/json-limits.js';
-import { covers } from '../src/leases/paths.js';
+import { covers } from '../src/http/paths.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { checkInvariants, fullPrefix } from './helpers/invariants.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';

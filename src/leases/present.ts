@@ -1,34 +1,7 @@
-// Turns stored lease records into the contract's JSON: ISO times, numeric tokens, the
-// action with its last progress, and tombstones for leases that have ended.
+// Turns stored lease records that have ended into the contract's JSON (tombstones); a lease
+// that holds its resources is shown by http/present-lease.ts, which other routes share.
+import { actionView, iso } from '../http/present-lease.js';
 import type { LeaseRecord } from '../store/lease-store.js';
-
-const iso = (ms: number) => new Date(ms).toISOString();
-
-function actionView(record: LeaseRecord) {
-  if (!record.action) return null;
-  const { kind, payload, attempt, maxAttempts } = record.action;
-  return { kind, payload: payload ?? null, attempt, maxAttempts, progress: record.progress ?? null };
-}
-
-/** A lease that holds its resources (state active or orphaned). */
-export function leaseView(record: LeaseRecord, now: number) {
-  return {
-    id: record.id,
-    holder: record.holder,
-    resources: record.resources,
-    fencingToken: Number(record.fencingToken),
-    state: record.state as 'active' | 'orphaned',
-    ttlMs: record.ttlMs,
-    acquiredAt: iso(record.acquiredAt),
-    renewedAt: iso(record.renewedAt),
-    expiresAt: iso(record.expiresAt),
-    expiresInMs: Math.max(0, record.expiresAt - now),
-    holdDeadline: iso(record.holdDeadline),
-    lockDelayMs: record.lockDelayMs,
-    action: actionView(record),
-    orphanId: record.orphanId,
-  };
-}
 
 /** What an ended lease answers. An orphaned lease is ended for its holder: it ended as endState. */
 export function tombstoneView(record: LeaseRecord) {

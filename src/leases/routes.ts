@@ -8,29 +8,24 @@ import type { Config } from '../config.js';
 import { ProblemError, type ProblemCode } from '../errors.js';
 import type { AcquireResult, LeaseChange, LeaseRecord, LeaseStore, Outcome, RenewResult, ResourceClaim } from '../store/lease-store.js';
 import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome, type ServiceMetrics } from '../observability/metrics.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor } from '../http/cursor.js';
 import { acquireFingerprint } from './fingerprint.js';
-import { newLeaseId } from './ids.js';
+import { newLeaseId } from '../http/lease-ids.js';
 import { jsonWithinLimits } from './json-limits.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import type { Notifications } from '../notify/notifications.js';
 import type { Slots } from '../http/slots.js';
-import { findOverlap } from './paths.js';
-import { holdsResources, leaseView, tombstoneView } from './present.js';
+import { findOverlap } from '../http/paths.js';
+import { leaseView } from '../http/present-lease.js';
+import { holdsResources, tombstoneView } from './present.js';
 import { acquireWaiting } from './wait.js';
-import { HOLDER_RENEW_EXAMPLE, LEASE_EXAMPLE } from '../http/examples.js';
-import {
-  HolderParams,
-  LeaseId,
-  Timestamp,
-  LeaseIdParams,
-  LeaseView,
-  Page,
-  pageSize,
-  problemResponses,
-  requestSchemas,
-  TombstoneView,
-} from './schemas.js';
+import { LEASE_EXAMPLE } from '../http/examples.js';
+import { LeaseId } from '../http/schemas/ids.js';
+import { LeaseView } from '../http/schemas/lease-view.js';
+import { Page, pageSize } from '../http/schemas/paging.js';
+import { Timestamp } from '../http/schemas/values.js';
+import { HOLDER_RENEW_EXAMPLE } from './examples.js';
+import { HolderParams, LeaseIdParams, leaseProblemResponses, requestSchemas, TombstoneView } from './schemas.js';
 
 export interface LeaseRoutesOptions {
   config: Config;
@@ -73,7 +68,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         response: {
           201: { ...LeaseView, description: 'Granted: a new lease.' },
           200: { ...LeaseView, description: 'The lease this holder\'s requestId was already granted (a retried request); nothing new was granted.' },
-          ...problemResponses(400, 409, 413, 415, 429, 503),
+          ...leaseProblemResponses(400, 409, 413, 415, 429, 503),
         },
       },
     },
@@ -151,7 +146,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'A 410 means the lease is lost: stop the work that needs it, its fencing token is stale.',
         params: LeaseIdParams,
         body: schemas.RenewBody,
-        response: { 200: LeaseView, ...problemResponses(400, 404, 410, 413, 415, 503) },
+        response: { 200: LeaseView, ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
       },
     },
     async (request, reply) => {
@@ -178,7 +173,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410.',
         params: LeaseIdParams,
         body: schemas.ReleaseBody,
-        response: { 200: TombstoneView, ...problemResponses(400, 404, 410, 413, 415, 503) },
+        response: { 200: TombstoneView, ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
       },
     },
     async (request, reply) => {
@@ -198,7 +193,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         summary: 'Read a lease',
         description: 'An active or orphaned lease answers 200; an ended one answers 410 with its tombstone for at least an hour.',
         params: LeaseIdParams,
-        response: { 200: LeaseView, ...problemResponses(400, 404, 410, 503) },
+        response: { 200: LeaseView, ...leaseProblemResponses(400, 404, 410, 503) },
       },
     },
     async (request, reply) => {
@@ -218,7 +213,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. ' +
           'A lease that has already ended answers 410.',
         params: LeaseIdParams,
-        response: { 200: TombstoneView, ...problemResponses(400, 404, 410, 503) },
+        response: { 200: TombstoneView, ...leaseProblemResponses(400, 404, 410, 503) },
       },
     },
     async (request, reply) => {
@@ -242,7 +237,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         querystring: schemas.ListQuery,
         response: {
           200: Page(LeaseView, 'A page of leases, in grant order.', LEASE_EXAMPLE),
-          ...problemResponses(400, 503),
+          ...leaseProblemResponses(400, 503),
         },
       },
     },
@@ -292,7 +287,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
             },
             { description: 'What was renewed.', examples: [HOLDER_RENEW_EXAMPLE] },
           ),
-          ...problemResponses(400, 413, 415, 503),
+          ...leaseProblemResponses(400, 413, 415, 503),
         },
       },
     },

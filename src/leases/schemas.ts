@@ -1,114 +1,20 @@
 // The single description of the lease API: these TypeBox schemas validate requests, type
 // the handlers, shape responses, and become the OpenAPI document. Limits come from the
-// configuration, so the document states the bounds the running service enforces.
+// configuration, so the document states the bounds the running service enforces. What other
+// routes share with these (paths, ids, pages, problems, the lease view) is in http/schemas/.
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { Config } from '../config.js';
-import { LEASE_EXAMPLE, pageExample, PROBLEM_EXAMPLES, TOMBSTONE_EXAMPLE } from '../http/examples.js';
-import { describeStatus, type Problem } from '../errors.js';
+import { describeStatus } from '../errors.js';
+import type { CommonProblemStatus } from '../http/examples.js';
+import { Holder, LeaseId, PRINTABLE_PATTERN } from '../http/schemas/ids.js';
+import { ActionView, leaseFields } from '../http/schemas/lease-view.js';
+import { Cursor, IncludePayload, Limit } from '../http/schemas/paging.js';
+import { Mode, ResourcePath } from '../http/schemas/paths.js';
+import { problemFields, problemResponse, problemResponses } from '../http/schemas/problems.js';
+import { JsonValue, Timestamp } from '../http/schemas/values.js';
+import { LEASE_PROBLEM_EXAMPLES, TOMBSTONE_EXAMPLE } from './examples.js';
 
-/** 1..16 segments; a segment starts with a letter or digit, so "." and ".." never match. */
-export const RESOURCE_PATH_PATTERN =
-  '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$';
-export const RESOURCE_PATH_MAX = 512;
-/** Printable: no control, format or unassigned characters. */
-export const PRINTABLE_PATTERN = '^[^\\p{C}]+$';
-
-export const ResourcePath = Type.String({
-  minLength: 1,
-  maxLength: RESOURCE_PATH_MAX,
-  pattern: RESOURCE_PATH_PATTERN,
-  description:
-    'A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. ' +
-    'A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.',
-  examples: ['instances/i-42'],
-});
-
-export const Mode = Type.Union([Type.Literal('exclusive'), Type.Literal('shared')], {
-  description: 'exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict.',
-});
-
-export const Holder = Type.String({
-  minLength: 1,
-  maxLength: 128,
-  pattern: PRINTABLE_PATTERN,
-  description: 'Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.',
-  examples: ['conductor-z'],
-});
-
-export const LeaseId = Type.String({
-  minLength: 1,
-  maxLength: 64,
-  pattern: '^[A-Za-z0-9_-]+$',
-  description: 'Opaque, URL-safe lease id (128 random bits).',
-  examples: ['3q2-7wEjQ9mCkBq9xY1fSg'],
-});
-
-export const Resource = Type.Object(
-  { path: ResourcePath, mode: Mode },
-  { additionalProperties: false, description: 'One resource of a lease and the mode it is held in.' },
-);
-
-export const Timestamp = (description: string) => Type.String({ format: 'date-time', description, examples: ['2026-11-24T10:00:00.000Z'] });
-
-const JsonValue = (description: string) => Type.Unknown({ description, examples: [{ flavor: 'm1.large' }] });
-
-export const ActionView = Type.Object(
-  {
-    kind: Type.String({ description: 'What the action does, e.g. resize.' }),
-    payload: JsonValue(
-      'The action\'s parameters, as given at acquire (null when none). Also null in listings without include=payload, in ' +
-        'tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.',
-    ),
-    attempt: Type.Integer({ minimum: 1, description: 'Which attempt of the action this lease runs (1 for the first).' }),
-    maxAttempts: Type.Integer({ minimum: 1, description: 'After this many attempts an orphaned action goes to dead_letter.' }),
-    progress: JsonValue('The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).'),
-  },
-  { description: 'The long action this lease protects; an expired, abandoned or revoked lease with an action becomes an orphan.' },
-);
-
-const leaseFields = {
-  id: LeaseId,
-  holder: Holder,
-  resources: Type.Array(Resource, { description: 'The resources, in the order they were requested.' }),
-  fencingToken: Type.Integer({
-    description:
-      'Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts ' +
-      'and failover. Resource servers reject writes with a token below the largest they have seen.',
-    examples: [1764000000000001],
-  }),
-};
-
-export const LeaseView = Type.Object(
-  {
-    ...leaseFields,
-    state: Type.Union([Type.Literal('active'), Type.Literal('orphaned')], {
-      description: 'active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved.',
-    }),
-    ttlMs: Type.Integer({ description: 'The time to live each renewal grants.' }),
-    acquiredAt: Timestamp('When it was granted (Redis clock).'),
-    renewedAt: Timestamp('When it was last granted or renewed (Redis clock).'),
-    expiresAt: Timestamp('When it expires unless renewed (Redis clock). Never later than holdDeadline.'),
-    expiresInMs: Type.Integer({
-      description: 'expiresAt minus Redis\' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request.',
-    }),
-    holdDeadline: Timestamp('acquiredAt + maxHoldMs: the lease ends then even if renewed.'),
-    lockDelayMs: Type.Integer({ description: 'How long its resources stay blocked after it expires or is revoked (leases without an action).' }),
-    action: Type.Union([ActionView, Type.Null()]),
-    orphanId: Type.Union([Type.String(), Type.Null()], { description: 'The orphan its action became, once orphaned.' }),
-  },
-  { description: 'A lease that holds its resources.', examples: [LEASE_EXAMPLE] },
-);
-
-/** A listing page: items and the cursor of the next page. */
-export function Page<T extends TSchema>(item: T, description: string, exampleItem: unknown) {
-  return Type.Object(
-    {
-      items: Type.Array(item),
-      nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null on the last.' }),
-    },
-    { description, examples: [pageExample(exampleItem)] },
-  );
-}
+type LeaseProblemStatus = keyof typeof LEASE_PROBLEM_EXAMPLES;
 
 export const EndStateView = Type.Union([Type.Literal('released'), Type.Literal('expired'), Type.Literal('revoked')]);
 export const OutcomeView = Type.Union([Type.Literal('completed'), Type.Literal('failed'), Type.Literal('abandoned')]);
@@ -139,32 +45,19 @@ export const ConflictView = Type.Object({
   }),
 });
 
-const problemFields = {
-  type: Type.String({ description: 'A URI naming the problem type.' }),
-  title: Type.String({ description: 'A short human summary of the problem type.' }),
-  status: Type.Integer({ description: 'The HTTP status.' }),
-  detail: Type.String({ description: 'What went wrong with this request, for humans.' }),
-  code: Type.String({ description: 'Stable machine-readable code.', examples: ['invalid_request'] }),
-};
-
-export const ProblemView = Type.Object(problemFields, {
-  additionalProperties: true,
-  description: 'An RFC 9457 problem (application/problem+json).',
-});
-
 export const ConflictProblemView = Type.Object(
   {
     ...problemFields,
     conflicts: Type.Optional(Type.Array(ConflictView, { description: 'The leases in the way (the first few).' })),
   },
-  { description: 'code conflict, with the leases in the way; or request_id_reused.', examples: [PROBLEM_EXAMPLES[409]] },
+  { description: 'code conflict, with the leases in the way; or request_id_reused.', examples: [LEASE_PROBLEM_EXAMPLES[409]] },
 );
 
 export const GoneProblemView = Type.Object(
   { ...problemFields, ...tombstoneFields },
   {
     description: 'code lease_expired, lease_released or lease_revoked, with the lease\'s tombstone as extension members.',
-    examples: [PROBLEM_EXAMPLES[410]],
+    examples: [LEASE_PROBLEM_EXAMPLES[410]],
   },
 );
 
@@ -317,72 +210,20 @@ export function requestSchemas(config: Config) {
     },
     { additionalProperties: false },
   );
-  const FencingCheckBody = Type.Object(
-    {
-      path: ResourcePath,
-      fencingToken: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The token the writer presented.' }),
-    },
-    {
-      additionalProperties: false,
-      description: 'A write a resource server is about to accept: the path it touches and the token that came with it.',
-      examples: [{ path: 'instances/i-42', fencingToken: LEASE_EXAMPLE.fencingToken }],
-    },
-  );
-  return { AcquireBody, RenewBody, ReleaseBody, HolderRenewBody, ListQuery, FencingCheckBody };
-}
-
-/** A listing's page size. */
-export function Limit(config: Config) {
-  return Type.Integer({
-    minimum: 1,
-    maximum: config.LIST_LIMIT_MAX,
-    default: config.LIST_LIMIT_DEFAULT,
-    description: `Page size, 1..${config.LIST_LIMIT_MAX}, default ${config.LIST_LIMIT_DEFAULT}.`,
-    examples: [50],
-  });
-}
-
-/**
- * Listings leave each action's payload and progress out (null) unless asked: a page then
- * costs the same whatever the payloads hold. With them, a page holds at most
- * PAYLOAD_PAGE_MAX items.
- */
-export const PAYLOAD_PAGE_MAX = 100;
-export const IncludePayload = Type.Literal('payload', {
-  description:
-    `payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most ${PAYLOAD_PAGE_MAX} ` +
-    `items (a larger limit gives pages of ${PAYLOAD_PAGE_MAX}).`,
-  examples: ['payload'],
-});
-
-/** The page size of a listing: `limit`, or the default, never more than the payload cap allows. */
-export function pageSize(config: Config, limit: number | undefined, include: string | undefined): number {
-  const size = limit ?? config.LIST_LIMIT_DEFAULT;
-  return include === 'payload' ? Math.min(size, PAYLOAD_PAGE_MAX) : size;
-}
-
-/** A listing's cursor: the nextCursor of the page before. */
-export function Cursor(description: string) {
-  return Type.String({ minLength: 1, maxLength: 200, description, examples: [pageExample(null).nextCursor] });
+  return { AcquireBody, RenewBody, ReleaseBody, HolderRenewBody, ListQuery };
 }
 
 export const LeaseIdParams = Type.Object({ id: LeaseId }, { additionalProperties: false });
 export const HolderParams = Type.Object({ holder: Holder }, { additionalProperties: false });
 
-/** Response map for the errors every lease route may answer. */
-export function problemResponses(...statuses: number[]): Record<number, TSchema> {
+/** Response map for the errors a lease route may answer: those of any route, and the lease's own. */
+export function leaseProblemResponses(...statuses: (CommonProblemStatus | LeaseProblemStatus)[]): Record<number, TSchema> {
   const responses: Record<number, TSchema> = {};
   for (const status of statuses) {
     if (status === 409) responses[status] = ConflictProblemView;
     else if (status === 410) responses[status] = GoneProblemView;
-    else responses[status] = problemResponse(describeStatus(status), PROBLEM_EXAMPLES[status]!);
+    else if (status === 404) responses[status] = problemResponse(describeStatus(status), LEASE_PROBLEM_EXAMPLES[status]);
+    else Object.assign(responses, problemResponses(status));
   }
   return responses;
 }
-
-/** A problem+json response with its own description and example. */
-export function problemResponse(description: string, example: Problem): TSchema {
-  return { ...ProblemView, description, examples: [example] };
-}
-
-

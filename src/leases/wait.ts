@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Notifications } from '../notify/notifications.js';
 import type { AcquireInput, AcquireResult, LeaseStore } from '../store/lease-store.js';
-import { covers } from './paths.js';
+import { covers } from '../http/paths.js';
 
 export interface WaitDeps {
   store: LeaseStore;

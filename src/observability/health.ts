@@ -7,7 +7,7 @@ import type { LuaScript } from '../store/scripts.js';
 import { ensureScriptsLoaded } from '../store/scripts.js';
 import { problem } from '../errors.js';
 import { sendProblem } from '../http/problems.js';
-import { problemResponse } from '../leases/schemas.js';
+import { problemResponse } from '../http/schemas/problems.js';
 
 export interface HealthOptions {
   redis: Redis;

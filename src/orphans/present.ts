@@ -1,7 +1,7 @@
 // Turns stored orphan records into the contract's JSON.
+import { iso } from '../http/present-lease.js';
 import type { OrphanRecord } from '../store/lease-store.js';
 
-const iso = (ms: number) => new Date(ms).toISOString();
 
 export function orphanView(record: OrphanRecord) {
   const { kind, payload, attempt, maxAttempts } = record.action;

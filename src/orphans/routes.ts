@@ -7,16 +7,17 @@ import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
 import { disconnectSignal } from '../http/disconnect.js';
-import { decodeCursor, encodeCursor } from '../leases/cursor.js';
-import { leaseView } from '../leases/present.js';
-import { Page, pageSize, problemResponse, problemResponses } from '../leases/schemas.js';
-import { ORPHAN_EXAMPLE, ORPHAN_PROBLEM_EXAMPLES, RESOLVED_ORPHAN_EXAMPLE } from '../http/examples.js';
+import { decodeCursor, encodeCursor } from '../http/cursor.js';
+import { leaseView } from '../http/present-lease.js';
+import { Page, pageSize } from '../http/schemas/paging.js';
+import { problemResponse, problemResponses } from '../http/schemas/problems.js';
+import { ORPHAN_EXAMPLE, ORPHAN_PROBLEM_EXAMPLES, RESOLVED_ORPHAN_EXAMPLE } from './examples.js';
 import type { Notifications } from '../notify/notifications.js';
 import type { Slots } from '../http/slots.js';
 import type { LeaseStore } from '../store/lease-store.js';
 import { orphanView } from './present.js';
 import { ClaimView, OrphanIdParams, orphanRequestSchemas, OrphanView } from './schemas.js';
-import { newLeaseId } from '../leases/ids.js';
+import { newLeaseId } from '../http/lease-ids.js';
 
 export interface OrphanRoutesOptions {
   config: Config;
@@ -26,7 +27,7 @@ export interface OrphanRoutesOptions {
   waiters: Slots;
 }
 
-const orphanNotFoundResponse = problemResponse('orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago.', ORPHAN_PROBLEM_EXAMPLES[404]!);
+const orphanNotFoundResponse = problemResponse('orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago.', ORPHAN_PROBLEM_EXAMPLES[404]);
 
 export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications, waiters }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -108,7 +109,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           404: orphanNotFoundResponse,
           409: problemResponse(
             'orphan_claimed: a conductor is working on it (revoke its lease first); orphan_resolved: it was resolved otherwise. The orphan is in `orphan`.',
-            ORPHAN_PROBLEM_EXAMPLES[409]!,
+            ORPHAN_PROBLEM_EXAMPLES[409],
           ),
         },
       },

@@ -2,8 +2,12 @@
 // requests. Like the lease schemas, they validate, type the handlers and become OpenAPI.
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
-import { CLAIM_EXAMPLE, ORPHAN_EXAMPLE } from '../http/examples.js';
-import { Cursor, Holder, IncludePayload, LeaseId, LeaseView, Limit, PRINTABLE_PATTERN, Resource, Timestamp } from '../leases/schemas.js';
+import { Holder, LeaseId, PRINTABLE_PATTERN } from '../http/schemas/ids.js';
+import { LeaseView } from '../http/schemas/lease-view.js';
+import { Cursor, IncludePayload, Limit } from '../http/schemas/paging.js';
+import { Resource } from '../http/schemas/paths.js';
+import { Timestamp } from '../http/schemas/values.js';
+import { CLAIM_EXAMPLE, ORPHAN_EXAMPLE } from './examples.js';
 
 export const OrphanId = Type.String({
   minLength: 1,

@@ -3,14 +3,17 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { Config } from '../config.js';
 import type { LeaseStore } from '../store/lease-store.js';
-import { leaseView } from '../leases/present.js';
-import { FENCING_EXAMPLE, RESOURCE_EXAMPLE } from '../http/examples.js';
-import { Holder, IncludePayload, LeaseId, LeaseView, problemResponses, requestSchemas, ResourcePath } from '../leases/schemas.js';
+import { leaseView } from '../http/present-lease.js';
+import { Holder, LeaseId } from '../http/schemas/ids.js';
+import { LeaseView } from '../http/schemas/lease-view.js';
+import { IncludePayload } from '../http/schemas/paging.js';
+import { ResourcePath } from '../http/schemas/paths.js';
+import { problemResponses } from '../http/schemas/problems.js';
+import { FENCING_EXAMPLE, RESOURCE_EXAMPLE } from './examples.js';
+import { FencingCheckBody } from './schemas.js';
 
 export interface ResourceRoutesOptions {
-  config: Config;
   store: LeaseStore;
 }
 
@@ -19,9 +22,8 @@ const LISTED = 100;
 /** Index entries one resource view reads at most (lock-delayed tombstones are read past). */
 const RESOURCE_READ_BUDGET = 1000;
 
-export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (fastify, { config, store }) => {
+export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (fastify, { store }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const { FencingCheckBody } = requestSchemas(config);
 
   app.get(
     '/v1/resources/*',

@@ -1,8 +1,8 @@
 // The OpenAPI document as the service with default configuration describes itself, without
 // Redis: what `npm run openapi` writes to openapi/openapi.json and a test keeps in step.
 import { Redis } from 'ioredis';
-import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
+import { buildApp } from './app.js';
+import { loadConfig } from './config.js';
 
 export async function buildOpenApiDocument(): Promise<unknown> {
   // Never connects: building the app registers routes and defines scripts, nothing more.
