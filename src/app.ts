@@ -9,9 +9,16 @@ import { clientErrorHandler, frameworkErrorHandler, installProblemHandling } fro
 import { registerLoadShedding } from './http/load-shedding.js';
 import { registerOpenApi } from './http/openapi.js';
 import { echoRequestId, requestIdOf } from './http/request-id.js';
-import { validatorCompiler } from './http/validation.js';
+import { component } from './http/schemas/components.js';
+import { Holder, LeaseId } from './http/schemas/ids.js';
+import { ActionView, LeaseView } from './http/schemas/lease-view.js';
+import { Mode, Resource, ResourcePath } from './http/schemas/paths.js';
+import { ProblemView } from './http/schemas/problems.js';
+import { addSharedSchemas, validatorCompiler } from './http/validation.js';
 import { leaseRoutes } from './leases/routes.js';
+import { ConflictProblemView, ConflictView, GoneProblemView, TombstoneView } from './leases/schemas.js';
 import { eventRoutes } from './events/routes.js';
+import { EventView } from './events/schemas.js';
 import { StreamWatcher } from './events/stream-watcher.js';
 import { healthRoutes } from './observability/health.js';
 import { Notifications } from './notify/notifications.js';
@@ -20,6 +27,7 @@ import { instrumentHttp } from './observability/http-metrics.js';
 import { ServiceMetrics } from './observability/metrics.js';
 import { metricsRoutes } from './observability/metrics-routes.js';
 import { orphanRoutes } from './orphans/routes.js';
+import { OrphanId, OrphanView } from './orphans/schemas.js';
 import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
 import { LeaseStore } from './store/lease-store.js';
@@ -102,9 +110,33 @@ export function serverOptions(config: Config, logger?: boolean | object) {
   };
 }
 
+/**
+ * The schemas routes share by $ref: each is one of the OpenAPI document's components.schemas
+ * (named as in http/schemas/components.ts), in this order.
+ */
+const SHARED_SCHEMAS = [
+  Holder,
+  LeaseId,
+  OrphanId,
+  ResourcePath,
+  Mode,
+  Resource,
+  ActionView,
+  LeaseView,
+  TombstoneView,
+  ConflictView,
+  OrphanView,
+  ProblemView,
+  ConflictProblemView,
+  GoneProblemView,
+  EventView,
+];
+
 export async function buildApp({ config, redis, sweep = true, logger }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(config, logger));
   app.setValidatorCompiler(validatorCompiler);
+  addSharedSchemas(SHARED_SCHEMAS);
+  for (const schema of SHARED_SCHEMAS) app.addSchema(component(schema));
   installProblemHandling(app);
   closeConnectionsWhenClosing(app);
   echoRequestId(app);

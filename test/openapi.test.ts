@@ -54,8 +54,13 @@ function committedDocument(): { paths: Record<string, Record<string, Operation>>
   return JSON.parse(readFileSync(OPENAPI_FILE, 'utf8'));
 }
 
-function operations(): [string, Operation][] {
-  return Object.entries(committedDocument().paths).flatMap(([path, methods]) =>
+/** The committed document with every $ref replaced by what it names (components.schemas). */
+async function dereferencedDocument(): Promise<{ paths: Record<string, Record<string, Operation>>; tags: { name: string }[] }> {
+  return (await SwaggerParser.dereference(committedDocument() as never)) as never;
+}
+
+async function operations(): Promise<[string, Operation][]> {
+  return Object.entries((await dereferencedDocument()).paths).flatMap(([path, methods]) =>
     Object.entries(methods).map(([method, op]): [string, Operation] => [`${method.toUpperCase()} ${path}`, op]),
   );
 }
@@ -70,10 +75,10 @@ test('the committed document is valid OpenAPI, by a maintained validator (@apide
   await assert.doesNotReject(SwaggerParser.validate(committedDocument() as never));
 });
 
-test('every operation, parameter, request body and response has a description and an example', () => {
+test('every operation, parameter, request body and response has a description and an example', async () => {
   const tags = new Set(committedDocument().tags.map((tag) => tag.name));
   const missing: string[] = [];
-  for (const [name, op] of operations()) {
+  for (const [name, op] of await operations()) {
     if (!op.summary) missing.push(`${name}: summary`);
     if (!op.description) missing.push(`${name}: description`);
     for (const tag of op.tags ?? []) if (!tags.has(tag)) missing.push(`${name}: tag ${tag} is not described`);
@@ -96,7 +101,7 @@ test('every operation, parameter, request body and response has a description an
   assert.deepEqual(missing, []);
 });
 
-test('every example in the document is valid by the schema it illustrates', () => {
+test('every example in the document is valid by the schema it illustrates', async () => {
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   addFormats(ajv);
   const failures: string[] = [];
@@ -117,7 +122,7 @@ test('every example in the document is valid by the schema it illustrates', () =
     }
     for (const [key, value] of Object.entries(schema)) if (key !== 'examples' && key !== 'example') walk(`${where}/${key}`, value);
   };
-  for (const [name, op] of operations()) {
+  for (const [name, op] of await operations()) {
     for (const param of op.parameters ?? []) if (param.example !== undefined) check(`${name} ${param.name}`, param.schema, param.example);
     const media = [
       ...Object.entries(op.requestBody?.content ?? {}).map(([type, m]) => [`${name} body ${type}`, m] as const),

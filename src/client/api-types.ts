@@ -103,23 +103,7 @@ export interface paths {
                          *       "code": "backend_unavailable"
                          *     }
                          */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
+                        "application/json": components["schemas"]["Problem"];
                     };
                 };
             };
@@ -269,162 +253,14 @@ export interface paths {
                          *     }
                          */
                         "application/json": {
-                            items: {
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                id: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                holder: string;
-                                /** @description The resources, in the order they were requested. */
-                                resources: {
-                                    /**
-                                     * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                     * @example instances/i-42
-                                     */
-                                    path: string;
-                                    /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                    mode: "exclusive" | "shared";
-                                }[];
-                                /**
-                                 * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                                 * @example 1764000000000001
-                                 */
-                                fencingToken: number;
-                                /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                                state: "active" | "orphaned";
-                                /** @description The time to live each renewal grants. */
-                                ttlMs: number;
-                                /**
-                                 * Format: date-time
-                                 * @description When it was granted (Redis clock).
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                acquiredAt: string;
-                                /**
-                                 * Format: date-time
-                                 * @description When it was last granted or renewed (Redis clock).
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                renewedAt: string;
-                                /**
-                                 * Format: date-time
-                                 * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                expiresAt: string;
-                                /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                                expiresInMs: number;
-                                /**
-                                 * Format: date-time
-                                 * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                holdDeadline: string;
-                                /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                                lockDelayMs: number;
-                                action: {
-                                    /** @description What the action does, e.g. resize. */
-                                    kind: string;
-                                    /**
-                                     * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                     * @example {
-                                     *       "flavor": "m1.large"
-                                     *     }
-                                     */
-                                    payload: unknown;
-                                    /** @description Which attempt of the action this lease runs (1 for the first). */
-                                    attempt: number;
-                                    /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                    maxAttempts: number;
-                                    /**
-                                     * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                     * @example {
-                                     *       "flavor": "m1.large"
-                                     *     }
-                                     */
-                                    progress: unknown;
-                                } | null;
-                                /** @description The orphan its action became, once orphaned. */
-                                orphanId: string | null;
-                            }[];
+                            items: components["schemas"]["Lease"][];
                             /** @description Pass as cursor for the next page; null on the last. */
                             nextCursor: string | null;
                         };
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
@@ -443,18 +279,10 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        /**
-                         * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                         * @example conductor-z
-                         */
-                        holder: string;
+                        holder: components["schemas"]["Holder"];
                         /** @description All granted together or none. Two that cover each other are 400 overlapping_resources. */
                         resources: {
-                            /**
-                             * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                             * @example instances/i-42
-                             */
-                            path: string;
+                            path: components["schemas"]["ResourcePath"];
                             /**
                              * @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict.
                              * @default exclusive
@@ -530,89 +358,7 @@ export interface paths {
                          *       "orphanId": null
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                            state: "active" | "orphaned";
-                            /** @description The time to live each renewal grants. */
-                            ttlMs: number;
-                            /**
-                             * Format: date-time
-                             * @description When it was granted (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            acquiredAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it was last granted or renewed (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            renewedAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            expiresAt: string;
-                            /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                            expiresInMs: number;
-                            /**
-                             * Format: date-time
-                             * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            holdDeadline: string;
-                            /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                            lockDelayMs: number;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, once orphaned. */
-                            orphanId: string | null;
-                        };
+                        "application/json": components["schemas"]["Lease"];
                     };
                 };
                 /** @description Granted: a new lease. */
@@ -656,125 +402,10 @@ export interface paths {
                          *       "orphanId": null
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                            state: "active" | "orphaned";
-                            /** @description The time to live each renewal grants. */
-                            ttlMs: number;
-                            /**
-                             * Format: date-time
-                             * @description When it was granted (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            acquiredAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it was last granted or renewed (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            renewedAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            expiresAt: string;
-                            /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                            expiresInMs: number;
-                            /**
-                             * Format: date-time
-                             * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            holdDeadline: string;
-                            /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                            lockDelayMs: number;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, once orphaned. */
-                            orphanId: string | null;
-                        };
+                        "application/json": components["schemas"]["Lease"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
                 /** @description code conflict, with the leases in the way; or request_id_reused. */
                 409: {
                     headers: {
@@ -799,181 +430,13 @@ export interface paths {
                          *       "code": "conflict"
                          *     }
                          */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                            /** @description The leases in the way (the first few). */
-                            conflicts?: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                leaseId: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                holder: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                                /** @description lock_delay: an expired or revoked lease still blocking for its lockDelayMs. waiting: an earlier acquire with waitMs still queued for an overlapping resource (leaseId is the id its lease will have); requests are served in arrival order. */
-                                state: "active" | "orphaned" | "lock_delay" | "waiting";
-                            }[];
-                        };
+                        "application/json": components["schemas"]["ConflictProblem"];
                     };
                 };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/rate_limited",
-                         *       "title": "Too many requests",
-                         *       "status": 429,
-                         *       "detail": "This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.",
-                         *       "code": "rate_limited"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -1075,375 +538,15 @@ export interface paths {
                          *       "orphanId": null
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                            state: "active" | "orphaned";
-                            /** @description The time to live each renewal grants. */
-                            ttlMs: number;
-                            /**
-                             * Format: date-time
-                             * @description When it was granted (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            acquiredAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it was last granted or renewed (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            renewedAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            expiresAt: string;
-                            /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                            expiresInMs: number;
-                            /**
-                             * Format: date-time
-                             * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            holdDeadline: string;
-                            /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                            lockDelayMs: number;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, once orphaned. */
-                            orphanId: string | null;
-                        };
+                        "application/json": components["schemas"]["Lease"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/lease_not_found",
-                         *       "title": "No such lease",
-                         *       "status": 404,
-                         *       "detail": "No lease 3q2-7wEjQ9mCkBq9xY1fSg, and no tombstone of one (tombstones are kept an hour).",
-                         *       "code": "lease_not_found"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description code lease_expired, lease_released or lease_revoked, with the lease's tombstone as extension members. */
-                410: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
-                         *       "holder": "conductor-z",
-                         *       "resources": [
-                         *         {
-                         *           "path": "instances/i-42",
-                         *           "mode": "exclusive"
-                         *         }
-                         *       ],
-                         *       "fencingToken": 1795520400000001,
-                         *       "state": "expired",
-                         *       "endedAt": "2026-11-24T10:00:50.000Z",
-                         *       "action": {
-                         *         "kind": "resize",
-                         *         "payload": {
-                         *           "flavor": "m1.large"
-                         *         },
-                         *         "attempt": 1,
-                         *         "maxAttempts": 3,
-                         *         "progress": {
-                         *           "step": "disk-migrated",
-                         *           "done": 2,
-                         *           "of": 5
-                         *         }
-                         *       },
-                         *       "orphanId": "9f86d081884c7d659a2feaa0c55ad015",
-                         *       "type": "https://lease-service.dev/problems/lease_expired",
-                         *       "title": "The lease has expired",
-                         *       "status": 410,
-                         *       "detail": "Lease 3q2-7wEjQ9mCkBq9xY1fSg expired at 2026-11-24T10:00:50.000Z; its holder has lost it.",
-                         *       "code": "lease_expired"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            state: "released" | "expired" | "revoked";
-                            outcome?: "completed" | "failed" | "abandoned";
-                            /**
-                             * Format: date-time
-                             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            endedAt: string;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, if it had one. */
-                            orphanId?: string;
-                        };
-                    };
-                };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -1531,351 +634,15 @@ export interface paths {
                          *       }
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            state: "released" | "expired" | "revoked";
-                            outcome?: "completed" | "failed" | "abandoned";
-                            /**
-                             * Format: date-time
-                             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            endedAt: string;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, if it had one. */
-                            orphanId?: string;
-                        };
+                        "application/json": components["schemas"]["Tombstone"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/lease_not_found",
-                         *       "title": "No such lease",
-                         *       "status": 404,
-                         *       "detail": "No lease 3q2-7wEjQ9mCkBq9xY1fSg, and no tombstone of one (tombstones are kept an hour).",
-                         *       "code": "lease_not_found"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description code lease_expired, lease_released or lease_revoked, with the lease's tombstone as extension members. */
-                410: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
-                         *       "holder": "conductor-z",
-                         *       "resources": [
-                         *         {
-                         *           "path": "instances/i-42",
-                         *           "mode": "exclusive"
-                         *         }
-                         *       ],
-                         *       "fencingToken": 1795520400000001,
-                         *       "state": "expired",
-                         *       "endedAt": "2026-11-24T10:00:50.000Z",
-                         *       "action": {
-                         *         "kind": "resize",
-                         *         "payload": {
-                         *           "flavor": "m1.large"
-                         *         },
-                         *         "attempt": 1,
-                         *         "maxAttempts": 3,
-                         *         "progress": {
-                         *           "step": "disk-migrated",
-                         *           "done": 2,
-                         *           "of": 5
-                         *         }
-                         *       },
-                         *       "orphanId": "9f86d081884c7d659a2feaa0c55ad015",
-                         *       "type": "https://lease-service.dev/problems/lease_expired",
-                         *       "title": "The lease has expired",
-                         *       "status": 410,
-                         *       "detail": "Lease 3q2-7wEjQ9mCkBq9xY1fSg expired at 2026-11-24T10:00:50.000Z; its holder has lost it.",
-                         *       "code": "lease_expired"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            state: "released" | "expired" | "revoked";
-                            outcome?: "completed" | "failed" | "abandoned";
-                            /**
-                             * Format: date-time
-                             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            endedAt: string;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, if it had one. */
-                            orphanId?: string;
-                        };
-                    };
-                };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -1951,307 +718,13 @@ export interface paths {
                          *       "orphanId": null
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                            state: "active" | "orphaned";
-                            /** @description The time to live each renewal grants. */
-                            ttlMs: number;
-                            /**
-                             * Format: date-time
-                             * @description When it was granted (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            acquiredAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it was last granted or renewed (Redis clock).
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            renewedAt: string;
-                            /**
-                             * Format: date-time
-                             * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            expiresAt: string;
-                            /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                            expiresInMs: number;
-                            /**
-                             * Format: date-time
-                             * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            holdDeadline: string;
-                            /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                            lockDelayMs: number;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, once orphaned. */
-                            orphanId: string | null;
-                        };
+                        "application/json": components["schemas"]["Lease"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/lease_not_found",
-                         *       "title": "No such lease",
-                         *       "status": 404,
-                         *       "detail": "No lease 3q2-7wEjQ9mCkBq9xY1fSg, and no tombstone of one (tombstones are kept an hour).",
-                         *       "code": "lease_not_found"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description code lease_expired, lease_released or lease_revoked, with the lease's tombstone as extension members. */
-                410: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
-                         *       "holder": "conductor-z",
-                         *       "resources": [
-                         *         {
-                         *           "path": "instances/i-42",
-                         *           "mode": "exclusive"
-                         *         }
-                         *       ],
-                         *       "fencingToken": 1795520400000001,
-                         *       "state": "expired",
-                         *       "endedAt": "2026-11-24T10:00:50.000Z",
-                         *       "action": {
-                         *         "kind": "resize",
-                         *         "payload": {
-                         *           "flavor": "m1.large"
-                         *         },
-                         *         "attempt": 1,
-                         *         "maxAttempts": 3,
-                         *         "progress": {
-                         *           "step": "disk-migrated",
-                         *           "done": 2,
-                         *           "of": 5
-                         *         }
-                         *       },
-                         *       "orphanId": "9f86d081884c7d659a2feaa0c55ad015",
-                         *       "type": "https://lease-service.dev/problems/lease_expired",
-                         *       "title": "The lease has expired",
-                         *       "status": 410,
-                         *       "detail": "Lease 3q2-7wEjQ9mCkBq9xY1fSg expired at 2026-11-24T10:00:50.000Z; its holder has lost it.",
-                         *       "code": "lease_expired"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            state: "released" | "expired" | "revoked";
-                            outcome?: "completed" | "failed" | "abandoned";
-                            /**
-                             * Format: date-time
-                             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            endedAt: string;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, if it had one. */
-                            orphanId?: string;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
@@ -2310,283 +783,13 @@ export interface paths {
                          *       }
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            state: "released" | "expired" | "revoked";
-                            outcome?: "completed" | "failed" | "abandoned";
-                            /**
-                             * Format: date-time
-                             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            endedAt: string;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, if it had one. */
-                            orphanId?: string;
-                        };
+                        "application/json": components["schemas"]["Tombstone"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/lease_not_found",
-                         *       "title": "No such lease",
-                         *       "status": 404,
-                         *       "detail": "No lease 3q2-7wEjQ9mCkBq9xY1fSg, and no tombstone of one (tombstones are kept an hour).",
-                         *       "code": "lease_not_found"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description code lease_expired, lease_released or lease_revoked, with the lease's tombstone as extension members. */
-                410: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
-                         *       "holder": "conductor-z",
-                         *       "resources": [
-                         *         {
-                         *           "path": "instances/i-42",
-                         *           "mode": "exclusive"
-                         *         }
-                         *       ],
-                         *       "fencingToken": 1795520400000001,
-                         *       "state": "expired",
-                         *       "endedAt": "2026-11-24T10:00:50.000Z",
-                         *       "action": {
-                         *         "kind": "resize",
-                         *         "payload": {
-                         *           "flavor": "m1.large"
-                         *         },
-                         *         "attempt": 1,
-                         *         "maxAttempts": 3,
-                         *         "progress": {
-                         *           "step": "disk-migrated",
-                         *           "done": 2,
-                         *           "of": 5
-                         *         }
-                         *       },
-                         *       "orphanId": "9f86d081884c7d659a2feaa0c55ad015",
-                         *       "type": "https://lease-service.dev/problems/lease_expired",
-                         *       "title": "The lease has expired",
-                         *       "status": 410,
-                         *       "detail": "Lease 3q2-7wEjQ9mCkBq9xY1fSg expired at 2026-11-24T10:00:50.000Z; its holder has lost it.",
-                         *       "code": "lease_expired"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            id: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            holder: string;
-                            /** @description The resources, in the order they were requested. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /**
-                             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                             * @example 1764000000000001
-                             */
-                            fencingToken: number;
-                            state: "released" | "expired" | "revoked";
-                            outcome?: "completed" | "failed" | "abandoned";
-                            /**
-                             * Format: date-time
-                             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            endedAt: string;
-                            action: {
-                                /** @description What the action does, e.g. resize. */
-                                kind: string;
-                                /**
-                                 * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                payload: unknown;
-                                /** @description Which attempt of the action this lease runs (1 for the first). */
-                                attempt: number;
-                                /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                maxAttempts: number;
-                                /**
-                                 * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                 * @example {
-                                 *       "flavor": "m1.large"
-                                 *     }
-                                 */
-                                progress: unknown;
-                            } | null;
-                            /** @description The orphan its action became, if it had one. */
-                            orphanId?: string;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         options?: never;
@@ -2661,11 +864,7 @@ export interface paths {
                         "application/json": {
                             /** @description The leases renewed: the holder's active leases (of this call's share). */
                             renewed: {
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                id: string;
+                                id: components["schemas"]["LeaseId"];
                                 /**
                                  * Format: date-time
                                  * @description Its new expiresAt (Redis clock).
@@ -2680,142 +879,10 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -2908,95 +975,9 @@ export interface paths {
                          *     }
                          */
                         "application/json": {
-                            /**
-                             * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                             * @example instances/i-42
-                             */
-                            path: string;
+                            path: components["schemas"]["ResourcePath"];
                             /** @description Leases on this path or an ancestor: whoever holds it now (the first 100). */
-                            coveredBy: {
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                id: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                holder: string;
-                                /** @description The resources, in the order they were requested. */
-                                resources: {
-                                    /**
-                                     * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                     * @example instances/i-42
-                                     */
-                                    path: string;
-                                    /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                    mode: "exclusive" | "shared";
-                                }[];
-                                /**
-                                 * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                                 * @example 1764000000000001
-                                 */
-                                fencingToken: number;
-                                /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                                state: "active" | "orphaned";
-                                /** @description The time to live each renewal grants. */
-                                ttlMs: number;
-                                /**
-                                 * Format: date-time
-                                 * @description When it was granted (Redis clock).
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                acquiredAt: string;
-                                /**
-                                 * Format: date-time
-                                 * @description When it was last granted or renewed (Redis clock).
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                renewedAt: string;
-                                /**
-                                 * Format: date-time
-                                 * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                expiresAt: string;
-                                /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                                expiresInMs: number;
-                                /**
-                                 * Format: date-time
-                                 * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                holdDeadline: string;
-                                /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                                lockDelayMs: number;
-                                action: {
-                                    /** @description What the action does, e.g. resize. */
-                                    kind: string;
-                                    /**
-                                     * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                     * @example {
-                                     *       "flavor": "m1.large"
-                                     *     }
-                                     */
-                                    payload: unknown;
-                                    /** @description Which attempt of the action this lease runs (1 for the first). */
-                                    attempt: number;
-                                    /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                    maxAttempts: number;
-                                    /**
-                                     * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                     * @example {
-                                     *       "flavor": "m1.large"
-                                     *     }
-                                     */
-                                    progress: unknown;
-                                } | null;
-                                /** @description The orphan its action became, once orphaned. */
-                                orphanId: string | null;
-                            }[];
+                            coveredBy: components["schemas"]["Lease"][];
                             /** @description How many leases cover the path (lock-delayed tombstones included). */
                             coveredByCount: number;
                             /** @description Leases strictly below the path (a volume of this instance, say). */
@@ -3004,161 +985,13 @@ export interface paths {
                                 /** @description How many leases hold something below the path. */
                                 count: number;
                                 /** @description The first 100 of them: exclusive ones first, then shared ones. */
-                                items: {
-                                    /**
-                                     * @description Opaque, URL-safe lease id (128 random bits).
-                                     * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                     */
-                                    id: string;
-                                    /**
-                                     * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                     * @example conductor-z
-                                     */
-                                    holder: string;
-                                    /** @description The resources, in the order they were requested. */
-                                    resources: {
-                                        /**
-                                         * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                         * @example instances/i-42
-                                         */
-                                        path: string;
-                                        /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                        mode: "exclusive" | "shared";
-                                    }[];
-                                    /**
-                                     * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                                     * @example 1764000000000001
-                                     */
-                                    fencingToken: number;
-                                    /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                                    state: "active" | "orphaned";
-                                    /** @description The time to live each renewal grants. */
-                                    ttlMs: number;
-                                    /**
-                                     * Format: date-time
-                                     * @description When it was granted (Redis clock).
-                                     * @example 2026-11-24T10:00:00.000Z
-                                     */
-                                    acquiredAt: string;
-                                    /**
-                                     * Format: date-time
-                                     * @description When it was last granted or renewed (Redis clock).
-                                     * @example 2026-11-24T10:00:00.000Z
-                                     */
-                                    renewedAt: string;
-                                    /**
-                                     * Format: date-time
-                                     * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                                     * @example 2026-11-24T10:00:00.000Z
-                                     */
-                                    expiresAt: string;
-                                    /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                                    expiresInMs: number;
-                                    /**
-                                     * Format: date-time
-                                     * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                                     * @example 2026-11-24T10:00:00.000Z
-                                     */
-                                    holdDeadline: string;
-                                    /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                                    lockDelayMs: number;
-                                    action: {
-                                        /** @description What the action does, e.g. resize. */
-                                        kind: string;
-                                        /**
-                                         * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                         * @example {
-                                         *       "flavor": "m1.large"
-                                         *     }
-                                         */
-                                        payload: unknown;
-                                        /** @description Which attempt of the action this lease runs (1 for the first). */
-                                        attempt: number;
-                                        /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                        maxAttempts: number;
-                                        /**
-                                         * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                         * @example {
-                                         *       "flavor": "m1.large"
-                                         *     }
-                                         */
-                                        progress: unknown;
-                                    } | null;
-                                    /** @description The orphan its action became, once orphaned. */
-                                    orphanId: string | null;
-                                }[];
+                                items: components["schemas"]["Lease"][];
                             };
                         };
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
@@ -3199,11 +1032,7 @@ export interface paths {
                      *     }
                      */
                     "application/json": {
-                        /**
-                         * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                         * @example instances/i-42
-                         */
-                        path: string;
+                        path: components["schemas"]["ResourcePath"];
                         /** @description The token the writer presented. */
                         fencingToken: number;
                     };
@@ -3235,16 +1064,8 @@ export interface paths {
                             valid: boolean;
                             /** @description The active leases covering the path now (the first 100; GET /v1/resources/{path} shows them all). */
                             current: {
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                leaseId: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                holder: string;
+                                leaseId: components["schemas"]["LeaseId"];
+                                holder: components["schemas"]["Holder"];
                                 /** @description The token a valid writer presents. */
                                 fencingToken: number;
                                 /** @enum {string} */
@@ -3255,142 +1076,10 @@ export interface paths {
                         };
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -3433,11 +1122,7 @@ export interface paths {
                      *     }
                      */
                     "application/json": {
-                        /**
-                         * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                         * @example conductor-z
-                         */
-                        holder: string;
+                        holder: components["schemas"]["Holder"];
                         /** @description ttlMs of the claim's lease, 1000..300000, default 15000. Its maxHoldMs is the default, 86400000. */
                         ttlMs?: number;
                         /** @description Only orphans of these action kinds. Omitted: any kind. */
@@ -3522,220 +1207,8 @@ export interface paths {
                          *     }
                          */
                         "application/json": {
-                            /**
-                             * @description An action whose holder died, gave up or was revoked before finishing it.
-                             * @example {
-                             *       "id": "9f86d081884c7d659a2feaa0c55ad015",
-                             *       "state": "pending",
-                             *       "reason": "expired",
-                             *       "resources": [
-                             *         {
-                             *           "path": "instances/i-42",
-                             *           "mode": "exclusive"
-                             *         }
-                             *       ],
-                             *       "action": {
-                             *         "kind": "resize",
-                             *         "payload": {
-                             *           "flavor": "m1.large"
-                             *         },
-                             *         "attempt": 1,
-                             *         "maxAttempts": 3
-                             *       },
-                             *       "progress": {
-                             *         "step": "disk-migrated",
-                             *         "done": 2,
-                             *         "of": 5
-                             *       },
-                             *       "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
-                             *       "lastHolder": "conductor-z",
-                             *       "lastFencingToken": 1795520400000001,
-                             *       "orphanedAt": "2026-11-24T10:00:50.000Z",
-                             *       "claimedBy": null,
-                             *       "claimedLeaseId": null
-                             *     }
-                             */
-                            orphan: {
-                                /**
-                                 * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
-                                 * @example 9f86d081884c7d659a2feaa0c55ad015
-                                 */
-                                id: string;
-                                /** @description pending: waiting to be claimed. claimed: a conductor holds a lease for it. dead_letter: attempted maxAttempts times; never handed out again, its resources stay reserved until an operator resolves it. resolved: over (completed or failed under a claim, or discarded). */
-                                state: "pending" | "claimed" | "dead_letter" | "resolved";
-                                /** @description How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator). */
-                                reason: "expired" | "abandoned" | "revoked";
-                                /** @description The resources it keeps reserved while pending, claimed or dead_letter. */
-                                resources: {
-                                    /**
-                                     * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                     * @example instances/i-42
-                                     */
-                                    path: string;
-                                    /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                    mode: "exclusive" | "shared";
-                                }[];
-                                /** @description The action left half-done. */
-                                action: {
-                                    kind: string;
-                                    /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
-                                    payload: unknown;
-                                    /** @description The attempt that was running when it was (last) orphaned. */
-                                    attempt: number;
-                                    maxAttempts: number;
-                                };
-                                /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
-                                progress: unknown;
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                lastLeaseId: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                lastHolder: string;
-                                /** @description The token of the lease that died or gave up; a claim's lease always carries a greater one. */
-                                lastFencingToken: number;
-                                /**
-                                 * Format: date-time
-                                 * @description When its last lease ended (its expiresAt for an expiry), Redis clock.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                orphanedAt: string;
-                                /** @description The holder of the claim, while claimed (and after a claim completed). */
-                                claimedBy: string | null;
-                                /** @description The claim's lease, while claimed (and after a claim completed). */
-                                claimedLeaseId: string | null;
-                                /** @description For a resolved orphan: discarded by an operator, or the outcome its claim's lease was released with. */
-                                resolution?: "discard" | "completed" | "failed";
-                                /**
-                                 * Format: date-time
-                                 * @description For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                resolvedAt?: string;
-                            };
-                            /**
-                             * @description A lease that holds its resources.
-                             * @example {
-                             *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
-                             *       "holder": "conductor-z",
-                             *       "resources": [
-                             *         {
-                             *           "path": "instances/i-42",
-                             *           "mode": "exclusive"
-                             *         }
-                             *       ],
-                             *       "fencingToken": 1795520400000001,
-                             *       "state": "active",
-                             *       "ttlMs": 30000,
-                             *       "acquiredAt": "2026-11-24T10:00:00.000Z",
-                             *       "renewedAt": "2026-11-24T10:00:20.000Z",
-                             *       "expiresAt": "2026-11-24T10:00:50.000Z",
-                             *       "expiresInMs": 29000,
-                             *       "holdDeadline": "2026-11-24T11:00:00.000Z",
-                             *       "lockDelayMs": 0,
-                             *       "action": {
-                             *         "kind": "resize",
-                             *         "payload": {
-                             *           "flavor": "m1.large"
-                             *         },
-                             *         "attempt": 1,
-                             *         "maxAttempts": 3,
-                             *         "progress": {
-                             *           "step": "disk-migrated",
-                             *           "done": 2,
-                             *           "of": 5
-                             *         }
-                             *       },
-                             *       "orphanId": null
-                             *     }
-                             */
-                            lease: {
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                id: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                holder: string;
-                                /** @description The resources, in the order they were requested. */
-                                resources: {
-                                    /**
-                                     * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                     * @example instances/i-42
-                                     */
-                                    path: string;
-                                    /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                    mode: "exclusive" | "shared";
-                                }[];
-                                /**
-                                 * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
-                                 * @example 1764000000000001
-                                 */
-                                fencingToken: number;
-                                /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
-                                state: "active" | "orphaned";
-                                /** @description The time to live each renewal grants. */
-                                ttlMs: number;
-                                /**
-                                 * Format: date-time
-                                 * @description When it was granted (Redis clock).
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                acquiredAt: string;
-                                /**
-                                 * Format: date-time
-                                 * @description When it was last granted or renewed (Redis clock).
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                renewedAt: string;
-                                /**
-                                 * Format: date-time
-                                 * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                expiresAt: string;
-                                /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
-                                expiresInMs: number;
-                                /**
-                                 * Format: date-time
-                                 * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                holdDeadline: string;
-                                /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
-                                lockDelayMs: number;
-                                action: {
-                                    /** @description What the action does, e.g. resize. */
-                                    kind: string;
-                                    /**
-                                     * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
-                                     * @example {
-                                     *       "flavor": "m1.large"
-                                     *     }
-                                     */
-                                    payload: unknown;
-                                    /** @description Which attempt of the action this lease runs (1 for the first). */
-                                    attempt: number;
-                                    /** @description After this many attempts an orphaned action goes to dead_letter. */
-                                    maxAttempts: number;
-                                    /**
-                                     * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
-                                     * @example {
-                                     *       "flavor": "m1.large"
-                                     *     }
-                                     */
-                                    progress: unknown;
-                                } | null;
-                                /** @description The orphan its action became, once orphaned. */
-                                orphanId: string | null;
-                            };
+                            orphan: components["schemas"]["Orphan"];
+                            lease: components["schemas"]["Lease"];
                         };
                     };
                 };
@@ -3746,176 +1219,11 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/rate_limited",
-                         *       "title": "Too many requests",
-                         *       "status": 429,
-                         *       "detail": "This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.",
-                         *       "code": "rate_limited"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["TooManyRequests"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -4008,138 +1316,11 @@ export interface paths {
                          *       "resolvedAt": "2026-11-24T10:10:00.000Z"
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
-                             * @example 9f86d081884c7d659a2feaa0c55ad015
-                             */
-                            id: string;
-                            /** @description pending: waiting to be claimed. claimed: a conductor holds a lease for it. dead_letter: attempted maxAttempts times; never handed out again, its resources stay reserved until an operator resolves it. resolved: over (completed or failed under a claim, or discarded). */
-                            state: "pending" | "claimed" | "dead_letter" | "resolved";
-                            /** @description How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator). */
-                            reason: "expired" | "abandoned" | "revoked";
-                            /** @description The resources it keeps reserved while pending, claimed or dead_letter. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /** @description The action left half-done. */
-                            action: {
-                                kind: string;
-                                /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
-                                payload: unknown;
-                                /** @description The attempt that was running when it was (last) orphaned. */
-                                attempt: number;
-                                maxAttempts: number;
-                            };
-                            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
-                            progress: unknown;
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            lastLeaseId: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            lastHolder: string;
-                            /** @description The token of the lease that died or gave up; a claim's lease always carries a greater one. */
-                            lastFencingToken: number;
-                            /**
-                             * Format: date-time
-                             * @description When its last lease ended (its expiresAt for an expiry), Redis clock.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            orphanedAt: string;
-                            /** @description The holder of the claim, while claimed (and after a claim completed). */
-                            claimedBy: string | null;
-                            /** @description The claim's lease, while claimed (and after a claim completed). */
-                            claimedLeaseId: string | null;
-                            /** @description For a resolved orphan: discarded by an operator, or the outcome its claim's lease was released with. */
-                            resolution?: "discard" | "completed" | "failed";
-                            /**
-                             * Format: date-time
-                             * @description For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            resolvedAt?: string;
-                        };
+                        "application/json": components["schemas"]["Orphan"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/orphan_not_found",
-                         *       "title": "No such orphan",
-                         *       "status": 404,
-                         *       "detail": "No orphan 9f86d081884c7d659a2feaa0c55ad015 (resolved orphans are kept an hour).",
-                         *       "code": "orphan_not_found"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                404: components["responses"]["OrphanNotFound"];
                 /** @description orphan_claimed: a conductor is working on it (revoke its lease first); orphan_resolved: it was resolved otherwise. The orphan is in `orphan`. */
                 409: {
                     headers: {
@@ -4185,127 +1366,12 @@ export interface paths {
                          *       "code": "orphan_claimed"
                          *     }
                          */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
+                        "application/json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description payload_too_large: the body, action.payload or progress is over its limit. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/payload_too_large",
-                         *       "title": "The request or one of its parts is too large",
-                         *       "status": 413,
-                         *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
-                         *       "code": "payload_too_large"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description unsupported_media_type: send application/json, in UTF-8. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/unsupported_media_type",
-                         *       "title": "The request body must be application/json",
-                         *       "status": 415,
-                         *       "detail": "Send the body as application/json.",
-                         *       "code": "unsupported_media_type"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         delete?: never;
@@ -4378,172 +1444,12 @@ export interface paths {
                          *       "claimedLeaseId": null
                          *     }
                          */
-                        "application/json": {
-                            /**
-                             * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
-                             * @example 9f86d081884c7d659a2feaa0c55ad015
-                             */
-                            id: string;
-                            /** @description pending: waiting to be claimed. claimed: a conductor holds a lease for it. dead_letter: attempted maxAttempts times; never handed out again, its resources stay reserved until an operator resolves it. resolved: over (completed or failed under a claim, or discarded). */
-                            state: "pending" | "claimed" | "dead_letter" | "resolved";
-                            /** @description How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator). */
-                            reason: "expired" | "abandoned" | "revoked";
-                            /** @description The resources it keeps reserved while pending, claimed or dead_letter. */
-                            resources: {
-                                /**
-                                 * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                 * @example instances/i-42
-                                 */
-                                path: string;
-                                /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                mode: "exclusive" | "shared";
-                            }[];
-                            /** @description The action left half-done. */
-                            action: {
-                                kind: string;
-                                /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
-                                payload: unknown;
-                                /** @description The attempt that was running when it was (last) orphaned. */
-                                attempt: number;
-                                maxAttempts: number;
-                            };
-                            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
-                            progress: unknown;
-                            /**
-                             * @description Opaque, URL-safe lease id (128 random bits).
-                             * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                             */
-                            lastLeaseId: string;
-                            /**
-                             * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                             * @example conductor-z
-                             */
-                            lastHolder: string;
-                            /** @description The token of the lease that died or gave up; a claim's lease always carries a greater one. */
-                            lastFencingToken: number;
-                            /**
-                             * Format: date-time
-                             * @description When its last lease ended (its expiresAt for an expiry), Redis clock.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            orphanedAt: string;
-                            /** @description The holder of the claim, while claimed (and after a claim completed). */
-                            claimedBy: string | null;
-                            /** @description The claim's lease, while claimed (and after a claim completed). */
-                            claimedLeaseId: string | null;
-                            /** @description For a resolved orphan: discarded by an operator, or the outcome its claim's lease was released with. */
-                            resolution?: "discard" | "completed" | "failed";
-                            /**
-                             * Format: date-time
-                             * @description For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.
-                             * @example 2026-11-24T10:00:00.000Z
-                             */
-                            resolvedAt?: string;
-                        };
+                        "application/json": components["schemas"]["Orphan"];
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/orphan_not_found",
-                         *       "title": "No such orphan",
-                         *       "status": 404,
-                         *       "detail": "No orphan 9f86d081884c7d659a2feaa0c55ad015 (resolved orphans are kept an hour).",
-                         *       "code": "orphan_not_found"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                404: components["responses"]["OrphanNotFound"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
@@ -4644,141 +1550,14 @@ export interface paths {
                          *     }
                          */
                         "application/json": {
-                            items: {
-                                /**
-                                 * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
-                                 * @example 9f86d081884c7d659a2feaa0c55ad015
-                                 */
-                                id: string;
-                                /** @description pending: waiting to be claimed. claimed: a conductor holds a lease for it. dead_letter: attempted maxAttempts times; never handed out again, its resources stay reserved until an operator resolves it. resolved: over (completed or failed under a claim, or discarded). */
-                                state: "pending" | "claimed" | "dead_letter" | "resolved";
-                                /** @description How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator). */
-                                reason: "expired" | "abandoned" | "revoked";
-                                /** @description The resources it keeps reserved while pending, claimed or dead_letter. */
-                                resources: {
-                                    /**
-                                     * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
-                                     * @example instances/i-42
-                                     */
-                                    path: string;
-                                    /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
-                                    mode: "exclusive" | "shared";
-                                }[];
-                                /** @description The action left half-done. */
-                                action: {
-                                    kind: string;
-                                    /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
-                                    payload: unknown;
-                                    /** @description The attempt that was running when it was (last) orphaned. */
-                                    attempt: number;
-                                    maxAttempts: number;
-                                };
-                                /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
-                                progress: unknown;
-                                /**
-                                 * @description Opaque, URL-safe lease id (128 random bits).
-                                 * @example 3q2-7wEjQ9mCkBq9xY1fSg
-                                 */
-                                lastLeaseId: string;
-                                /**
-                                 * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
-                                 * @example conductor-z
-                                 */
-                                lastHolder: string;
-                                /** @description The token of the lease that died or gave up; a claim's lease always carries a greater one. */
-                                lastFencingToken: number;
-                                /**
-                                 * Format: date-time
-                                 * @description When its last lease ended (its expiresAt for an expiry), Redis clock.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                orphanedAt: string;
-                                /** @description The holder of the claim, while claimed (and after a claim completed). */
-                                claimedBy: string | null;
-                                /** @description The claim's lease, while claimed (and after a claim completed). */
-                                claimedLeaseId: string | null;
-                                /** @description For a resolved orphan: discarded by an operator, or the outcome its claim's lease was released with. */
-                                resolution?: "discard" | "completed" | "failed";
-                                /**
-                                 * Format: date-time
-                                 * @description For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.
-                                 * @example 2026-11-24T10:00:00.000Z
-                                 */
-                                resolvedAt?: string;
-                            }[];
+                            items: components["schemas"]["Orphan"][];
                             /** @description Pass as cursor for the next page; null on the last. */
                             nextCursor: string | null;
                         };
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
@@ -4798,7 +1577,7 @@ export interface paths {
         };
         /**
          * Lifecycle events as Server-Sent Events
-         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}. Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for 30 s. Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID.
+         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?} (the Event schema). Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for 30 s. Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID.
          */
         get: {
             parameters: {
@@ -4835,40 +1614,7 @@ export interface paths {
                         "text/event-stream": string;
                     };
                 };
-                /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/invalid_resource",
-                         *       "title": "A resource path is not valid",
-                         *       "status": 400,
-                         *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
-                         *       "code": "invalid_resource"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                400: components["responses"]["BadRequest"];
                 /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. */
                 429: {
                     headers: {
@@ -4884,59 +1630,10 @@ export interface paths {
                          *       "code": "rate_limited"
                          *     }
                          */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
+                        "application/json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/backend_unavailable",
-                         *       "title": "The service cannot serve this now",
-                         *       "status": 503,
-                         *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
-                         *       "code": "backend_unavailable"
-                         *     }
-                         */
-                        "application/json": {
-                            /** @description A URI naming the problem type. */
-                            type: string;
-                            /** @description A short human summary of the problem type. */
-                            title: string;
-                            /** @description The HTTP status. */
-                            status: number;
-                            /** @description What went wrong with this request, for humans. */
-                            detail: string;
-                            /**
-                             * @description Stable machine-readable code.
-                             * @example invalid_request
-                             */
-                            code: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
+                503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
@@ -4950,8 +1647,607 @@ export interface paths {
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: never;
-    responses: never;
+    schemas: {
+        /**
+         * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
+         * @example conductor-z
+         */
+        Holder: string;
+        /**
+         * @description Opaque, URL-safe lease id (128 random bits).
+         * @example 3q2-7wEjQ9mCkBq9xY1fSg
+         */
+        LeaseId: string;
+        /**
+         * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
+         * @example 9f86d081884c7d659a2feaa0c55ad015
+         */
+        OrphanId: string;
+        /**
+         * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
+         * @example instances/i-42
+         */
+        ResourcePath: string;
+        /** @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict. */
+        Mode: "exclusive" | "shared";
+        /** @description One resource of a lease and the mode it is held in. */
+        Resource: {
+            path: components["schemas"]["ResourcePath"];
+            mode: components["schemas"]["Mode"];
+        };
+        /** @description The long action this lease protects; an expired, abandoned or revoked lease with an action becomes an orphan. */
+        Action: {
+            /** @description What the action does, e.g. resize. */
+            kind: string;
+            /**
+             * @description The action's parameters, as given at acquire (null when none). Also null in listings without include=payload, in tombstones, and for an orphaned lease: its orphan (orphanId) holds the payload and progress until it is resolved.
+             * @example {
+             *       "flavor": "m1.large"
+             *     }
+             */
+            payload: unknown;
+            /** @description Which attempt of the action this lease runs (1 for the first). */
+            attempt: number;
+            /** @description After this many attempts an orphaned action goes to dead_letter. */
+            maxAttempts: number;
+            /**
+             * @description The last progress checkpoint a renew reported (null until one did; null where payload is, for the same reasons).
+             * @example {
+             *       "flavor": "m1.large"
+             *     }
+             */
+            progress: unknown;
+        };
+        /**
+         * @description A lease that holds its resources.
+         * @example {
+         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+         *       "holder": "conductor-z",
+         *       "resources": [
+         *         {
+         *           "path": "instances/i-42",
+         *           "mode": "exclusive"
+         *         }
+         *       ],
+         *       "fencingToken": 1795520400000001,
+         *       "state": "active",
+         *       "ttlMs": 30000,
+         *       "acquiredAt": "2026-11-24T10:00:00.000Z",
+         *       "renewedAt": "2026-11-24T10:00:20.000Z",
+         *       "expiresAt": "2026-11-24T10:00:50.000Z",
+         *       "expiresInMs": 29000,
+         *       "holdDeadline": "2026-11-24T11:00:00.000Z",
+         *       "lockDelayMs": 0,
+         *       "action": {
+         *         "kind": "resize",
+         *         "payload": {
+         *           "flavor": "m1.large"
+         *         },
+         *         "attempt": 1,
+         *         "maxAttempts": 3,
+         *         "progress": {
+         *           "step": "disk-migrated",
+         *           "done": 2,
+         *           "of": 5
+         *         }
+         *       },
+         *       "orphanId": null
+         *     }
+         */
+        Lease: {
+            id: components["schemas"]["LeaseId"];
+            holder: components["schemas"]["Holder"];
+            /** @description The resources, in the order they were requested. */
+            resources: components["schemas"]["Resource"][];
+            /**
+             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
+             * @example 1764000000000001
+             */
+            fencingToken: number;
+            /** @description active: held by its holder. orphaned: its holder lost it while it carried an action; its resources stay reserved. */
+            state: "active" | "orphaned";
+            /** @description The time to live each renewal grants. */
+            ttlMs: number;
+            /**
+             * Format: date-time
+             * @description When it was granted (Redis clock).
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            acquiredAt: string;
+            /**
+             * Format: date-time
+             * @description When it was last granted or renewed (Redis clock).
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            renewedAt: string;
+            /**
+             * Format: date-time
+             * @description When it expires unless renewed (Redis clock). Never later than holdDeadline.
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            expiresAt: string;
+            /** @description expiresAt minus Redis' clock when this answer was made (0 once passed). A holder measures its own deadline from when it sent the request. */
+            expiresInMs: number;
+            /**
+             * Format: date-time
+             * @description acquiredAt + maxHoldMs: the lease ends then even if renewed.
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            holdDeadline: string;
+            /** @description How long its resources stay blocked after it expires or is revoked (leases without an action). */
+            lockDelayMs: number;
+            action: components["schemas"]["Action"] | null;
+            /** @description The orphan its action became, once orphaned. */
+            orphanId: string | null;
+        };
+        /**
+         * @description What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS).
+         * @example {
+         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+         *       "holder": "conductor-z",
+         *       "resources": [
+         *         {
+         *           "path": "instances/i-42",
+         *           "mode": "exclusive"
+         *         }
+         *       ],
+         *       "fencingToken": 1795520400000001,
+         *       "state": "released",
+         *       "outcome": "completed",
+         *       "endedAt": "2026-11-24T10:04:00.000Z",
+         *       "action": {
+         *         "kind": "resize",
+         *         "payload": {
+         *           "flavor": "m1.large"
+         *         },
+         *         "attempt": 1,
+         *         "maxAttempts": 3,
+         *         "progress": {
+         *           "step": "disk-migrated",
+         *           "done": 2,
+         *           "of": 5
+         *         }
+         *       }
+         *     }
+         */
+        Tombstone: {
+            id: components["schemas"]["LeaseId"];
+            holder: components["schemas"]["Holder"];
+            /** @description The resources, in the order they were requested. */
+            resources: components["schemas"]["Resource"][];
+            /**
+             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
+             * @example 1764000000000001
+             */
+            fencingToken: number;
+            state: "released" | "expired" | "revoked";
+            outcome?: "completed" | "failed" | "abandoned";
+            /**
+             * Format: date-time
+             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            endedAt: string;
+            action: components["schemas"]["Action"] | null;
+            /** @description The orphan its action became, if it had one. */
+            orphanId?: string;
+        };
+        Conflict: {
+            path: components["schemas"]["ResourcePath"];
+            leaseId: components["schemas"]["LeaseId"];
+            holder: components["schemas"]["Holder"];
+            mode: components["schemas"]["Mode"];
+            /** @description lock_delay: an expired or revoked lease still blocking for its lockDelayMs. waiting: an earlier acquire with waitMs still queued for an overlapping resource (leaseId is the id its lease will have); requests are served in arrival order. */
+            state: "active" | "orphaned" | "lock_delay" | "waiting";
+        };
+        /**
+         * @description An action whose holder died, gave up or was revoked before finishing it.
+         * @example {
+         *       "id": "9f86d081884c7d659a2feaa0c55ad015",
+         *       "state": "pending",
+         *       "reason": "expired",
+         *       "resources": [
+         *         {
+         *           "path": "instances/i-42",
+         *           "mode": "exclusive"
+         *         }
+         *       ],
+         *       "action": {
+         *         "kind": "resize",
+         *         "payload": {
+         *           "flavor": "m1.large"
+         *         },
+         *         "attempt": 1,
+         *         "maxAttempts": 3
+         *       },
+         *       "progress": {
+         *         "step": "disk-migrated",
+         *         "done": 2,
+         *         "of": 5
+         *       },
+         *       "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+         *       "lastHolder": "conductor-z",
+         *       "lastFencingToken": 1795520400000001,
+         *       "orphanedAt": "2026-11-24T10:00:50.000Z",
+         *       "claimedBy": null,
+         *       "claimedLeaseId": null
+         *     }
+         */
+        Orphan: {
+            id: components["schemas"]["OrphanId"];
+            /** @description pending: waiting to be claimed. claimed: a conductor holds a lease for it. dead_letter: attempted maxAttempts times; never handed out again, its resources stay reserved until an operator resolves it. resolved: over (completed or failed under a claim, or discarded). */
+            state: "pending" | "claimed" | "dead_letter" | "resolved";
+            /** @description How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator). */
+            reason: "expired" | "abandoned" | "revoked";
+            /** @description The resources it keeps reserved while pending, claimed or dead_letter. */
+            resources: components["schemas"]["Resource"][];
+            /** @description The action left half-done. */
+            action: {
+                kind: string;
+                /** @description The action's parameters, as given at the first acquire; null in listings without include=payload, and once resolved. */
+                payload: unknown;
+                /** @description The attempt that was running when it was (last) orphaned. */
+                attempt: number;
+                maxAttempts: number;
+            };
+            /** @description The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved. */
+            progress: unknown;
+            lastLeaseId: components["schemas"]["LeaseId"];
+            lastHolder: components["schemas"]["Holder"];
+            /** @description The token of the lease that died or gave up; a claim's lease always carries a greater one. */
+            lastFencingToken: number;
+            /**
+             * Format: date-time
+             * @description When its last lease ended (its expiresAt for an expiry), Redis clock.
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            orphanedAt: string;
+            /** @description The holder of the claim, while claimed (and after a claim completed). */
+            claimedBy: components["schemas"]["Holder"] | null;
+            /** @description The claim's lease, while claimed (and after a claim completed). */
+            claimedLeaseId: components["schemas"]["LeaseId"] | null;
+            /** @description For a resolved orphan: discarded by an operator, or the outcome its claim's lease was released with. */
+            resolution?: "discard" | "completed" | "failed";
+            /**
+             * Format: date-time
+             * @description For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            resolvedAt?: string;
+        };
+        /** @description An RFC 9457 problem (application/problem+json). */
+        Problem: {
+            /** @description A URI naming the problem type. */
+            type: string;
+            /** @description A short human summary of the problem type. */
+            title: string;
+            /** @description The HTTP status. */
+            status: number;
+            /** @description What went wrong with this request, for humans. */
+            detail: string;
+            /**
+             * @description Stable machine-readable code.
+             * @example invalid_request
+             */
+            code: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * @description code conflict, with the leases in the way; or request_id_reused.
+         * @example {
+         *       "conflicts": [
+         *         {
+         *           "path": "instances/i-42",
+         *           "leaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+         *           "holder": "conductor-z",
+         *           "mode": "exclusive",
+         *           "state": "active"
+         *         }
+         *       ],
+         *       "type": "https://lease-service.dev/problems/conflict",
+         *       "title": "A conflicting lease holds a resource",
+         *       "status": 409,
+         *       "detail": "A lease holds a resource of this request; see conflicts.",
+         *       "code": "conflict"
+         *     }
+         */
+        ConflictProblem: {
+            /** @description A URI naming the problem type. */
+            type: string;
+            /** @description A short human summary of the problem type. */
+            title: string;
+            /** @description The HTTP status. */
+            status: number;
+            /** @description What went wrong with this request, for humans. */
+            detail: string;
+            /**
+             * @description Stable machine-readable code.
+             * @example invalid_request
+             */
+            code: string;
+            /** @description The leases in the way (the first few). */
+            conflicts?: components["schemas"]["Conflict"][];
+        };
+        /**
+         * @description code lease_expired, lease_released or lease_revoked, with the lease's tombstone as extension members.
+         * @example {
+         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+         *       "holder": "conductor-z",
+         *       "resources": [
+         *         {
+         *           "path": "instances/i-42",
+         *           "mode": "exclusive"
+         *         }
+         *       ],
+         *       "fencingToken": 1795520400000001,
+         *       "state": "expired",
+         *       "endedAt": "2026-11-24T10:00:50.000Z",
+         *       "action": {
+         *         "kind": "resize",
+         *         "payload": {
+         *           "flavor": "m1.large"
+         *         },
+         *         "attempt": 1,
+         *         "maxAttempts": 3,
+         *         "progress": {
+         *           "step": "disk-migrated",
+         *           "done": 2,
+         *           "of": 5
+         *         }
+         *       },
+         *       "orphanId": "9f86d081884c7d659a2feaa0c55ad015",
+         *       "type": "https://lease-service.dev/problems/lease_expired",
+         *       "title": "The lease has expired",
+         *       "status": 410,
+         *       "detail": "Lease 3q2-7wEjQ9mCkBq9xY1fSg expired at 2026-11-24T10:00:50.000Z; its holder has lost it.",
+         *       "code": "lease_expired"
+         *     }
+         */
+        GoneProblem: {
+            /** @description A URI naming the problem type. */
+            type: string;
+            /** @description A short human summary of the problem type. */
+            title: string;
+            /** @description The HTTP status. */
+            status: number;
+            /** @description What went wrong with this request, for humans. */
+            detail: string;
+            /**
+             * @description Stable machine-readable code.
+             * @example invalid_request
+             */
+            code: string;
+            id: components["schemas"]["LeaseId"];
+            holder: components["schemas"]["Holder"];
+            /** @description The resources, in the order they were requested. */
+            resources: components["schemas"]["Resource"][];
+            /**
+             * @description Strictly greater than the token of every lease granted before it that conflicted with it, also across Redis restarts and failover. Resource servers reject writes with a token below the largest they have seen.
+             * @example 1764000000000001
+             */
+            fencingToken: number;
+            state: "released" | "expired" | "revoked";
+            outcome?: "completed" | "failed" | "abandoned";
+            /**
+             * Format: date-time
+             * @description When it ended: its expiresAt for an expired lease, else the time of the release or revocation.
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            endedAt: string;
+            action: components["schemas"]["Action"] | null;
+            /** @description The orphan its action became, if it had one. */
+            orphanId?: string;
+        };
+        /**
+         * @description One lifecycle event, as the data: of a GET /v1/events frame.
+         * @example {
+         *       "id": "1795570469037-0",
+         *       "type": "granted",
+         *       "at": "2026-11-24T10:00:00.000Z",
+         *       "leaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+         *       "holder": "conductor-z",
+         *       "paths": [
+         *         "instances/i-42"
+         *       ],
+         *       "fencingToken": 1795520400000001
+         *     }
+         */
+        Event: {
+            /** @description The Redis stream entry id; its first part is when the event was recorded (Redis' clock, ms). */
+            id: string;
+            /**
+             * @description granted, renewed, released, expired, revoked, orphaned, dead_lettered, claimed or resolved.
+             * @example granted
+             */
+            type: string;
+            /**
+             * Format: date-time
+             * @description When it happened (an expiry's is when the lease ran out, not when it was noticed).
+             * @example 2026-11-24T10:00:00.000Z
+             */
+            at: string;
+            leaseId?: components["schemas"]["LeaseId"];
+            /** @description The orphan it concerns, for an orphan's events. */
+            orphanId?: string;
+            holder?: components["schemas"]["Holder"];
+            /** @description The resource paths it concerns. */
+            paths: components["schemas"]["ResourcePath"][];
+            /** @description The fencing token of the lease it concerns. */
+            fencingToken?: number;
+        };
+    };
+    responses: {
+        /** @description invalid_request: the body, query or a parameter is not what the schema allows (or not well-formed UTF-8 and Unicode). invalid_resource: a resource path breaks the path rules; nothing is normalised. overlapping_resources: two resources of one request cover each other. invalid_cursor: the cursor is not a nextCursor this service returned. */
+        BadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/invalid_resource",
+                 *       "title": "A resource path is not valid",
+                 *       "status": 400,
+                 *       "detail": "body/resources/0/path must match pattern \"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}){0,15}$\"",
+                 *       "code": "invalid_resource"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description payload_too_large: the body, action.payload or progress is over its limit. */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/payload_too_large",
+                 *       "title": "The request or one of its parts is too large",
+                 *       "status": 413,
+                 *       "detail": "action.payload is 70000 bytes of JSON; at most 65536 are allowed.",
+                 *       "code": "payload_too_large"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description unsupported_media_type: send application/json, in UTF-8. */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/unsupported_media_type",
+                 *       "title": "The request body must be application/json",
+                 *       "status": 415,
+                 *       "detail": "Send the body as application/json.",
+                 *       "code": "unsupported_media_type"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
+        TooManyRequests: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/rate_limited",
+                 *       "title": "Too many requests",
+                 *       "status": 429,
+                 *       "detail": "This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.",
+                 *       "code": "rate_limited"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
+        ServiceUnavailable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/backend_unavailable",
+                 *       "title": "The service cannot serve this now",
+                 *       "status": 503,
+                 *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
+                 *       "code": "backend_unavailable"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description not_found: no route of this API has that method and path. lease_not_found: no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS). orphan_not_found: no orphan, or one resolved more than TOMBSTONE_TTL_MS ago. */
+        LeaseNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/lease_not_found",
+                 *       "title": "No such lease",
+                 *       "status": 404,
+                 *       "detail": "No lease 3q2-7wEjQ9mCkBq9xY1fSg, and no tombstone of one (tombstones are kept an hour).",
+                 *       "code": "lease_not_found"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description code lease_expired, lease_released or lease_revoked, with the lease's tombstone as extension members. */
+        Gone: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                 *       "holder": "conductor-z",
+                 *       "resources": [
+                 *         {
+                 *           "path": "instances/i-42",
+                 *           "mode": "exclusive"
+                 *         }
+                 *       ],
+                 *       "fencingToken": 1795520400000001,
+                 *       "state": "expired",
+                 *       "endedAt": "2026-11-24T10:00:50.000Z",
+                 *       "action": {
+                 *         "kind": "resize",
+                 *         "payload": {
+                 *           "flavor": "m1.large"
+                 *         },
+                 *         "attempt": 1,
+                 *         "maxAttempts": 3,
+                 *         "progress": {
+                 *           "step": "disk-migrated",
+                 *           "done": 2,
+                 *           "of": 5
+                 *         }
+                 *       },
+                 *       "orphanId": "9f86d081884c7d659a2feaa0c55ad015",
+                 *       "type": "https://lease-service.dev/problems/lease_expired",
+                 *       "title": "The lease has expired",
+                 *       "status": 410,
+                 *       "detail": "Lease 3q2-7wEjQ9mCkBq9xY1fSg expired at 2026-11-24T10:00:50.000Z; its holder has lost it.",
+                 *       "code": "lease_expired"
+                 *     }
+                 */
+                "application/json": components["schemas"]["GoneProblem"];
+            };
+        };
+        /** @description orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago. */
+        OrphanNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/orphan_not_found",
+                 *       "title": "No such orphan",
+                 *       "status": 404,
+                 *       "detail": "No orphan 9f86d081884c7d659a2feaa0c55ad015 (resolved orphans are kept an hour).",
+                 *       "code": "orphan_not_found"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;

@@ -4,22 +4,11 @@
 // Unlike EventSource it throws a refusal (a 4xx), and a first connection that fails: a wrong
 // URL is an error to report, not something to wait for.
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { components } from './api-types.js';
 import { BackendUnavailableError, errorFromAnswer } from './errors.js';
 
-/** One event, as the `data:` of a frame (the shape GET /v1/events documents). */
-export interface LeaseEvent {
-  /** The Redis stream entry id; its first part is when the event was recorded (Redis' clock, ms). */
-  id: string;
-  /** granted, renewed, released, expired, revoked, orphaned, dead_lettered, claimed or resolved. */
-  type: string;
-  /** When it happened (an expiry's is when the lease ran out, not when it was noticed). */
-  at: string;
-  leaseId?: string;
-  orphanId?: string;
-  holder?: string;
-  paths: string[];
-  fencingToken?: number;
-}
+/** One event, as the `data:` of a frame: the Event schema GET /v1/events documents. */
+export type LeaseEvent = components['schemas']['Event'];
 
 export interface EventQuery {
   /** Only events with a path at or below this one. */

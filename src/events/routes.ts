@@ -20,8 +20,7 @@ import { problemResponse, problemResponses } from '../http/schemas/problems.js';
 import { fieldMap } from '../store/lease-store.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 import type { StreamWatcher } from './stream-watcher.js';
-// The SDK's type of an event is the one shape both sides share (the SDK is built on its own).
-import type { LeaseEvent } from '../client/events.js';
+import type { LeaseEvent } from './schemas.js';
 
 export interface EventRoutesOptions {
   config: Config;
@@ -81,7 +80,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
         description:
           'Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after ' +
           'maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` ' +
-          'JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}. Without Last-Event-ID the stream starts with the ' +
+          'JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?} (the Event schema). Without Last-Event-ID the stream starts with the ' +
           'next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource ' +
           'that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream ' +
           'did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request ' +

@@ -1,5 +1,6 @@
 // The OpenAPI document is generated from the route schemas (there is no other copy to keep
 // in step by hand); Swagger UI at /docs, the document at /openapi.json.
+import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -25,6 +26,10 @@ description and the README.`;
 
 export async function registerOpenApi(app: FastifyInstance, version: string): Promise<void> {
   await app.register(swagger, {
+    // A schema added with app.addSchema becomes components.schemas under its $id (Lease, Holder).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transformObject: (document) =>
+      'openapiObject' in document ? (shareResponses(document.openapiObject as OpenApiObject) as typeof document.openapiObject) : document.swaggerObject,
     openapi: {
       openapi: '3.1.0',
       info: { title: 'Lease service', version, description: API_DESCRIPTION },
@@ -39,4 +44,53 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
   });
   await app.register(swaggerUi, { routePrefix: '/docs', theme: { title: 'Lease service' } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+}
+
+type ResponseObject = { content?: Record<string, { example?: { code?: unknown } }> };
+type OpenApiObject = {
+  paths?: Record<string, Record<string, { responses?: Record<string, ResponseObject | { $ref: string } | undefined> }>>;
+  components?: { responses?: Record<string, ResponseObject> };
+};
+
+const pascal = (words: string) => words.replace(/(?:^|[\s_-]+)(\w)/g, (_match, letter: string) => letter.toUpperCase());
+
+/**
+ * An error response that several operations answer alike (the same description and example:
+ * 400, 503, a lease's 404 and 410) is written once, under components.responses, and referred
+ * to: @fastify/swagger inlines every response. Each is named by its status (BadRequest), or,
+ * when a status has more than one, by the code of its example (LeaseNotFound, OrphanNotFound).
+ */
+export function shareResponses(document: OpenApiObject): OpenApiObject {
+  const uses = new Map<string, { status: string; response: ResponseObject; count: number }>();
+  for (const operations of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        if (Number(status) < 400 || response === undefined || '$ref' in response) continue;
+        const key = JSON.stringify(response);
+        const use = uses.get(key) ?? { status, response, count: 0 };
+        use.count++;
+        uses.set(key, use);
+      }
+    }
+  }
+  const shared = [...uses.entries()].filter(([, use]) => use.count > 1);
+  const names = new Map<string, string>();
+  for (const [key, { status, response }] of shared) {
+    const alone = shared.filter(([, other]) => other.status === status).length === 1;
+    const code = Object.values(response.content ?? {})[0]?.example?.code;
+    const name = pascal(alone || typeof code !== 'string' ? (STATUS_CODES[Number(status)] ?? `status ${status}`) : code);
+    names.set(key, [...names.values()].includes(name) ? `${name}${status}` : name);
+  }
+  if (names.size === 0) return document;
+  const responses: Record<string, ResponseObject> = { ...document.components?.responses };
+  for (const [key, name] of names) responses[name] = uses.get(key)!.response;
+  for (const operations of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        const name = names.get(JSON.stringify(response));
+        if (name !== undefined) operation.responses![status] = { $ref: `#/components/responses/${name}` };
+      }
+    }
+  }
+  return { ...document, components: { ...document.components, responses } };
 }

@@ -20,6 +20,7 @@ import { leaseView } from '../http/present-lease.js';
 import { holdsResources, tombstoneView } from './present.js';
 import { acquireWaiting } from './wait.js';
 import { LEASE_EXAMPLE } from '../http/examples.js';
+import { ref, refResponse } from '../http/schemas/components.js';
 import { LeaseId } from '../http/schemas/ids.js';
 import { LeaseView } from '../http/schemas/lease-view.js';
 import { Page, pageSize } from '../http/schemas/paging.js';
@@ -66,8 +67,8 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'disconnects leaves the queue; one whose replica dies stops blocking others when its waitMs has passed.',
         body: schemas.AcquireBody,
         response: {
-          201: { ...LeaseView, description: 'Granted: a new lease.' },
-          200: { ...LeaseView, description: 'The lease this holder\'s requestId was already granted (a retried request); nothing new was granted.' },
+          201: refResponse(LeaseView, { description: 'Granted: a new lease.' }),
+          200: refResponse(LeaseView, { description: 'The lease this holder\'s requestId was already granted (a retried request); nothing new was granted.' }),
           ...leaseProblemResponses(400, 409, 413, 415, 429, 503),
         },
       },
@@ -146,7 +147,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'A 410 means the lease is lost: stop the work that needs it, its fencing token is stale.',
         params: LeaseIdParams,
         body: schemas.RenewBody,
-        response: { 200: LeaseView, ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
+        response: { 200: refResponse(LeaseView), ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
       },
     },
     async (request, reply) => {
@@ -173,7 +174,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410.',
         params: LeaseIdParams,
         body: schemas.ReleaseBody,
-        response: { 200: TombstoneView, ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
+        response: { 200: refResponse(TombstoneView), ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
       },
     },
     async (request, reply) => {
@@ -193,7 +194,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         summary: 'Read a lease',
         description: 'An active or orphaned lease answers 200; an ended one answers 410 with its tombstone for at least an hour.',
         params: LeaseIdParams,
-        response: { 200: LeaseView, ...leaseProblemResponses(400, 404, 410, 503) },
+        response: { 200: refResponse(LeaseView), ...leaseProblemResponses(400, 404, 410, 503) },
       },
     },
     async (request, reply) => {
@@ -213,7 +214,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. ' +
           'A lease that has already ended answers 410.',
         params: LeaseIdParams,
-        response: { 200: TombstoneView, ...leaseProblemResponses(400, 404, 410, 503) },
+        response: { 200: refResponse(TombstoneView), ...leaseProblemResponses(400, 404, 410, 503) },
       },
     },
     async (request, reply) => {
@@ -236,7 +237,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           'In Swagger UI, Try it out fills every filter with its example: clear those you do not want.',
         querystring: schemas.ListQuery,
         response: {
-          200: Page(LeaseView, 'A page of leases, in grant order.', LEASE_EXAMPLE),
+          200: Page(ref(LeaseView), 'A page of leases, in grant order.', LEASE_EXAMPLE),
           ...leaseProblemResponses(400, 503),
         },
       },
@@ -277,7 +278,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           200: Type.Object(
             {
               renewed: Type.Array(
-                Type.Object({ id: LeaseId, expiresAt: Timestamp('Its new expiresAt (Redis clock).') }),
+                Type.Object({ id: ref(LeaseId), expiresAt: Timestamp('Its new expiresAt (Redis clock).') }),
                 { description: 'The leases renewed: the holder\'s active leases (of this call\'s share).' },
               ),
               nextCursor: Type.Union([Type.String(), Type.Null()], {

@@ -6,6 +6,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import { describeStatus } from '../errors.js';
 import type { CommonProblemStatus } from '../http/examples.js';
+import { named, ref, refResponse } from '../http/schemas/components.js';
 import { Holder, LeaseId, PRINTABLE_PATTERN } from '../http/schemas/ids.js';
 import { ActionView, leaseFields } from '../http/schemas/lease-view.js';
 import { Cursor, IncludePayload, Limit } from '../http/schemas/paging.js';
@@ -24,41 +25,53 @@ const tombstoneFields = {
   state: EndStateView,
   outcome: Type.Optional(OutcomeView),
   endedAt: Timestamp('When it ended: its expiresAt for an expired lease, else the time of the release or revocation.'),
-  action: Type.Union([ActionView, Type.Null()]),
+  action: Type.Union([ref(ActionView), Type.Null()]),
   orphanId: Type.Optional(Type.String({ description: 'The orphan its action became, if it had one.' })),
 };
 
-export const TombstoneView = Type.Object(tombstoneFields, {
-  description: 'What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS).',
-  examples: [TOMBSTONE_EXAMPLE],
-});
-
-export const ConflictView = Type.Object({
-  path: ResourcePath,
-  leaseId: LeaseId,
-  holder: Holder,
-  mode: Mode,
-  state: Type.Union([Type.Literal('active'), Type.Literal('orphaned'), Type.Literal('lock_delay'), Type.Literal('waiting')], {
-    description:
-      'lock_delay: an expired or revoked lease still blocking for its lockDelayMs. waiting: an earlier acquire with waitMs still queued ' +
-      'for an overlapping resource (leaseId is the id its lease will have); requests are served in arrival order.',
+export const TombstoneView = named(
+  'Tombstone',
+  Type.Object(tombstoneFields, {
+    description: 'What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS).',
+    examples: [TOMBSTONE_EXAMPLE],
   }),
-});
-
-export const ConflictProblemView = Type.Object(
-  {
-    ...problemFields,
-    conflicts: Type.Optional(Type.Array(ConflictView, { description: 'The leases in the way (the first few).' })),
-  },
-  { description: 'code conflict, with the leases in the way; or request_id_reused.', examples: [LEASE_PROBLEM_EXAMPLES[409]] },
 );
 
-export const GoneProblemView = Type.Object(
-  { ...problemFields, ...tombstoneFields },
-  {
-    description: 'code lease_expired, lease_released or lease_revoked, with the lease\'s tombstone as extension members.',
-    examples: [LEASE_PROBLEM_EXAMPLES[410]],
-  },
+export const ConflictView = named(
+  'Conflict',
+  Type.Object({
+    path: ref(ResourcePath),
+    leaseId: ref(LeaseId),
+    holder: ref(Holder),
+    mode: ref(Mode),
+    state: Type.Union([Type.Literal('active'), Type.Literal('orphaned'), Type.Literal('lock_delay'), Type.Literal('waiting')], {
+      description:
+        'lock_delay: an expired or revoked lease still blocking for its lockDelayMs. waiting: an earlier acquire with waitMs still queued ' +
+        'for an overlapping resource (leaseId is the id its lease will have); requests are served in arrival order.',
+    }),
+  }),
+);
+
+export const ConflictProblemView = named(
+  'ConflictProblem',
+  Type.Object(
+    {
+      ...problemFields,
+      conflicts: Type.Optional(Type.Array(ref(ConflictView), { description: 'The leases in the way (the first few).' })),
+    },
+    { description: 'code conflict, with the leases in the way; or request_id_reused.', examples: [LEASE_PROBLEM_EXAMPLES[409]] },
+  ),
+);
+
+export const GoneProblemView = named(
+  'GoneProblem',
+  Type.Object(
+    { ...problemFields, ...tombstoneFields },
+    {
+      description: 'code lease_expired, lease_released or lease_revoked, with the lease\'s tombstone as extension members.',
+      examples: [LEASE_PROBLEM_EXAMPLES[410]],
+    },
+  ),
 );
 
 export function requestSchemas(config: Config) {
@@ -69,10 +82,10 @@ export function requestSchemas(config: Config) {
   });
   const AcquireBody = Type.Object(
     {
-      holder: Holder,
+      holder: ref(Holder),
       resources: Type.Array(
         Type.Object(
-          { path: ResourcePath, mode: Type.Optional({ ...Mode, default: 'exclusive' }) },
+          { path: ref(ResourcePath), mode: Type.Optional({ ...Mode, default: 'exclusive' }) },
           { additionalProperties: false },
         ),
         { minItems: 1, maxItems: 64, description: 'All granted together or none. Two that cover each other are 400 overlapping_resources.' },
@@ -220,8 +233,8 @@ export const HolderParams = Type.Object({ holder: Holder }, { additionalProperti
 export function leaseProblemResponses(...statuses: (CommonProblemStatus | LeaseProblemStatus)[]): Record<number, TSchema> {
   const responses: Record<number, TSchema> = {};
   for (const status of statuses) {
-    if (status === 409) responses[status] = ConflictProblemView;
-    else if (status === 410) responses[status] = GoneProblemView;
+    if (status === 409) responses[status] = refResponse(ConflictProblemView);
+    else if (status === 410) responses[status] = refResponse(GoneProblemView);
     else if (status === 404) responses[status] = problemResponse(describeStatus(status), LEASE_PROBLEM_EXAMPLES[status]);
     else Object.assign(responses, problemResponses(status));
   }

@@ -9,6 +9,7 @@ import { ProblemError } from '../errors.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import { decodeCursor, encodeCursor } from '../http/cursor.js';
 import { leaseView } from '../http/present-lease.js';
+import { ref, refResponse } from '../http/schemas/components.js';
 import { Page, pageSize } from '../http/schemas/paging.js';
 import { problemResponse, problemResponses } from '../http/schemas/problems.js';
 import { ORPHAN_EXAMPLE, ORPHAN_PROBLEM_EXAMPLES, RESOLVED_ORPHAN_EXAMPLE } from './examples.js';
@@ -104,7 +105,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         params: OrphanIdParams,
         body: ResolveBody,
         response: {
-          200: { ...OrphanView, examples: [RESOLVED_ORPHAN_EXAMPLE] },
+          200: refResponse(OrphanView, { examples: [RESOLVED_ORPHAN_EXAMPLE] }),
           ...problemResponses(400, 413, 415, 503),
           404: orphanNotFoundResponse,
           409: problemResponse(
@@ -145,7 +146,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         summary: 'Read an orphan',
         description: 'Pending, claimed and dead_letter orphans, and resolved ones for TOMBSTONE_TTL_MS after they were resolved.',
         params: OrphanIdParams,
-        response: { 200: OrphanView, ...problemResponses(400, 503), 404: orphanNotFoundResponse },
+        response: { 200: refResponse(OrphanView), ...problemResponses(400, 503), 404: orphanNotFoundResponse },
       },
     },
     async (request, reply) => {
@@ -167,7 +168,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           'example: clear those you do not want.',
         querystring: OrphanListQuery,
         response: {
-          200: Page(OrphanView, 'A page of orphans, oldest first.', ORPHAN_EXAMPLE),
+          200: Page(ref(OrphanView), 'A page of orphans, oldest first.', ORPHAN_EXAMPLE),
           ...problemResponses(400, 503),
         },
       },

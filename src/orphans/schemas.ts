@@ -2,6 +2,7 @@
 // requests. Like the lease schemas, they validate, type the handlers and become OpenAPI.
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
+import { named, ref } from '../http/schemas/components.js';
 import { Holder, LeaseId, PRINTABLE_PATTERN } from '../http/schemas/ids.js';
 import { LeaseView } from '../http/schemas/lease-view.js';
 import { Cursor, IncludePayload, Limit } from '../http/schemas/paging.js';
@@ -9,13 +10,16 @@ import { Resource } from '../http/schemas/paths.js';
 import { Timestamp } from '../http/schemas/values.js';
 import { CLAIM_EXAMPLE, ORPHAN_EXAMPLE } from './examples.js';
 
-export const OrphanId = Type.String({
-  minLength: 1,
-  maxLength: 64,
-  pattern: '^[A-Za-z0-9_-]+$',
-  description: 'Opaque, URL-safe orphan id. It stays the same through every attempt of the action.',
-  examples: ['9f86d081884c7d659a2feaa0c55ad015'],
-});
+export const OrphanId = named(
+  'OrphanId',
+  Type.String({
+    minLength: 1,
+    maxLength: 64,
+    pattern: '^[A-Za-z0-9_-]+$',
+    description: 'Opaque, URL-safe orphan id. It stays the same through every attempt of the action.',
+    examples: ['9f86d081884c7d659a2feaa0c55ad015'],
+  }),
+);
 
 export const ActionKind = Type.String({
   minLength: 1,
@@ -34,50 +38,53 @@ export const OrphanStateView = Type.Union(
   },
 );
 
-export const OrphanView = Type.Object(
-  {
-    id: OrphanId,
-    state: OrphanStateView,
-    reason: Type.Union([Type.Literal('expired'), Type.Literal('abandoned'), Type.Literal('revoked')], {
-      description: 'How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator).',
-    }),
-    resources: Type.Array(Resource, { description: 'The resources it keeps reserved while pending, claimed or dead_letter.' }),
-    action: Type.Object(
-      {
-        kind: Type.String(),
-        payload: Type.Unknown({
-          description: 'The action\'s parameters, as given at the first acquire; null in listings without include=payload, and once resolved.',
-        }),
-        attempt: Type.Integer({ minimum: 1, description: 'The attempt that was running when it was (last) orphaned.' }),
-        maxAttempts: Type.Integer({ minimum: 1 }),
-      },
-      { description: 'The action left half-done.' },
-    ),
-    progress: Type.Unknown({
-      description:
-        'The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the ' +
-        'effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved.',
-    }),
-    lastLeaseId: LeaseId,
-    lastHolder: Holder,
-    lastFencingToken: Type.Integer({ description: 'The token of the lease that died or gave up; a claim\'s lease always carries a greater one.' }),
-    orphanedAt: Timestamp('When its last lease ended (its expiresAt for an expiry), Redis clock.'),
-    claimedBy: Type.Union([Holder, Type.Null()], { description: 'The holder of the claim, while claimed (and after a claim completed).' }),
-    claimedLeaseId: Type.Union([LeaseId, Type.Null()], { description: 'The claim\'s lease, while claimed (and after a claim completed).' }),
-    resolution: Type.Optional(
-      Type.Union([Type.Literal('discard'), Type.Literal('completed'), Type.Literal('failed')], {
-        description: 'For a resolved orphan: discarded by an operator, or the outcome its claim\'s lease was released with.',
+export const OrphanView = named(
+  'Orphan',
+  Type.Object(
+    {
+      id: ref(OrphanId),
+      state: OrphanStateView,
+      reason: Type.Union([Type.Literal('expired'), Type.Literal('abandoned'), Type.Literal('revoked')], {
+        description: 'How its last lease ended: expired (its holder stopped renewing), abandoned (released so), revoked (by an operator).',
       }),
-    ),
-    resolvedAt: Type.Optional(Timestamp('For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.')),
-  },
-  { description: 'An action whose holder died, gave up or was revoked before finishing it.', examples: [ORPHAN_EXAMPLE] },
+      resources: Type.Array(ref(Resource), { description: 'The resources it keeps reserved while pending, claimed or dead_letter.' }),
+      action: Type.Object(
+        {
+          kind: Type.String(),
+          payload: Type.Unknown({
+            description: 'The action\'s parameters, as given at the first acquire; null in listings without include=payload, and once resolved.',
+          }),
+          attempt: Type.Integer({ minimum: 1, description: 'The attempt that was running when it was (last) orphaned.' }),
+          maxAttempts: Type.Integer({ minimum: 1 }),
+        },
+        { description: 'The action left half-done.' },
+      ),
+      progress: Type.Unknown({
+        description:
+          'The last progress checkpoint its holders reported (null if none): a claimer resumes from it, after checking the resource, since the ' +
+          'effect of the step running at the death is unknown. Null in listings without include=payload, and once resolved.',
+      }),
+      lastLeaseId: ref(LeaseId),
+      lastHolder: ref(Holder),
+      lastFencingToken: Type.Integer({ description: 'The token of the lease that died or gave up; a claim\'s lease always carries a greater one.' }),
+      orphanedAt: Timestamp('When its last lease ended (its expiresAt for an expiry), Redis clock.'),
+      claimedBy: Type.Union([ref(Holder), Type.Null()], { description: 'The holder of the claim, while claimed (and after a claim completed).' }),
+      claimedLeaseId: Type.Union([ref(LeaseId), Type.Null()], { description: 'The claim\'s lease, while claimed (and after a claim completed).' }),
+      resolution: Type.Optional(
+        Type.Union([Type.Literal('discard'), Type.Literal('completed'), Type.Literal('failed')], {
+          description: 'For a resolved orphan: discarded by an operator, or the outcome its claim\'s lease was released with.',
+        }),
+      ),
+      resolvedAt: Type.Optional(Timestamp('For a resolved orphan: when (Redis clock). It is listed for TOMBSTONE_TTL_MS more, then dropped.')),
+    },
+    { description: 'An action whose holder died, gave up or was revoked before finishing it.', examples: [ORPHAN_EXAMPLE] },
+  ),
 );
 
 export function orphanRequestSchemas(config: Config) {
   const ClaimBody = Type.Object(
     {
-      holder: Holder,
+      holder: ref(Holder),
       ttlMs: Type.Optional(
         Type.Integer({
           minimum: config.TTL_MIN_MS,
@@ -129,8 +136,8 @@ export const OrphanIdParams = Type.Object({ id: OrphanId }, { additionalProperti
 
 export const ClaimView = Type.Object(
   {
-    orphan: OrphanView,
-    lease: LeaseView,
+    orphan: ref(OrphanView),
+    lease: ref(LeaseView),
   },
   {
     description:

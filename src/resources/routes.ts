@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { LeaseStore } from '../store/lease-store.js';
 import { leaseView } from '../http/present-lease.js';
+import { ref } from '../http/schemas/components.js';
 import { Holder, LeaseId } from '../http/schemas/ids.js';
 import { LeaseView } from '../http/schemas/lease-view.js';
 import { IncludePayload } from '../http/schemas/paging.js';
@@ -41,13 +42,13 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
         response: {
           200: Type.Object(
             {
-              path: ResourcePath,
-              coveredBy: Type.Array(LeaseView, { description: `Leases on this path or an ancestor: whoever holds it now (the first ${LISTED}).` }),
+              path: ref(ResourcePath),
+              coveredBy: Type.Array(ref(LeaseView), { description: `Leases on this path or an ancestor: whoever holds it now (the first ${LISTED}).` }),
               coveredByCount: Type.Integer({ description: 'How many leases cover the path (lock-delayed tombstones included).' }),
               below: Type.Object(
                 {
                   count: Type.Integer({ description: 'How many leases hold something below the path.' }),
-                  items: Type.Array(LeaseView, { description: `The first ${LISTED} of them: exclusive ones first, then shared ones.` }),
+                  items: Type.Array(ref(LeaseView), { description: `The first ${LISTED} of them: exclusive ones first, then shared ones.` }),
                 },
                 { description: 'Leases strictly below the path (a volume of this instance, say).' },
               ),
@@ -87,8 +88,8 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
               valid: Type.Boolean({ description: 'true: accept the write. false: refuse it, the writer\'s lease is gone or was never on this path.' }),
               current: Type.Array(
                 Type.Object({
-                  leaseId: LeaseId,
-                  holder: Holder,
+                  leaseId: ref(LeaseId),
+                  holder: ref(Holder),
                   fencingToken: Type.Integer({ description: 'The token a valid writer presents.' }),
                   state: Type.Literal('active'),
                 }),

@@ -2,11 +2,12 @@
 // handlers and become OpenAPI.
 import { Type } from '@sinclair/typebox';
 import { LEASE_EXAMPLE } from '../http/examples.js';
+import { ref } from '../http/schemas/components.js';
 import { ResourcePath } from '../http/schemas/paths.js';
 
 export const FencingCheckBody = Type.Object(
   {
-    path: ResourcePath,
+    path: ref(ResourcePath),
     fencingToken: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The token the writer presented.' }),
   },
   {

@@ -2,6 +2,7 @@
 // of the statuses any route may answer, described from the error catalogue.
 import { Type, type TSchema } from '@sinclair/typebox';
 import { describeStatus, type Problem } from '../../errors.js';
+import { named, refResponse } from './components.js';
 import { PROBLEM_EXAMPLES, type CommonProblemStatus } from '../examples.js';
 
 export const problemFields = {
@@ -12,10 +13,13 @@ export const problemFields = {
   code: Type.String({ description: 'Stable machine-readable code.', examples: ['invalid_request'] }),
 };
 
-export const ProblemView = Type.Object(problemFields, {
-  additionalProperties: true,
-  description: 'An RFC 9457 problem (application/problem+json).',
-});
+export const ProblemView = named(
+  'Problem',
+  Type.Object(problemFields, {
+    additionalProperties: true,
+    description: 'An RFC 9457 problem (application/problem+json).',
+  }),
+);
 
 /** Response map for the errors any route may answer, each with its example of PROBLEM_EXAMPLES. */
 export function problemResponses(...statuses: CommonProblemStatus[]): Record<number, TSchema> {
@@ -26,5 +30,5 @@ export function problemResponses(...statuses: CommonProblemStatus[]): Record<num
 
 /** A problem+json response with its own description and example. */
 export function problemResponse(description: string, example: Problem): TSchema {
-  return { ...ProblemView, description, examples: [example] };
+  return refResponse(ProblemView, { description, examples: [example] });
 }
