@@ -6,15 +6,14 @@
 //
 // The Fastify options are buildApp's own (serverOptions in src/app.ts).
 import Fastify from 'fastify';
-import { serverOptions } from '../../src/app.js';
+import { serverOptions, useSharedSchemas } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { validatorCompiler } from '../../src/http/validation.js';
 import { requestSchemas } from '../../src/leases/schemas.js';
 import { FLOOR_PATH } from './bodies.js';
 
 const config = loadConfig(process.env);
 const app = Fastify(serverOptions(config));
-app.setValidatorCompiler(validatorCompiler);
+useSharedSchemas(app);
 
 app.post(FLOOR_PATH, { schema: { body: requestSchemas(config).AcquireBody } }, async (_request, reply) => reply.code(201).send({ hello: 'world' }));
 app.get('/healthz', async () => ({ status: 'ok' }));
