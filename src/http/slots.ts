@@ -39,10 +39,6 @@ export class Slots {
     };
   }
 
-  get open(): number {
-    return this.total;
-  }
-
   private refusal(detail: string): ProblemError {
     return new ProblemError('rate_limited', detail, {}, { 'retry-after': String(this.limits.retryAfterSeconds) });
   }

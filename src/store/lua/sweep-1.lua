@@ -45,11 +45,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wexp', '-inf', now, 'LIMIT
   if ticket then budget = budget - indexWeight({ res = ticket.res }) end
 end
 
--- The streams are capped by count as they grow (XADD MAXLEN) and by age here. Approximate
--- trimming drops whole radix-tree nodes, at most 100 nodes a call (XTRIM's default LIMIT).
--- By size too: an entry may name 64 long paths, so a count alone is no bound. MEMORY USAGE
--- samples a few nodes (O(1)), and the trim keeps the share of entries that fits. Each trim
--- drops at most TRIM_LIMIT entries a call (an entry may be 32 KB), the rest the next sweeps.
+-- The streams are capped by count as they grow (XADD MAXLEN), and here by age and by size:
+-- an entry may name 64 long paths, so a count alone is no bound. MEMORY USAGE samples a few
+-- nodes (O(1)), and the trim keeps the share of entries that fits. Approximate trimming drops
+-- whole radix-tree nodes, at most TRIM_LIMIT entries a call (an entry may be 32 KB); the rest
+-- go at the next sweeps.
 local TRIM_LIMIT = 1000
 local oldest = int(now - tonumber(ARGV[6]))
 local maxBytes = tonumber(ARGV[8])
