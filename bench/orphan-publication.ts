@@ -100,7 +100,7 @@ async function startBench(): Promise<Bench> {
     TTL_MAX_MS: String(LIVE_TTL_MS),
   });
   // The app's own client (fail-fast options, like production).
-  const client = createRedisClient({ url: redisServer.url, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
+  const client = createRedisClient({ target: { mode: 'single', url: redisServer.url }, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   client.on('error', () => {});
   onCleanup(async () => client.quit().catch(() => client.disconnect()));
   await waitUntilReady(client, 10_000);

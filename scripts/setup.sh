@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the service needs on a Debian machine with Node 20+: redis-server (from apt,
-# when missing) and the npm dependencies (npm ci). With --test, also what the test suite
-# needs: promtool (Debian's prometheus package) and a headless browser (Debian's chromium).
+# Installs what the service needs on a Debian machine with Node 20+: redis-server and
+# redis-sentinel (from apt, when missing) and the npm dependencies (npm ci). With --test,
+# also what the test suite needs: promtool (Debian's prometheus package) and a headless
+# browser (Debian's chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+# Sentinel mode (npm run ha, and the failover tests): Debian ships it apart.
+command -v redis-sentinel >/dev/null 2>&1 || packages+=(redis-sentinel)
 if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)

@@ -32,7 +32,9 @@ import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
 import { LeaseStore } from './store/lease-store.js';
 import { storeKeys, type StoreKeys } from './store/keys.js';
-import { defineScripts, loadScripts } from './store/scripts.js';
+import { AcknowledgedScripts } from './store/acknowledged-scripts.js';
+import { defineScripts, loadScripts, type LuaScript, type ScriptRunner } from './store/scripts.js';
+import { watchPrimary } from './redis/primary-watch.js';
 
 export const SERVICE_VERSION = '0.1.0';
 
@@ -142,6 +144,24 @@ export function useSharedSchemas(app: FastifyInstance): void {
   for (const schema of SHARED_SCHEMAS) app.addSchema(component(schema));
 }
 
+/**
+ * Runs the Lua scripts on `redis`; with REDIS_MIN_REPLICAS above 0, state changes go through
+ * connections of their own, each followed by WAIT (see store/acknowledged-scripts.ts).
+ */
+function scriptRunner(app: FastifyInstance, config: Config, redis: Redis, scripts: LuaScript[], metrics: ServiceMetrics): ScriptRunner {
+  const plain = defineScripts(redis, scripts);
+  if (config.REDIS_MIN_REPLICAS === 0) return plain;
+  const acknowledged = new AcknowledgedScripts(redis, scripts, {
+    minReplicas: config.REDIS_MIN_REPLICAS,
+    timeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT_MS,
+    onShortfall: () => metrics.replicaAckShortfalls.inc(),
+  });
+  app.addHook('onReady', async () => acknowledged.connect());
+  // After the requests and the reaper, which may still be writing.
+  app.addHook('onClose', async () => acknowledged.disconnect());
+  return acknowledged.runner(plain);
+}
+
 export async function buildApp({ config, redis, sweep = true, logger }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(config, logger));
   useSharedSchemas(app);
@@ -153,7 +173,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await registerLoadShedding(app, config);
 
   const scripts = loadScripts();
-  const store = new LeaseStore(defineScripts(redis, scripts), {
+  const store = new LeaseStore(scriptRunner(app, config, redis, scripts, metrics), {
     keyPrefix: keyPrefix(config),
     tombstoneTtlMs: config.TOMBSTONE_TTL_MS,
     streamCap: config.STREAM_MAX_ENTRIES,
@@ -163,6 +183,21 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
 
   // Waiting requests (waitMs) are woken by what the scripts publish; stopping the
   // notifications first lets them answer before the server waits on them to close.
+  const stopWatchingPrimary = watchPrimary(redis, {
+    connected(address, previous) {
+      if (previous !== undefined && previous !== address) {
+        metrics.redisPrimary.set({ address: previous }, 0);
+        metrics.redisFailovers.inc();
+        app.log.warn({ from: previous, to: address }, 'the Redis primary moved (failover)');
+      }
+      metrics.redisPrimary.set({ address }, 1);
+    },
+    lost(address) {
+      metrics.redisPrimary.set({ address }, 0);
+    },
+  });
+  app.addHook('onClose', async () => stopWatchingPrimary());
+
   const keys = keysOf(config);
   const notifications = new Notifications(redis, keys);
   app.addHook('onReady', async () => notifications.start());

@@ -27,8 +27,10 @@ export const PROBLEMS = {
     status: 503,
     title: 'The service cannot serve this now',
     meaning:
-      'Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the ' +
-      'service sheds load. Retry after Retry-After seconds (an acquire with the same requestId).',
+      'Redis cannot be reached, is failing over, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is ' +
+      'full, or fewer replicas than REDIS_MIN_REPLICAS confirmed the change in time (it was applied on the primary but is not durable), or ' +
+      'the service sheds load. A change may have been applied; retrying is safe: an acquire with the same requestId returns the same lease, ' +
+      'a release or resolve answers as a repeat does. Retry after Retry-After seconds.',
   },
 } as const;
 

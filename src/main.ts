@@ -3,7 +3,7 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createRedisClient, waitUntilReady } from './redis/connection.js';
+import { createRedisClient, describeTarget, redisTargetOf, waitUntilReady } from './redis/connection.js';
 import { RedisServerMissingError, startEmbeddedRedis, type EmbeddedRedis, type EmbeddedRedisOptions } from './redis/embedded.js';
 import { EmbeddedRedisSupervisor } from './redis/supervisor.js';
 import { ensureScriptsLoaded, loadScripts } from './store/scripts.js';
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   }
 
   let embedded: EmbeddedRedis | undefined;
-  if (!config.REDIS_URL) {
+  if (!config.REDIS_URL && !config.REDIS_SENTINELS) {
     try {
       embedded = await startEmbeddedRedis(embeddedOptions(config));
     } catch (error) {
@@ -29,8 +29,8 @@ async function main(): Promise<void> {
       process.exit(error instanceof RedisServerMissingError ? 3 : 1);
     }
   }
-  const redisUrl = config.REDIS_URL ?? embedded!.url;
-  const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
+  const target = redisTargetOf(config, embedded?.url);
+  const redis = createRedisClient({ target, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', () => {
     // Connection errors surface as 503s and in /readyz; ioredis reconnects by itself.
   });
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   await ensureScriptsLoaded(redis, loadScripts());
 
   const app = await buildApp({ config, redis });
-  redis.on('ready', () => app.log.info('Redis connection ready'));
+  redis.on('ready', () => app.log.info({ redis: describeTarget(target) }, 'Redis connection ready'));
   let stopping = false;
   redis.on('close', () => {
     if (!stopping) app.log.warn('Redis connection closed; reconnecting');

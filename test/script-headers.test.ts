@@ -17,7 +17,7 @@ const scripts = loadScripts();
 
 before(async () => {
   server = await startTestRedis();
-  redis = createRedisClient({ url: server.url, commandTimeoutMs: 2000 });
+  redis = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 2000 });
   await waitUntilReady(redis, 10000);
 });
 after(async () => {

@@ -17,7 +17,7 @@ const prefix = `{s${randomBytes(3).toString('hex')}}:`;
 
 before(async () => {
   server = await startTestRedis();
-  redis = createRedisClient({ url: server.url, commandTimeoutMs: 2000 });
+  redis = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 2000 });
   await waitUntilReady(redis, 10000);
   store = new LeaseStore(defineScripts(redis, loadScripts()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, streamCap: 10000, commandTimeoutMs: 2000 });
 });

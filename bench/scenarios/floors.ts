@@ -56,7 +56,7 @@ export const redisFloor: Scenario = {
   summary: 'one Redis round trip from Node through one ioredis client (as the service has): PING, and EVALSHA of a trivial script',
   async run(ctx: Context) {
     // The service's own client settings (fail fast, no offline queue).
-    const client = createRedisClient({ url: ctx.redis.url, commandTimeoutMs: ctx.serviceConfig.REDIS_COMMAND_TIMEOUT_MS });
+    const client = createRedisClient({ target: { mode: 'single', url: ctx.redis.url }, commandTimeoutMs: ctx.serviceConfig.REDIS_COMMAND_TIMEOUT_MS });
     client.on('error', () => {});
     try {
       await waitUntilReady(client, 10_000);

@@ -7,6 +7,7 @@ import { httpFloor, redisFloor, redlockDirect } from './floors.js';
 import { memory } from './memory.js';
 import { orphans } from './orphans.js';
 import { holderRenew, renew } from './renew.js';
+import { replicaAcks } from './replica-acks.js';
 import { belowParent, liveLeases } from './scaling.js';
 import type { Scenario } from './types.js';
 
@@ -16,6 +17,7 @@ export const SCENARIOS: Scenario[] = [
   redlockDirect,
   uncontended,
   cycle,
+  replicaAcks,
   renew,
   holderRenew,
   contended,
@@ -40,6 +42,11 @@ export const COMPARISONS: Comparison[] = [
   { figure: ['uncontended', 'p50'], baseline: ['http-floor', 'p50'] },
   { figure: ['uncontended', 'p99'], baseline: ['http-floor', 'p99'], target: { op: '<=', bound: 2 } },
   { figure: ['cycle', 'pairs'], baseline: ['redlock', 'pairs'], target: { op: '>=', bound: 0.35 } },
+  // What waiting for one replica (REDIS_MIN_REPLICAS=1) costs against not waiting (0), same topology, same run.
+  { figure: ['replica-acks', 'pairsOne'], baseline: ['replica-acks', 'pairsNone'], target: { op: '>=', bound: 0.5 } },
+  { figure: ['replica-acks', 'p50One'], baseline: ['replica-acks', 'p50None'] },
+  { figure: ['replica-acks', 'p99One'], baseline: ['replica-acks', 'p99None'] },
+  { figure: ['replica-acks', 'releaseP50One'], baseline: ['replica-acks', 'releaseP50None'] },
   { figure: ['renew', 'rps'], baseline: ['http-floor', 'rps'] },
   { figure: ['holder-renew', 'leases'], baseline: ['renew', 'rps'] },
   { figure: ['contended', 'rps'], baseline: ['uncontended', 'rps'] },

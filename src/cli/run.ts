@@ -6,8 +6,8 @@
 // started, not only its first process) and inherits stdin, stdout and stderr. A HeldLease
 // renews at a third of the ttl and aborts its signal `grace` ms before the lease must be
 // presumed lost (ttl after the last confirmed renewal was sent, by the monotonic clock);
-// then the group gets SIGTERM, and SIGKILL a little before that deadline. A 410 (the lease
-// is already gone: revoked, say) gets SIGTERM at once and SIGKILL after `grace`.
+// then the group gets SIGTERM, and SIGKILL a little before that deadline. A 410 or a 404 (the lease
+// is already gone: revoked, or its grant lost in a failover) gets SIGTERM at once and SIGKILL after `grace`.
 import { spawn } from 'node:child_process';
 import { constants, hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -73,7 +73,7 @@ The command runs in its own process group: Ctrl-C (SIGINT), SIGTERM and SIGHUP s
 passed on to the whole group. When the command ends, the lease is released: completed when it exits 0,
 abandoned when it exits otherwise after such a signal (an action then becomes an orphan for another
 conductor), failed otherwise; lease run exits with the command's code (128+N for signal N).
-If the lease is lost (revoked, expired, or no renewal confirmed in time), the group gets SIGTERM, then
+If the lease is lost (revoked, expired, lost in a Redis failover, or no renewal confirmed in time), the group gets SIGTERM, then
 SIGKILL, and lease run exits ${EXIT.leaseLost}. If lease run itself is killed with SIGKILL, nothing can stop the
 command: that is what the fencing token is for.`,
     )

@@ -2150,7 +2150,7 @@ export interface components {
                 "application/json": components["schemas"]["Problem"];
             };
         };
-        /** @description backend_unavailable: Redis cannot be reached, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or the service sheds load. Retry after Retry-After seconds (an acquire with the same requestId). */
+        /** @description backend_unavailable: Redis cannot be reached, is failing over, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or fewer replicas than REDIS_MIN_REPLICAS confirmed the change in time (it was applied on the primary but is not durable), or the service sheds load. A change may have been applied; retrying is safe: an acquire with the same requestId returns the same lease, a release or resolve answers as a repeat does. Retry after Retry-After seconds. */
         ServiceUnavailable: {
             headers: {
                 [name: string]: unknown;
@@ -2161,7 +2161,7 @@ export interface components {
                  *       "type": "https://lease-service.dev/problems/backend_unavailable",
                  *       "title": "The service cannot serve this now",
                  *       "status": 503,
-                 *       "detail": "Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.",
+                 *       "detail": "Redis cannot be reached (it is down, restarting or failing over). A request sent while it was unreachable changed nothing; one whose connection broke on the way may have been applied. Retry shortly: an acquire with the same requestId returns the lease if it was granted after all.",
                  *       "code": "backend_unavailable"
                  *     }
                  */

@@ -36,9 +36,13 @@ export class LeaseLostError extends LeaseServiceError {
 }
 
 /**
- * The service answered 503 (Redis cannot be reached or did not answer in time), or could not
- * be reached at all (status 0). What the call did is unknown only when status is 0 or the
- * answer was lost; the service guarantees a 503 changed nothing.
+ * The service answered 503 (Redis cannot be reached or did not answer in time, or too few
+ * replicas confirmed a change), or could not be reached at all (status 0). Do not read it as
+ * "nothing changed": a 503 because fewer than REDIS_MIN_REPLICAS replicas confirmed the change
+ * in time (Redis WAIT), or because the Redis connection broke while the call was in flight,
+ * may leave the change applied, as may a call whose answer was lost or never came (status 0).
+ * Retrying is safe all the same: an acquire retried with the same requestId returns the same
+ * lease, a release or resolve retried answers as a repeat of it does, and a renew renews again.
  */
 export class BackendUnavailableError extends LeaseServiceError {
   constructor(

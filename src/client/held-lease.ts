@@ -6,7 +6,7 @@
 // ours may run at another rate). So every renew remembers when it left, by the monotonic
 // clock, and only a confirmed renew moves the deadline, to that send time plus the time the
 // service said was left (expiresInMs, which already stops at holdDeadline). `signal` aborts
-// at that deadline, or at once on a 410, and never comes back.
+// at that deadline, or at once on a 410 or a 404 (a grant lost in a failover), and never comes back.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LeaseLostError, LeaseServiceError, BackendUnavailableError } from './errors.js';

@@ -11,7 +11,7 @@ export class LeaseClient extends LeaseTransport {
   /**
    * Acquires, runs `work` while a heartbeat renews the lease at a third of its ttl, and
    * releases: `completed` on return, `failed` on an error, `abandoned` on RetryElsewhereError.
-   * `work`'s signal aborts as soon as the lease is lost (410, or no renewal confirmed within
+   * `work`'s signal aborts as soon as the lease is lost (410, 404 for a grant lost in a failover, or no renewal confirmed within
    * the ttl of being sent). See with-lease.ts.
    */
   withLease<T>(request: AcquireRequest, work: LeaseWork<T>, options: WithLeaseOptions = {}): Promise<T> {

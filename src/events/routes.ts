@@ -17,6 +17,7 @@ import { Slots } from '../http/slots.js';
 import { covers } from '../http/paths.js';
 import { ResourcePath } from '../http/schemas/paths.js';
 import { problemResponse, problemResponses } from '../http/schemas/problems.js';
+import { isBackendUnavailable } from '../redis/connection.js';
 import { fieldMap } from '../store/lease-store.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 import type { StreamWatcher } from './stream-watcher.js';
@@ -46,6 +47,8 @@ export const EVENT_TYPES = [
 const HEARTBEAT_MS = 15000;
 /** Stream entries read per XRANGE while catching up. */
 const READ_BATCH = 200;
+/** While Redis cannot be read, an open stream tries again this often. */
+const READ_RETRY_MS = 1000;
 const STREAM_ID = '^\\d{1,20}-\\d{1,20}$';
 /**
  * How long a stream waits for its client to take what was sent before it is dropped. A
@@ -239,7 +242,26 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             }
           }
           grown = false;
-          const entries = (await redis.xrange(streamKey, `(${cursor}`, '+', 'COUNT', READ_BATCH)) as [string, string[]][];
+          let entries: [string, string[]][];
+          try {
+            entries = await redis.xrange(streamKey, `(${cursor}`, '+', 'COUNT', READ_BATCH);
+          } catch (error) {
+            if (!isBackendUnavailable(error)) throw error;
+            // Redis is away (restarting, failing over): the client keeps its stream and its
+            // place, and reading resumes on the new primary. Heartbeats go on meanwhile.
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, READ_RETRY_MS);
+              wake = () => {
+                if (!closed) return;
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+            wake = undefined;
+            grown = true;
+            blocked = !res.write(': keepalive\n\n') && !(await tookIt());
+            continue;
+          }
           for (const [id, fields] of entries) {
             if (closed) break;
             cursor = id;

@@ -47,7 +47,9 @@ export const PROBLEM_EXAMPLES = {
   429: problem('rate_limited', 'This replica already holds 100 waiting requests of holder conductor-z (WAITERS_MAX_PER_HOLDER); retry later.'),
   503: problem(
     'backend_unavailable',
-    'Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.',
+    'Redis cannot be reached (it is down, restarting or failing over). A request sent while it was unreachable changed nothing; ' +
+      'one whose connection broke on the way may have been applied. Retry shortly: an acquire with the same requestId returns ' +
+      'the lease if it was granted after all.',
   ),
 } satisfies Record<number, Problem>;
 

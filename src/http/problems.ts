@@ -6,7 +6,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem, ProblemError, type Problem, type ProblemCode } from '../errors.js';
-import { isBackendUnavailable, isRedisOutOfMemory } from '../redis/connection.js';
+import { isBackendUnavailable, isRedisOutOfMemory, ReplicaShortfallError } from '../redis/connection.js';
 import { refuseIllFormedStrings } from './well-formed.js';
 
 const RETRY_AFTER_SECONDS = '1';
@@ -105,13 +105,24 @@ function describeUnavailable(error: Error): string {
       'raises maxmemory (REDIS_MAXMEMORY for the embedded Redis).'
     );
   }
+  if (error instanceof ReplicaShortfallError) {
+    return (
+      `Redis applied this change, but ${error.message} (REDIS_MIN_REPLICAS), so it is not durable: a failover may lose it. ` +
+      'Retry: an acquire with the same requestId returns the same lease, a renew renews again, and a release, revoke or ' +
+      'resolve answers as a repeat does.'
+    );
+  }
   if (/timed out/i.test(error.message)) {
     return (
       'Redis did not answer in time. A call that reaches Redis after its deadline changes nothing; retry shortly ' +
       '(an acquire with the same requestId is safe to retry and returns the lease if it was granted after all).'
     );
   }
-  return 'Redis cannot be reached; this request was not sent to it and changed nothing. Retry shortly.';
+  return (
+    'Redis cannot be reached (it is down, restarting or failing over). A request sent while it was unreachable changed nothing; ' +
+    'one whose connection broke on the way may have been applied. Retry shortly: an acquire with the same requestId returns ' +
+    'the lease if it was granted after all.'
+  );
 }
 
 function classify(error: FastifyError): { code: ProblemCode; detail: string } | undefined {

@@ -108,6 +108,23 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly redisPrimary = new Gauge({
+    name: 'lease_redis_primary_info',
+    help: 'The Redis primary this replica is connected to: 1 for its address while connected, 0 while the connection is down and for the primaries it wrote to before; none before the first connection.',
+    labelNames: ['address'] as const,
+    registers: [this.registry],
+  });
+  readonly redisFailovers = new Counter({
+    name: 'lease_redis_failovers_total',
+    help: 'Times this replica found the Redis primary at a new address on reconnecting (a Sentinel failover, or a Redis moved).',
+    registers: [this.registry],
+  });
+  readonly replicaAckShortfalls = new Counter({
+    name: 'lease_redis_replica_ack_shortfalls_total',
+    help: 'State changes answered 503 because fewer than REDIS_MIN_REPLICAS replicas confirmed them within REDIS_REPLICA_ACK_TIMEOUT_MS (Redis WAIT).',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     // prom-client exports these totals as gauges, which promtool rejects ("non-counter
@@ -120,6 +137,8 @@ export class ServiceMetrics {
     for (const outcome of RENEW_OUTCOMES) this.renewals.inc({ outcome }, 0);
     for (const outcome of RELEASE_OUTCOMES) this.releases.inc({ outcome }, 0);
     for (const result of ['ok', 'error'] as const) this.reaperSweeps.inc({ result }, 0);
+    this.redisFailovers.inc(0);
+    this.replicaAckShortfalls.inc(0);
   }
 }
 

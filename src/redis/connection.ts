@@ -1,14 +1,52 @@
 // The one ioredis client of the service, set up to fail fast: when Redis is gone or stuck,
 // a request must get 503 within seconds, not wait in a queue that replays it later.
-import { Redis, ReplyError } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions } from 'ioredis';
+import type { Config } from '../config.js';
+
+/**
+ * Where Redis is: one server by URL (given, or the managed redis-server), or the primary that
+ * Redis Sentinel names. A third mode (Redis Cluster) is another member of this union.
+ */
+export type RedisTarget =
+  | { mode: 'single'; url: string; password?: string }
+  | { mode: 'sentinel'; sentinels: { host: string; port: number }[]; master: string; password?: string; sentinelPassword?: string };
 
 export interface ConnectionOptions {
-  url: string;
+  target: RedisTarget;
   commandTimeoutMs: number;
 }
 
-export function createRedisClient({ url, commandTimeoutMs }: ConnectionOptions): Redis {
-  return new Redis(url, {
+/** The target the configuration names; `managedUrl` is the managed redis-server's, if it runs. */
+export function redisTargetOf(config: Config, managedUrl?: string): RedisTarget {
+  if (config.REDIS_SENTINELS) {
+    return {
+      mode: 'sentinel',
+      sentinels: config.REDIS_SENTINELS.split(',').map((address) => {
+        const [host, port] = address.split(':');
+        return { host: host!, port: Number(port) };
+      }),
+      master: config.REDIS_SENTINEL_MASTER!,
+      password: config.REDIS_PASSWORD,
+      sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+    };
+  }
+  const url = config.REDIS_URL ?? managedUrl;
+  if (!url) throw new Error('no Redis to connect to: REDIS_URL, REDIS_SENTINELS or the managed redis-server');
+  return { mode: 'single', url, password: config.REDIS_URL ? config.REDIS_PASSWORD : undefined };
+}
+
+/** For logs and metrics: where the target is, never its passwords. */
+export function describeTarget(target: RedisTarget): string {
+  if (target.mode === 'sentinel') return `sentinel ${target.master} via ${target.sentinels.map((s) => `${s.host}:${s.port}`).join(',')}`;
+  const url = new URL(target.url);
+  return `${url.protocol}//${url.host}`;
+}
+
+/** Backs off to one attempt a second, for ever. */
+const retryStrategy = (attempt: number) => Math.min(50 * attempt, 1000);
+
+export function createRedisClient({ target, commandTimeoutMs }: ConnectionOptions): Redis {
+  const options: RedisOptions = {
     // No offline queue: a command sent while disconnected fails at once instead of being
     // queued and run, perhaps much later, after the caller was told it failed.
     enableOfflineQueue: false,
@@ -16,20 +54,38 @@ export function createRedisClient({ url, commandTimeoutMs }: ConnectionOptions):
     // A paused or overloaded Redis keeps the socket open but answers nothing.
     commandTimeout: commandTimeoutMs,
     connectTimeout: Math.max(commandTimeoutMs, 1000),
-    // Reconnect for ever, backing off to one attempt a second.
-    retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+    retryStrategy,
+    // A primary demoted to a replica answers writes READONLY: find the primary again. The
+    // command is not resent (1, not 2): its caller was already answered 503.
+    reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 1 : false),
     lazyConnect: true,
     // A script that reached Redis is not resent on reconnect: it may already have run.
     autoResendUnfulfilledCommands: false,
     // Commands sent in one event-loop turn (concurrent requests) go out in one socket
     // write; the acquire profile spent a fifth of its time in socket writes.
     enableAutoPipelining: true,
+  };
+  if (target.mode === 'single') return new Redis(target.url, { ...options, ...(target.password && { password: target.password }) });
+  return new Redis({
+    ...options,
+    sentinels: target.sentinels,
+    name: target.master,
+    role: 'master',
+    password: target.password,
+    sentinelPassword: target.sentinelPassword,
+    sentinelRetryStrategy: retryStrategy,
+    sentinelCommandTimeout: commandTimeoutMs,
+    // Each client listens for the sentinels' +switch-master and leaves the old primary at
+    // once: a primary that is frozen (not dead) would otherwise keep the socket open, and
+    // every command on it would wait out its timeout until it thaws.
+    failoverDetector: true,
   });
 }
 
 const UNAVAILABLE_PATTERNS = [
   /Command timed out/i, // ioredis' commandTimeout, and a script that started after its deadline
   /Connection is closed/i,
+  /Command aborted due to connection close/i, // ioredis' AbortError: a pipeline cut by a lost connection
   /Stream isn't writeable/i,
   /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/,
   /^LOADING /,
@@ -41,10 +97,25 @@ const UNAVAILABLE_PATTERNS = [
   /MaxRetriesPerRequestError|Reached the max retries/i,
 ];
 
+/**
+ * Redis applied a change, but WAIT saw fewer replicas confirm it in time than
+ * REDIS_MIN_REPLICAS asks: the caller must not take it as durable (it may be lost in a failover).
+ */
+export class ReplicaShortfallError extends Error {
+  override readonly name = 'ReplicaShortfallError';
+  constructor(
+    readonly confirmed: number,
+    readonly required: number,
+    timeoutMs: number,
+  ) {
+    super(`only ${confirmed} of the ${required} replicas required confirmed the change within ${timeoutMs} ms`);
+  }
+}
+
 /** True when an error means "Redis could not be reached or could not act", not a bug. */
 export function isBackendUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  if (isRedisOutOfMemory(error)) return true;
+  if (isRedisOutOfMemory(error) || error instanceof ReplicaShortfallError) return true;
   return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message)) || error.name === 'MaxRetriesPerRequestError';
 }
 

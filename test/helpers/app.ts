@@ -40,7 +40,7 @@ export async function startTestApp(
     LOAD_SHED_EVENT_LOOP_DELAY_MS: '60000',
     ...env,
   });
-  const redis = createRedisClient({ url: redisUrl, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
+  const redis = createRedisClient({ target: { mode: 'single', url: redisUrl }, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', () => {});
   await waitUntilReady(redis, 10000);
   const app = await buildApp({ config, redis, logger, sweep });

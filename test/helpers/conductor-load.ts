@@ -1,0 +1,156 @@
+// Conductors under load for the failover tests: each acquires a lease on one of a few shared
+// paths (through the service replicas in turn), writes to a fenced "resource server" with its
+// token, renews once and releases. Everything they were told is recorded, so a test can
+// check afterwards what was acknowledged, what the resource server saw and which answers
+// came back.
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface Grant {
+  leaseId: string;
+  holder: string;
+  path: string;
+  token: number;
+  /** Left to expire with an action (on a path of its own), to be orphaned. */
+  abandoned: boolean;
+  /** When the acquire was sent and when its 201 arrived (Date.now()). */
+  sentAt: number;
+  answeredAt: number;
+}
+
+export interface Write {
+  leaseId: string;
+  holder: string;
+  path: string;
+  token: number;
+  at: number;
+}
+
+export interface LoadRecord {
+  grants: Grant[];
+  writes: Write[];
+  /** Every status by count, and the times of the answers that were 2xx. */
+  statuses: Map<number, number>;
+  okAt: { url: string; at: number }[];
+  /** Answers that were no HTTP answer at all (a refused or broken connection). */
+  networkErrors: number;
+}
+
+export interface LoadOptions {
+  urls: string[];
+  conductors: number;
+  paths: string[];
+  ttlMs: number;
+  /** About one lease in this many is left to expire with an action, to be orphaned (0: none). */
+  abandonEvery?: number;
+}
+
+/** Starts the conductors; `stop()` ends their loops and resolves with the record. */
+export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery = 0 }: LoadOptions): { record: LoadRecord; stop(): Promise<LoadRecord> } {
+  const record: LoadRecord = { grants: [], writes: [], statuses: new Map(), okAt: [], networkErrors: 0 };
+  let running = true;
+  let turn = 0;
+  // Request ids unique to this run: a later run on the same Redis must not find its ids used.
+  const run = randomBytes(4).toString('hex');
+
+  const call = async (method: string, url: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> } | undefined> => {
+    try {
+      const res = await fetch(url, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(10000),
+      });
+      const text = await res.text();
+      record.statuses.set(res.status, (record.statuses.get(res.status) ?? 0) + 1);
+      if (res.status < 300) record.okAt.push({ url: new URL(url).origin, at: Date.now() });
+      return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+    } catch {
+      record.networkErrors++;
+      return undefined;
+    }
+  };
+
+  const conductor = async (n: number) => {
+    const holder = `conductor-${n}`;
+    for (let round = 0; running; round++) {
+      const base = urls[turn++ % urls.length]!;
+      const abandon = abandonEvery > 0 && (n * 7 + round) % abandonEvery === 0;
+      // An orphan keeps its paths reserved until claimed: abandoned leases get paths of their own.
+      const path = abandon ? `volumes/abandoned-${n}-${round}` : paths[(n + round) % paths.length]!;
+      const sentAt = Date.now();
+      const acquired = await call('POST', `${base}/v1/leases`, {
+        holder,
+        resources: [{ path }],
+        ttlMs,
+        requestId: `${run}-${holder}-${round}`,
+        ...(abandon && { action: { kind: 'failover-test', payload: { round } } }),
+      });
+      if (acquired?.status !== 201) {
+        await sleep(acquired?.status === 409 ? 5 : 50);
+        continue;
+      }
+      const lease = acquired.json as { id: string; fencingToken: number };
+      record.grants.push({ leaseId: lease.id, holder, path, token: lease.fencingToken, abandoned: abandon, sentAt, answeredAt: Date.now() });
+      record.writes.push({ leaseId: lease.id, holder, path, token: lease.fencingToken, at: Date.now() });
+      if (abandon) continue; // this conductor "dies": its lease expires and is orphaned
+      await call('POST', `${base}/v1/leases/${lease.id}/renew`, {});
+      record.writes.push({ leaseId: lease.id, holder, path, token: lease.fencingToken, at: Date.now() });
+      await call('POST', `${base}/v1/leases/${lease.id}/release`, { outcome: 'completed' });
+    }
+  };
+
+  const loops = Array.from({ length: conductors }, (_, n) => conductor(n));
+  return {
+    record,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return record;
+    },
+  };
+}
+
+/**
+ * Fencing, checked over real time: a lease whose 201 arrived before another conflicting
+ * acquire was sent must carry the smaller token. (Two grants in flight at once may be
+ * applied in either order.) Returns the pairs that break it.
+ */
+export function fencingInversions(grants: Grant[]): [Grant, Grant][] {
+  const inversions: [Grant, Grant][] = [];
+  const byPath = new Map<string, Grant[]>();
+  for (const grant of grants) byPath.set(grant.path, [...(byPath.get(grant.path) ?? []), grant]);
+  for (const list of byPath.values()) {
+    for (const earlier of list) {
+      for (const later of list) {
+        if (earlier.answeredAt < later.sentAt && earlier.token >= later.token) inversions.push([earlier, later]);
+      }
+    }
+  }
+  return inversions;
+}
+
+/**
+ * What a resource server that keeps the largest token it has seen would accept, per path:
+ * the writers whose accepted writes interleave (A, then B, then A again) are the violations.
+ */
+export function interleavedWriters(writes: Write[]): { path: string; leases: string[] }[] {
+  const found: { path: string; leases: string[] }[] = [];
+  const byPath = new Map<string, Write[]>();
+  for (const write of [...writes].sort((a, b) => a.at - b.at)) byPath.set(write.path, [...(byPath.get(write.path) ?? []), write]);
+  for (const [path, list] of byPath) {
+    let largest = -Infinity;
+    const finished = new Set<string>();
+    let current: string | undefined;
+    for (const write of list) {
+      if (write.token < largest) continue; // refused by the fenced server
+      largest = write.token;
+      if (write.leaseId !== current) {
+        if (finished.has(write.leaseId)) found.push({ path, leases: [current!, write.leaseId] });
+        if (current) finished.add(current);
+        current = write.leaseId;
+      }
+    }
+  }
+  return found;
+}
