@@ -69,6 +69,17 @@ function loggedErrors(): string {
     .join('\n');
 }
 
+/** Replicas that lead the reaper now, by their metrics. */
+async function reaperLeaders(): Promise<number> {
+  return (await Promise.all(services.map((s) => metric(s, 'lease_reaper_leader')))).reduce((a, b) => a + b, 0);
+}
+
+/** Fail fast: every request got an HTTP answer within 10 s, and every 503 said when to retry. */
+function assertFailedFast(record: LoadRecord): void {
+  assert.equal(record.networkErrors, 0, 'requests without an answer (refused, broken or hung 10 s)');
+  assert.equal(record.unavailableWithoutRetryAfter, 0, '503 answers without Retry-After');
+}
+
 function statusesAbove499(record: LoadRecord): Map<number, number> {
   return new Map([...record.statuses].filter(([status]) => status >= 500 && status !== 503));
 }
@@ -90,6 +101,7 @@ async function runFailover(fault: (primary: RedisNode) => Promise<void> | void, 
   const readyzBefore = await Promise.all(services.map(async (s) => (await fetch(`${s.url}/readyz`)).status));
   assert.deepEqual(readyzBefore, services.map(() => 200));
   const grantsBefore = load.record.grants.length;
+  await waitFor(async () => (await reaperLeaders()) === 1, { timeoutMs: 10000, what: 'one reaper leader before the fault' });
   try {
     await fault(oldPrimary);
     const newPrimary = await topology.waitForNewPrimary(oldPrimary, 20000);
@@ -170,6 +182,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=1, three service replicas', { co
     console.log(`first 2xx after the promotion, per replica: ${recovery.join(', ')} ms`);
     assert.ok(recovery.every((ms) => ms <= 5000), `first 2xx after the promotion, per replica (ms): ${recovery.join(', ')}`);
     assert.deepEqual(statusesAbove499(record), new Map(), `no status 500 or above other than 503; logged: ${loggedErrors()}`);
+    assertFailedFast(record);
     assert.ok(record.grants.length > 20);
 
     assert.deepEqual(await lostGrants(services[0]!, record), [], 'every grant answered 201 is on the new primary');
@@ -184,7 +197,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=1, three service replicas', { co
     }
 
     // One reaper leader again, and each abandoned lease orphaned once.
-    await waitFor(async () => (await Promise.all(services.map((s) => metric(s, 'lease_reaper_leader')))).reduce((a, b) => a + b, 0) === 1, {
+    await waitFor(async () => (await reaperLeaders()) === 1, {
       timeoutMs: 10000,
       what: 'one reaper leader after the failover',
     });
@@ -204,6 +217,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=1, three service replicas', { co
     frozen!.thaw();
     await waitFor(async () => (await roleOf(oldPrimary)) === 'slave', { timeoutMs: 20000, what: 'the thawed primary to rejoin as a replica' });
     assert.deepEqual(statusesAbove499(record), new Map(), `no status 500 or above other than 503; logged: ${loggedErrors()}`);
+    assertFailedFast(record);
     // Writes it took in before or after the freeze and that no replica had were never
     // confirmed (WAIT), so no client holds an answer for them: every 201 is still there.
     await sleep(500);
@@ -293,6 +307,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=0', { concurrency: false }, () =
   test('SIGKILL of a primary whose replicas lag: no 5xx but 503, tokens still in order over the lost grants; the lost are counted', async () => {
     const { record, oldPrimary } = await runFailover(killWithLaggingReplicas);
     assert.deepEqual(statusesAbove499(record), new Map(), `no status 500 or above other than 503; logged: ${loggedErrors()}`);
+    assertFailedFast(record);
     const lost = await lostGrants(services[0]!, record);
     console.log(`REDIS_MIN_REPLICAS=0: ${lost.length} of ${record.grants.length} grants answered 201 were lost in the failover`);
     assert.deepEqual(fencingInversions(record.grants), []);

@@ -32,8 +32,10 @@ export interface LoadRecord {
   /** Every status by count, and the times of the answers that were 2xx. */
   statuses: Map<number, number>;
   okAt: { url: string; at: number }[];
-  /** Answers that were no HTTP answer at all (a refused or broken connection). */
+  /** Answers that were no HTTP answer at all (a refused or broken connection, or none within 10 s). */
   networkErrors: number;
+  /** 503 answers without a Retry-After header. */
+  unavailableWithoutRetryAfter: number;
 }
 
 export interface LoadOptions {
@@ -47,7 +49,7 @@ export interface LoadOptions {
 
 /** Starts the conductors; `stop()` ends their loops and resolves with the record. */
 export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery = 0 }: LoadOptions): { record: LoadRecord; stop(): Promise<LoadRecord> } {
-  const record: LoadRecord = { grants: [], writes: [], statuses: new Map(), okAt: [], networkErrors: 0 };
+  const record: LoadRecord = { grants: [], writes: [], statuses: new Map(), okAt: [], networkErrors: 0, unavailableWithoutRetryAfter: 0 };
   let running = true;
   let turn = 0;
   // Request ids unique to this run: a later run on the same Redis must not find its ids used.
@@ -64,6 +66,7 @@ export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery =
       const text = await res.text();
       record.statuses.set(res.status, (record.statuses.get(res.status) ?? 0) + 1);
       if (res.status < 300) record.okAt.push({ url: new URL(url).origin, at: Date.now() });
+      if (res.status === 503 && !res.headers.get('retry-after')) record.unavailableWithoutRetryAfter++;
       return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
     } catch {
       record.networkErrors++;
