@@ -30,6 +30,7 @@ import { orphanRoutes } from './orphans/routes.js';
 import { OrphanId, OrphanView } from './orphans/schemas.js';
 import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
+import { EventStream } from './store/event-stream.js';
 import { LeaseStore } from './store/lease-store.js';
 import { storeKeys, type StoreKeys } from './store/keys.js';
 import { AcknowledgedScripts } from './store/acknowledged-scripts.js';
@@ -211,11 +212,10 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await app.register(leaseRoutes, { config, store, notifications, metrics, waiters });
   await app.register(resourceRoutes, { store });
   await app.register(orphanRoutes, { config, store, notifications, waiters });
-  const eventStreamKey = keys.events;
-  const watcher = new StreamWatcher(redis, eventStreamKey);
+  const watcher = new StreamWatcher(redis, keys.events);
   app.addHook('onReady', async () => watcher.start());
   app.addHook('onClose', async () => watcher.stop());
-  await app.register(eventRoutes, { config, redis, streamKey: eventStreamKey, watcher, metrics });
+  await app.register(eventRoutes, { config, events: new EventStream(redis, keys), watcher, metrics });
 
   if (sweep) {
     const reaper = new Reaper(redis, store, {

@@ -10,7 +10,6 @@ import { setImmediate } from 'node:timers/promises';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { problem, ProblemError } from '../errors.js';
 import { Slots } from '../http/slots.js';
@@ -18,15 +17,15 @@ import { covers } from '../http/paths.js';
 import { ResourcePath } from '../http/schemas/paths.js';
 import { problemResponse, problemResponses } from '../http/schemas/problems.js';
 import { isBackendUnavailable } from '../redis/connection.js';
-import { fieldMap } from '../store/lease-store.js';
+import type { EventStream, StreamBounds } from '../store/event-stream.js';
+import type { EventRecord } from '../store/records.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
 import type { StreamWatcher } from './stream-watcher.js';
 import type { LeaseEvent } from './schemas.js';
 
 export interface EventRoutesOptions {
   config: Config;
-  redis: Redis;
-  streamKey: string;
+  events: EventStream;
   watcher: StreamWatcher;
   metrics: ServiceMetrics;
 }
@@ -58,7 +57,7 @@ const DRAIN_WAIT_MS = 30000;
 /** Streams free their slots only as clients leave; a client over a cap tries again after this. */
 const RETRY_AFTER_SECONDS = 5;
 
-export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { config, redis, streamKey, watcher, metrics }) => {
+export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { config, events, watcher, metrics }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const openStreams = new Set<() => void>();
   const slots = new Slots({
@@ -142,7 +141,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       let cursor: string;
       try {
         // Read before answering, so a Redis outage is a 503 rather than an empty stream.
-        cursor = resumeCursor(await streamBounds(redis, streamKey), request.headers['last-event-id']);
+        cursor = resumeCursor(await events.bounds(), request.headers['last-event-id']);
       } catch (error) {
         releaseSlot();
         throw error;
@@ -242,9 +241,9 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             }
           }
           grown = false;
-          let entries: [string, string[]][];
+          let entries: EventRecord[];
           try {
-            entries = await redis.xrange(streamKey, `(${cursor}`, '+', 'COUNT', READ_BATCH);
+            entries = await events.after(cursor, READ_BATCH);
           } catch (error) {
             if (!isBackendUnavailable(error)) throw error;
             // Redis is away (restarting, failing over): the client keeps its stream and its
@@ -262,12 +261,12 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             blocked = !res.write(': keepalive\n\n') && !(await tookIt());
             continue;
           }
-          for (const [id, fields] of entries) {
+          for (const entry of entries) {
             if (closed) break;
-            cursor = id;
-            const event = toEvent(id, fields);
+            cursor = entry.id;
+            const event = eventView(entry);
             if (!matches(event)) continue;
-            if (!res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`) && !(await tookIt())) {
+            if (!res.write(`id: ${entry.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`) && !(await tookIt())) {
               blocked = true;
               break;
             }
@@ -289,34 +288,6 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
     },
   );
 };
-
-interface StreamBounds {
-  /** The id of the last entry ever appended (0-0 for a stream that never had one). */
-  lastId: string;
-  /** The oldest entry still kept, if any. */
-  firstId: string | undefined;
-  /** Whether entries were ever removed (by trimming): unknown before Redis 7, so assumed. */
-  trimmed: boolean;
-}
-
-/** One XINFO STREAM: the stream's id range and whether it has been trimmed. */
-async function streamBounds(redis: Redis, key: string): Promise<StreamBounds> {
-  let reply: unknown[];
-  try {
-    reply = (await redis.xinfo('STREAM', key)) as unknown[];
-  } catch (error) {
-    if (/no such key/i.test((error as Error).message)) return { lastId: '0-0', firstId: undefined, trimmed: false };
-    throw error;
-  }
-  const info = new Map<string, unknown>();
-  for (let i = 0; i + 1 < reply.length; i += 2) info.set(String(reply[i]), reply[i + 1]);
-  const added = info.get('entries-added');
-  return {
-    lastId: (info.get('last-generated-id') as string | undefined) ?? '0-0',
-    firstId: (info.get('first-entry') as [string, string[]] | null | undefined)?.[0],
-    trimmed: added === undefined || Number(added) > Number(info.get('length') ?? 0),
-  };
-}
 
 /**
  * Where a stream starts reading: after Last-Event-ID, or after the newest entry. Trimming
@@ -360,16 +331,16 @@ function parseTypes(types: string | undefined): Set<string> | null {
   return new Set(list);
 }
 
-function toEvent(id: string, flat: string[]): LeaseEvent {
-  const f = fieldMap(flat);
+/** An entry of the stream as the `data:` of its frame (the Event schema). */
+function eventView(entry: EventRecord): LeaseEvent {
   return {
-    id,
-    type: f.type ?? 'unknown',
-    at: new Date(Number(f.at ?? 0)).toISOString(),
-    ...(f.leaseId ? { leaseId: f.leaseId } : {}),
-    ...(f.orphanId ? { orphanId: f.orphanId } : {}),
-    ...(f.holder ? { holder: f.holder } : {}),
-    paths: f.paths ? (JSON.parse(f.paths) as string[]) : [],
-    ...(f.fencingToken ? { fencingToken: Number(f.fencingToken) } : {}),
+    id: entry.id,
+    type: entry.type,
+    at: new Date(entry.at).toISOString(),
+    ...(entry.leaseId !== null ? { leaseId: entry.leaseId } : {}),
+    ...(entry.orphanId !== null ? { orphanId: entry.orphanId } : {}),
+    ...(entry.holder !== null ? { holder: entry.holder } : {}),
+    paths: entry.paths,
+    ...(entry.fencingToken !== null ? { fencingToken: Number(entry.fencingToken) } : {}),
   };
 }

@@ -1,12 +1,13 @@
 // Turns a stored lease that holds its resources into the contract's JSON: ISO times, a
 // numeric token, the action with its last progress. Every route that answers a lease (the
 // lease routes, an orphan's claim, a resource view) answers it through leaseView.
+import type { Mode } from '../mode.js';
 
 /** The fields of a stored lease that its view shows; the store's LeaseRecord has them all. */
 export interface LeaseFacts {
   id: string;
   holder: string;
-  resources: { path: string; mode: 'exclusive' | 'shared' }[];
+  resources: { path: string; mode: Mode }[];
   fencingToken: string;
   state: string;
   ttlMs: number;

@@ -3,7 +3,7 @@
 import { problem, type Problem } from '../errors.js';
 import { iso } from '../http/present-lease.js';
 import { RESIZE_LEASE, T0 } from '../http/examples.js';
-import type { LeaseRecord } from '../store/lease-store.js';
+import type { LeaseRecord } from '../store/records.js';
 import { tombstoneView } from './present.js';
 
 const resize: LeaseRecord = { ...RESIZE_LEASE, state: 'active', endState: null, outcome: null, endedAt: null };

@@ -1,7 +1,7 @@
 // Turns stored lease records that have ended into the contract's JSON (tombstones); a lease
 // that holds its resources is shown by http/present-lease.ts, which other routes share.
 import { actionView, iso } from '../http/present-lease.js';
-import type { LeaseRecord } from '../store/lease-store.js';
+import type { LeaseRecord } from '../store/records.js';
 
 /** What an ended lease answers. An orphaned lease is ended for its holder: it ended as endState. */
 export function tombstoneView(record: LeaseRecord) {

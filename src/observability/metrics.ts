@@ -3,6 +3,7 @@
 // double-register) metrics. Names follow Prometheus' guide (base units, `_total` for
 // counters); label values come from fixed sets, never lease ids, holders or paths.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Mode } from '../mode.js';
 
 // Every value a label can take: the types below, and the series set to 0 at start (so
 // rate() sees a counter from its first increase), both come from these lists.
@@ -143,7 +144,7 @@ export class ServiceMetrics {
 }
 
 /** The mode label of an acquire: one mode for all its resources, or mixed. */
-export function modeLabel(resources: { mode: 'exclusive' | 'shared' }[]): ModeLabel {
+export function modeLabel(resources: { mode: Mode }[]): ModeLabel {
   const modes = new Set(resources.map((r) => r.mode));
   return modes.size === 1 ? [...modes][0]! : 'mixed';
 }

@@ -3,7 +3,7 @@
 import { problem, type Problem } from '../errors.js';
 import { RESIZE_LEASE, T0 } from '../http/examples.js';
 import { leaseView, type LeaseFacts } from '../http/present-lease.js';
-import type { OrphanRecord } from '../store/lease-store.js';
+import type { OrphanRecord } from '../store/records.js';
 import { orphanView } from './present.js';
 
 const resize = RESIZE_LEASE;

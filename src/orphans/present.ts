@@ -1,6 +1,6 @@
 // Turns stored orphan records into the contract's JSON.
 import { iso } from '../http/present-lease.js';
-import type { OrphanRecord } from '../store/lease-store.js';
+import type { OrphanRecord } from '../store/records.js';
 
 
 export function orphanView(record: OrphanRecord) {

@@ -1,24 +1,13 @@
 // The typed face of the lease scripts: it marshals arguments in and records out, and
-// holds no logic of its own. Each method is one script call, one round trip.
-import { RedisClock } from './redis-clock.js';
+// holds no logic of its own. Each method is one script call, one round trip; `call` adds
+// what every script is passed first (includes/prelude.lua). The records it answers with are
+// records.ts's, read from the scripts' replies by decoders.ts.
+import { fieldMap, toConflicts, toLease, toOrphan } from './decoders.js';
 import { storeKeys } from './keys.js';
+import type { Conflict, LeaseRecord, OrphanRecord, OrphanState, Outcome } from './records.js';
+import { RedisClock } from './redis-clock.js';
+import { encodeResources, type ResourceClaim } from './resource-codec.js';
 import type { ScriptRunner } from './scripts.js';
-import { decodeResources, encodeResources, type ResourceClaim } from './resource-codec.js';
-
-export type Mode = 'exclusive' | 'shared';
-export type LeaseState = 'active' | 'orphaned' | 'released' | 'expired' | 'revoked';
-export type EndState = 'released' | 'expired' | 'revoked';
-export type Outcome = 'completed' | 'failed' | 'abandoned';
-
-export type { ResourceClaim };
-
-export interface StoredAction {
-  kind: string;
-  /** null in listings that left it out, in tombstones and in resolved orphans. */
-  payload: unknown;
-  attempt: number;
-  maxAttempts: number;
-}
 
 /** An action as an acquire gives it: its payload already JSON, stored as is. */
 export interface ActionInput {
@@ -26,37 +15,6 @@ export interface ActionInput {
   maxAttempts: number;
   /** The payload as JSON, or null for none. */
   payloadJson: string | null;
-}
-
-/** A lease as Redis holds it; times are ms on Redis' clock. */
-export interface LeaseRecord {
-  id: string;
-  holder: string;
-  resources: ResourceClaim[];
-  fencingToken: string;
-  state: LeaseState;
-  /** How it ended, for an ended lease; for an orphaned one, how its holder lost it. */
-  endState: EndState | null;
-  ttlMs: number;
-  acquiredAt: number;
-  renewedAt: number;
-  expiresAt: number;
-  holdDeadline: number;
-  lockDelayMs: number;
-  action: StoredAction | null;
-  progress: unknown;
-  outcome: Outcome | null;
-  endedAt: number | null;
-  orphanId: string | null;
-}
-
-export interface Conflict {
-  path: string;
-  leaseId: string;
-  holder: string;
-  mode: Mode;
-  /** waiting: a request queued earlier for an overlapping resource (leaseId is its ticket). */
-  state: 'active' | 'orphaned' | 'lock_delay' | 'waiting';
 }
 
 /**
@@ -128,30 +86,6 @@ export interface HolderRenewal {
   remaining: number;
 }
 
-export type OrphanState = 'pending' | 'claimed' | 'dead_letter' | 'resolved';
-export type OrphanReason = 'expired' | 'abandoned' | 'revoked';
-
-/** An orphan as Redis holds it; times are ms on Redis' clock. */
-export interface OrphanRecord {
-  id: string;
-  state: OrphanState;
-  reason: OrphanReason;
-  resources: ResourceClaim[];
-  /** The action, with the attempt that was running when it was orphaned. */
-  action: StoredAction;
-  progress: unknown;
-  lastLeaseId: string;
-  lastHolder: string;
-  lastFencingToken: string;
-  orphanedAt: number;
-  claimedBy: string | null;
-  claimedLeaseId: string | null;
-  resolution: string | null;
-  resolvedAt: number | null;
-  /** Order of first orphaning: the claim queue's order and the listing cursor. */
-  seq: string;
-}
-
 export type ClaimResult = { kind: 'claimed'; now: number; orphan: OrphanRecord; lease: LeaseRecord } | { kind: 'none'; now: number };
 
 export type ResolveResult =
@@ -207,6 +141,7 @@ export class ScriptTooLateError extends Error {
     super('Command timed out: Redis ran the script after its deadline, and it changed nothing');
   }
 }
+
 
 type Fields = string[];
 
@@ -445,76 +380,4 @@ export class LeaseStore {
 function toChange([now, kind, fields]: [number, ...unknown[]], doneKind: string): LeaseChange {
   if (kind === 'missing') return { kind: 'missing', now };
   return { kind: kind === doneKind ? 'done' : 'ended', now, lease: toLease(fields as Fields) };
-}
-
-function toConflicts(flat: string[]): Conflict[] {
-  const conflicts: Conflict[] = [];
-  for (let i = 0; i + 4 < flat.length; i += 5) {
-    conflicts.push({
-      path: flat[i]!,
-      leaseId: flat[i + 1]!,
-      holder: flat[i + 2]!,
-      mode: flat[i + 3] as Mode,
-      state: flat[i + 4] as Conflict['state'],
-    });
-  }
-  return conflicts;
-}
-
-/** HGETALL-style [name, value, ...] as an object. */
-export function fieldMap(flat: string[]): Record<string, string> {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-  return f;
-}
-
-/** The action of a lease or orphan record (kind, ma, pay, att), or null when it has none. */
-function actionOf(f: Record<string, string>): StoredAction | null {
-  if (f.kind === undefined) return null;
-  return { kind: f.kind, payload: f.pay ? JSON.parse(f.pay) : null, attempt: Number(f.att ?? 1), maxAttempts: Number(f.ma ?? 1) };
-}
-
-export function toOrphan(flat: Fields): OrphanRecord {
-  const f = fieldMap(flat);
-  return {
-    id: f.id ?? '',
-    state: f.st as OrphanState,
-    reason: f.why as OrphanReason,
-    resources: decodeResources(f.res ?? ''),
-    action: actionOf(f) ?? { kind: '', payload: null, attempt: 1, maxAttempts: 1 },
-    progress: f.prog ? JSON.parse(f.prog) : null,
-    lastLeaseId: f.lid ?? '',
-    lastHolder: f.lh ?? '',
-    lastFencingToken: f.ltok ?? '0',
-    orphanedAt: Number(f.at ?? 0),
-    claimedBy: f.cb ?? null,
-    claimedLeaseId: f.cl ?? null,
-    resolution: f.rsl ?? null,
-    resolvedAt: f.rat !== undefined ? Number(f.rat) : null,
-    seq: f.seq ?? '0',
-  };
-}
-
-export function toLease(flat: Fields): LeaseRecord {
-  const f = fieldMap(flat);
-  const number = (name: string) => Number(f[name] ?? 0);
-  return {
-    id: f.id ?? '',
-    holder: f.holder ?? '',
-    resources: decodeResources(f.res ?? ''),
-    fencingToken: f.tok ?? '0',
-    state: f.st as LeaseState,
-    endState: (f.es ?? (f.st === 'active' || f.st === 'orphaned' ? null : f.st)) as EndState | null,
-    ttlMs: number('ttl'),
-    acquiredAt: number('acq'),
-    renewedAt: number('ren'),
-    expiresAt: number('exp'),
-    holdDeadline: number('hold'),
-    lockDelayMs: number('ld'),
-    action: actionOf(f),
-    progress: f.prog ? JSON.parse(f.prog) : null,
-    outcome: (f.out as Outcome | undefined) ?? null,
-    endedAt: f.end !== undefined ? Number(f.end) : null,
-    orphanId: f.oid ?? null,
-  };
 }

@@ -3,9 +3,11 @@
 // Half the size of the JSON, so a one-resource lease hash keeps every value under Redis'
 // 64-byte listpack limit and stays in the compact encoding. Lua reads it with
 // decodeResources in includes/paths.lua.
+import type { Mode } from '../mode.js';
+
 export interface ResourceClaim {
   path: string;
-  mode: 'exclusive' | 'shared';
+  mode: Mode;
 }
 
 export function encodeResources(resources: readonly ResourceClaim[]): string {
