@@ -3,12 +3,12 @@
 // that the command is gone before its lease can pass to anyone else.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Lease, LeasePage, Orphan, Tombstone } from '../src/client/types.js';
 import { useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
+import { running } from './helpers/processes.js';
 
 const { t, redis } = useTestApp({ env: { REDIS_COMMAND_TIMEOUT_MS: '300' } });
 
@@ -57,20 +57,6 @@ async function ok(...args: string[]): Promise<string> {
   return stdout;
 }
 
-/** Whether a process still runs (a zombie has ended: it only waits to be reaped). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 let n = 0;
 const unique = (name: string) => `cli/${name}-${++n}-${Date.now().toString(36)}`;

@@ -7,7 +7,6 @@
 // 404 lease_not_found, and the SDK, withLease and `lease run` treat that as lost at once.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +16,7 @@ import type { CallOptions } from '../src/client/lease-client.js';
 import { EXIT } from '../src/cli/exit-codes.js';
 import { acquireLease, useTestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
+import { running } from './helpers/processes.js';
 
 const { t } = useTestApp();
 
@@ -197,20 +197,6 @@ describe('lease run with a grant lost in a failover', () => {
     }
   });
 
-  /** Whether a process still runs (a zombie has ended: it only waits to be reaped). */
-  function running(pid: number): boolean {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return false;
-    }
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    } catch {
-      return false;
-    }
-  }
 
   test('the command is stopped and lease run exits with the lost-lease code, at the next heartbeat', async () => {
     const before = await contents();
