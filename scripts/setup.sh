@@ -2,17 +2,33 @@
 # Installs what the service needs on a Debian machine with Node 20+: redis-server and
 # redis-sentinel (from apt, when missing) and the npm dependencies (npm ci). With --test,
 # also what the test suite needs: promtool (Debian's prometheus package) and a headless
-# browser (Debian's chromium).
+# browser (Debian's chromium). With --bench, also what the benchmark compares against:
+# etcd (Debian's etcd-server; without it `npm run bench` says that etcd was skipped).
+# Both flags may be given: bash scripts/setup.sh --test --bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+test=false
+bench=false
+for arg in "$@"; do
+  case "$arg" in
+    --test) test=true ;;
+    --bench) bench=true ;;
+    *) echo "usage: bash scripts/setup.sh [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 # Sentinel mode (npm run ha, and the failover tests): Debian ships it apart.
 command -v redis-sentinel >/dev/null 2>&1 || packages+=(redis-sentinel)
-if [ "${1:-}" = "--test" ]; then
+if [ "$test" = true ]; then
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+fi
+if [ "$bench" = true ]; then
+  # The bench's etcd scenario: a private single-member etcd on loopback (no service is started).
+  command -v etcd >/dev/null 2>&1 || packages+=(etcd-server)
 fi
 
 if [ ${#packages[@]} -gt 0 ]; then

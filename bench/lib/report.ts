@@ -35,6 +35,8 @@ export interface ComparisonRecord {
   target?: string;
   /** null: for information, or a side of it was not measured (its scenario failed or did not run). */
   pass: boolean | null;
+  /** The scenario whose rows show it, when not the figure's own (Comparison.under). */
+  under?: string;
 }
 
 export interface Report {
@@ -77,6 +79,7 @@ export function evaluateComparisons(comparisons: Comparison[], scenarios: Scenar
       ratio,
       ...(c.target ? { target: `${c.target.op} ${c.target.bound}` } : {}),
       pass,
+      ...(c.under && c.under !== c.figure[0] ? { under: c.under } : {}),
     });
   }
   return records;
@@ -128,21 +131,21 @@ export function renderTable(report: Report, jsonPath: string): string {
         table.push([scenario.name, fig.label, { colSpan: COLUMNS.length - 2, content: fig.text ?? '' }]);
         continue;
       }
-      const comparison = report.comparisons.find((c) => c.figure === `${scenario.name}.${key}`);
+      const comparison = report.comparisons.find((c) => c.figure === `${scenario.name}.${key}` && c.under === undefined);
       if (!comparison) {
         table.push([scenario.name, fig.label, formatFigure(fig.value, fig.unit, fig.text), '', '', '', '']);
         continue;
       }
-      const [baselineScenario] = comparison.baseline.split('.');
-      const baselineValue = formatFigure(comparison.baselineValue, comparison.baselineUnit);
+      table.push([scenario.name, fig.label, formatFigure(fig.value, fig.unit, fig.text), ...comparisonCells(comparison, scenario.name)]);
+    }
+    // Comparisons of another scenario's figure shown here (e.g. cycle's pairs against etcd's).
+    for (const comparison of report.comparisons.filter((c) => c.under === scenario.name)) {
+      const [figureScenario] = comparison.figure.split('.');
       table.push([
         scenario.name,
-        fig.label,
-        formatFigure(fig.value, fig.unit, fig.text),
-        baselineScenario === scenario.name ? baselineValue : `${baselineScenario} ${baselineValue}`,
-        Number.isFinite(comparison.ratio) ? comparison.ratio.toFixed(2) : String(comparison.ratio),
-        comparison.target?.replace('>=', '≥').replace('<=', '≤') ?? '',
-        comparison.pass === null ? (comparison.target ? 'n/a' : '') : comparison.pass ? 'PASS' : 'FAIL',
+        `${figureScenario} ${comparison.label}`,
+        formatFigure(comparison.value, comparison.unit),
+        ...comparisonCells(comparison, scenario.name),
       ]);
     }
   }
@@ -156,6 +159,18 @@ export function renderTable(report: Report, jsonPath: string): string {
     ),
   );
   return table.toString();
+}
+
+/** The baseline, ratio, target and result cells of a comparison's row in `scenario`'s rows. */
+function comparisonCells(comparison: ComparisonRecord, scenario: string): string[] {
+  const [baselineScenario] = comparison.baseline.split('.');
+  const baselineValue = formatFigure(comparison.baselineValue, comparison.baselineUnit);
+  return [
+    baselineScenario === scenario ? baselineValue : `${baselineScenario} ${baselineValue}`,
+    Number.isFinite(comparison.ratio) ? comparison.ratio.toFixed(2) : String(comparison.ratio),
+    comparison.target?.replace('>=', '≥').replace('<=', '≤') ?? '',
+    comparison.pass === null ? (comparison.target ? 'n/a' : '') : comparison.pass ? 'PASS' : 'FAIL',
+  ];
 }
 
 export function writeReport(path: string, report: Report): void {

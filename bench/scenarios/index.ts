@@ -1,8 +1,9 @@
 // Every scenario, in the order they run, and the comparisons between their figures. Order
-// matters twice: baselines run first (before the service even starts), and live-leases
-// runs right before orphans, which reuses its 100 000 live leases.
+// matters twice: baselines run first (before the service even starts; etcd among them), and
+// live-leases runs right before orphans, which reuses its 100 000 live leases.
 import { contended, multiResource, uncontended } from './acquire.js';
 import { cycle } from './cycle.js';
+import { etcd } from './etcd.js';
 import { httpFloor, redisFloor, redlockDirect } from './floors.js';
 import { memory } from './memory.js';
 import { orphans } from './orphans.js';
@@ -15,6 +16,7 @@ export const SCENARIOS: Scenario[] = [
   httpFloor,
   redisFloor,
   redlockDirect,
+  etcd,
   uncontended,
   cycle,
   replicaAcks,
@@ -35,6 +37,12 @@ export interface Comparison {
   baseline: [string, string];
   /** The target for the ratio; none: printed for information. */
   target?: { op: '>=' | '<='; bound: number };
+  /**
+   * The scenario whose rows show it (default: the figure's own). The table shows one
+   * comparison per figure in its own rows, so a figure compared twice (cycle's pairs, against
+   * redlock and against etcd) shows the second under the baseline's scenario.
+   */
+  under?: string;
 }
 
 export const COMPARISONS: Comparison[] = [
@@ -42,6 +50,8 @@ export const COMPARISONS: Comparison[] = [
   { figure: ['uncontended', 'p50'], baseline: ['http-floor', 'p50'] },
   { figure: ['uncontended', 'p99'], baseline: ['http-floor', 'p99'], target: { op: '<=', bound: 2 } },
   { figure: ['cycle', 'pairs'], baseline: ['redlock', 'pairs'], target: { op: '>=', bound: 0.35 } },
+  // etcd 3.4 beside us, same load generator and connections; unjudged (n/a) when etcd is not installed.
+  { figure: ['cycle', 'pairs'], baseline: ['etcd', 'pairs'], target: { op: '>=', bound: 5 }, under: 'etcd' },
   // What waiting for one replica (REDIS_MIN_REPLICAS=1) costs against not waiting (0), same topology, same run.
   { figure: ['replica-acks', 'pairsOne'], baseline: ['replica-acks', 'pairsNone'], target: { op: '>=', bound: 0.5 } },
   { figure: ['replica-acks', 'p50One'], baseline: ['replica-acks', 'p50None'] },
