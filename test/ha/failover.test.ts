@@ -64,7 +64,7 @@ async function lostGrants(service: ServiceProcess, record: LoadRecord): Promise<
 /** The services' logged errors, to explain a failed assertion. */
 function loggedErrors(): string {
   return services
-    .flatMap((service) => service.output().split('\n').filter((line) => line.includes('"level":50')))
+    .flatMap((service) => service.output().split('\n').filter((line) => line.includes('"level":50') || line.includes('reaper')))
     .slice(0, 5)
     .join('\n');
 }
@@ -353,11 +353,12 @@ async function assertEachOrphanPublishedOnce(record: LoadRecord): Promise<void> 
   const abandoned = record.grants.filter((g) => g.abandoned).map((g) => g.leaseId);
   assert.ok(abandoned.length > 0, 'the load abandoned some leases');
   const primary = (await topology.primary()).client();
+  let byLease = new Map<string, string[]>();
   try {
     const published = await waitFor(
       async () => {
         const entries = await primary.xrange('{failover}:orphans', '-', '+');
-        const byLease = new Map<string, string[]>();
+        byLease = new Map<string, string[]>();
         for (const [, fields] of entries) {
           const field = (name: string) => fields[fields.indexOf(name) + 1]!;
           const orphanIds = byLease.get(field('leaseId')) ?? [];
@@ -365,8 +366,13 @@ async function assertEachOrphanPublishedOnce(record: LoadRecord): Promise<void> 
         }
         return abandoned.every((id) => byLease.has(id)) && byLease;
       },
-      { timeoutMs: 10000, what: 'an orphan for every abandoned lease' },
-    );
+      { timeoutMs: 20000 },
+    ).catch(async () => {
+      // Say what became of the ones missing, and what the replicas logged.
+      const missing = abandoned.filter((id) => !byLease.has(id));
+      const states = await Promise.all(missing.map(async (id) => `${id}: ${await (await fetch(`${services[0]!.url}/v1/leases/${id}`)).text()}`));
+      throw new Error(`no orphan within 20 s for ${missing.length} of ${abandoned.length} abandoned leases:\n${states.join('\n')}\n${loggedErrors()}`);
+    });
     for (const [leaseId, orphanIds] of published) assert.equal(orphanIds.length, 1, `lease ${leaseId} was orphaned ${orphanIds.length} times`);
   } finally {
     primary.disconnect();
