@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the service needs on a Debian machine with Node 20+: redis-server and
 # redis-sentinel (from apt, when missing) and the npm dependencies (npm ci). With --test,
-# also what the test suite needs: promtool (Debian's prometheus package) and a headless
-# browser (Debian's chromium). With --bench, also what the benchmark compares against:
-# etcd (Debian's etcd-server; without it `npm run bench` says that etcd was skipped).
-# Both flags may be given: bash scripts/setup.sh --test --bench
+# also what the test suite needs: promtool (Debian's prometheus package), a headless
+# browser (Debian's chromium) and python3 (the Python client's tests). With --bench, also
+# what the benchmark compares against: etcd (Debian's etcd-server; without it `npm run
+# bench` says that etcd was skipped). Both flags may be given: --test --bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,8 @@ command -v redis-sentinel >/dev/null 2>&1 || packages+=(redis-sentinel)
 if [ "$test" = true ]; then
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+  # The Python client's tests (standard library only).
+  command -v python3 >/dev/null 2>&1 || packages+=(python3)
 fi
 if [ "$bench" = true ]; then
   # The bench's etcd scenario: a private single-member etcd on loopback (no service is started).
