@@ -2,9 +2,9 @@
 // real redis-server: runs its unittest suite with LEASE_URL pointing at the service. The
 // reaper runs every 100 ms so that orphans of 1000 ms leases come quickly.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runToEnd } from './helpers/processes.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 import { startService, type ServiceProcess } from './helpers/service.js';
 
@@ -26,30 +26,13 @@ after(async () => {
   await redis?.stop();
 });
 
-/** Runs a command to its end (killed after `timeoutMs`): its exit code and all it printed. */
-function run(command: string, args: string[], env: Record<string, string>, timeoutMs: number): Promise<{ code: number | string; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? signal ?? -1, output });
-    });
-  });
-}
-
 test('the Python client passes its unittest suite against the real service', async () => {
   assert.ok(service, 'the service did not start');
-  const { code, output } = await run(
-    'python3',
-    ['-m', 'unittest', 'discover', '-s', 'clients/python/tests', '-v'],
-    { LEASE_URL: service.url, PYTHONPATH: 'clients/python', PYTHONUNBUFFERED: '1' },
-    90_000,
-  );
+  const { code, output } = await runToEnd('python3', ['-m', 'unittest', 'discover', '-s', 'clients/python/tests', '-v'], {
+    cwd: ROOT,
+    env: { LEASE_URL: service.url, PYTHONPATH: 'clients/python', PYTHONUNBUFFERED: '1' },
+    timeoutMs: 90_000,
+  });
   assert.equal(code, 0, `python3 -m unittest failed (exit ${code}):\n${output}\n--- service output ---\n${service.output()}`);
   assert.match(output, /Ran \d+ tests/);
   assert.doesNotMatch(output, /skipped/, 'no test may be skipped: LEASE_URL is set');

@@ -5,9 +5,9 @@
 // which is what the README lists (member capabilities: the service stores no data on a
 // lease but an action, and an expired action lease becomes an orphan).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runToEnd } from './helpers/processes.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 import { startService, type ServiceProcess } from './helpers/service.js';
 
@@ -32,18 +32,7 @@ after(async () => {
 test("tooz's own coordination tests pass against the lease:// driver: no failure, skips only for NotImplemented", async () => {
   assert.ok(service, 'the service did not start');
   const { host } = new URL(service.url);
-  const { code, output } = await new Promise<{ code: number | string; output: string }>((resolve, reject) => {
-    const child = spawn('sh', [RUN, `lease://${host}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
-    child.once('error', reject);
-    child.once('close', (exit, signal) => {
-      clearTimeout(timer);
-      resolve({ code: exit ?? signal ?? -1, output: text });
-    });
-  });
+  const { code, output } = await runToEnd('sh', [RUN, `lease://${host}`], { timeoutMs: 100_000 });
   assert.equal(code, 0, `tooz's suite failed (exit ${code}):\n${output}\n--- service output ---\n${service.output()}`);
   const summary = /(\d+) passed(?:, (\d+) skipped)?/.exec(output);
   assert.ok(summary, `no pytest summary in:\n${output}`);

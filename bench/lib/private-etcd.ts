@@ -13,9 +13,8 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findFreePort } from '../../src/redis/embedded.js';
 import { trackChild } from './cleanup.js';
-import { processCpuSeconds, type ChildServer } from './service-process.js';
+import { processCpuSeconds, stopChild, watchChild, type ChildServer } from './service-process.js';
 
-const OUTPUT_LINES = 40;
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
 /** Attempts at starting it: a free port may be taken between findFreePort and etcd's bind. */
@@ -102,30 +101,11 @@ async function launch(executable: string, label: string, version: string): Promi
   }
   const pid = child.pid;
   const tracked = trackChild(pid, dataDir);
-  const lines: string[] = [];
-  const keep = (chunk: Buffer) => {
-    lines.push(...chunk.toString('utf8').split('\n').filter((line) => line.trim() !== ''));
-    if (lines.length > OUTPUT_LINES) lines.splice(0, lines.length - OUTPUT_LINES);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exit = { code, signal };
-      resolve();
-    }),
-  );
-
+  const watched = watchChild(child);
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      if (exit === undefined) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopChild(child, watched, STOP_TIMEOUT_MS);
       rmSync(dataDir, { recursive: true, force: true });
       tracked.forget();
     })());
@@ -137,14 +117,15 @@ async function launch(executable: string, label: string, version: string): Promi
     env,
     dataDir,
     version,
-    alive: () => exit === undefined,
+    alive: () => watched.exit() === undefined,
     cpuSeconds: () => processCpuSeconds(pid),
-    output: () => lines.join('\n'),
+    output: () => watched.output(),
     stop,
   };
 
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (!(await healthy(clientUrl))) {
+    const exit = watched.exit();
     if (exit) {
       await stop();
       throw new Error(`etcd exited at start (code ${exit.code}, signal ${exit.signal}):\n${server.output()}`);

@@ -59,35 +59,23 @@ export async function startChildServer(options: ChildServerOptions): Promise<Chi
   if (child.pid === undefined) throw new Error(`${options.name}: could not start ${options.script}`);
   const pid = child.pid;
   const tracked = trackChild(pid);
-  const lines: string[] = [];
-  const keep = (chunk: Buffer) => {
-    lines.push(...chunk.toString('utf8').split('\n').filter((line) => line.trim() !== ''));
-    if (lines.length > OUTPUT_LINES) lines.splice(0, lines.length - OUTPUT_LINES);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exit = { code, signal };
-      tracked.forget();
-      resolve();
-    }),
-  );
+  const watched = watchChild(child);
+  void watched.exited.then(() => tracked.forget());
 
   const server: ChildServer = {
     name: options.name,
     url: `http://127.0.0.1:${port}`,
     pid,
     env,
-    alive: () => exit === undefined,
+    alive: () => watched.exit() === undefined,
     cpuSeconds: () => processCpuSeconds(pid),
-    output: () => lines.join('\n'),
-    stop: () => stopChild(child, exited, () => exit !== undefined),
+    output: () => watched.output(),
+    stop: () => stopChild(child, watched, STOP_TIMEOUT_MS),
   };
 
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (!(await answers200(`${server.url}${options.readyPath}`))) {
+    const exit = watched.exit();
     if (exit) throw new Error(`${options.name} exited at start (code ${exit.code}, signal ${exit.signal}):\n${server.output()}`);
     if (Date.now() > deadline) {
       await server.stop();
@@ -98,11 +86,39 @@ export async function startChildServer(options: ChildServerOptions): Promise<Chi
   return server;
 }
 
-async function stopChild(child: ChildProcess, exited: Promise<void>, hasExited: () => boolean): Promise<void> {
-  if (hasExited()) return;
+export interface WatchedChild {
+  /** Its last OUTPUT_LINES lines of stdout and stderr. */
+  output(): string;
+  /** How it exited, once it has. */
+  exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  exited: Promise<void>;
+}
+
+/** Keeps a child's last lines of output (to explain a failure) and notes its exit. */
+export function watchChild(child: ChildProcess): WatchedChild {
+  const lines: string[] = [];
+  const keep = (chunk: Buffer) => {
+    lines.push(...chunk.toString('utf8').split('\n').filter((line) => line.trim() !== ''));
+    if (lines.length > OUTPUT_LINES) lines.splice(0, lines.length - OUTPUT_LINES);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      resolve();
+    }),
+  );
+  return { output: () => lines.join('\n'), exit: () => exit, exited };
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within `timeoutMs`. */
+export async function stopChild(child: ChildProcess, watched: WatchedChild, timeoutMs: number): Promise<void> {
+  if (watched.exit()) return;
   child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-  await exited;
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await watched.exited;
   clearTimeout(timer);
 }
 

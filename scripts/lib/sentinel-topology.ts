@@ -39,6 +39,8 @@ export interface RedisNode {
   running(): boolean;
   /** A fresh client to this node alone (not through Sentinel). */
   client(): Redis;
+  /** What ROLE says it is now ("master", "slave", "sentinel"), or undefined if it does not answer. */
+  role(): Promise<string | undefined>;
 }
 
 export interface SentinelTopology {

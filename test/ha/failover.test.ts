@@ -205,7 +205,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=1, three service replicas', { co
 
     // The killed primary comes back as a replica of the new one.
     await oldPrimary.restart();
-    await waitFor(async () => (await roleOf(oldPrimary)) === 'slave', { timeoutMs: 20000, what: 'the old primary to rejoin as a replica' });
+    await waitFor(async () => (await oldPrimary.role()) === 'slave', { timeoutMs: 20000, what: 'the old primary to rejoin as a replica' });
   });
 
   test('SIGSTOP of the primary until the sentinels fail over, then SIGCONT: it rejoins as a replica and nothing it took meanwhile was acknowledged', async () => {
@@ -215,7 +215,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=1, three service replicas', { co
       primary.freeze();
     });
     frozen!.thaw();
-    await waitFor(async () => (await roleOf(oldPrimary)) === 'slave', { timeoutMs: 20000, what: 'the thawed primary to rejoin as a replica' });
+    await waitFor(async () => (await oldPrimary.role()) === 'slave', { timeoutMs: 20000, what: 'the thawed primary to rejoin as a replica' });
     assert.deepEqual(statusesAbove499(record), new Map(), `no status 500 or above other than 503; logged: ${loggedErrors()}`);
     assertFailedFast(record);
     // Writes it took in before or after the freeze and that no replica had were never
@@ -331,17 +331,6 @@ async function killWithLaggingReplicas(primary: RedisNode): Promise<void> {
     await primary.kill();
   } finally {
     for (const replica of replicas) replica.thaw();
-  }
-}
-
-async function roleOf(node: RedisNode): Promise<string | undefined> {
-  const client = node.client();
-  try {
-    return String(((await client.call('ROLE')) as unknown[])[0]);
-  } catch {
-    return undefined;
-  } finally {
-    client.disconnect();
   }
 }
 

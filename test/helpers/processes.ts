@@ -1,4 +1,5 @@
-// Facts about other processes that tests of process groups need.
+// Other processes, as tests see them: whether one still runs, and one run to its end.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** Whether a process still runs (a zombie has ended: it only waits to be reaped). */
@@ -14,4 +15,24 @@ export function running(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Runs a command to its end (killed after `timeoutMs`): its exit code (or signal) and all it printed. */
+export function runToEnd(
+  command: string,
+  args: string[],
+  { env = {}, cwd, timeoutMs }: { env?: Record<string, string>; cwd?: string; timeoutMs: number },
+): Promise<{ code: number | string; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, output });
+    });
+  });
 }
