@@ -64,8 +64,8 @@ async function lostGrants(service: ServiceProcess, record: LoadRecord): Promise<
 /** The services' logged errors, to explain a failed assertion. */
 function loggedErrors(): string {
   return services
-    .flatMap((service) => service.output().split('\n').filter((line) => line.includes('"level":50') || line.includes('reaper')))
-    .slice(0, 5)
+    .flatMap((service, n) => service.output().split('\n').filter((line) => line.includes('"level":50') || line.includes('reaper')).map((line) => `replica ${n}: ${line}`))
+    .slice(-30)
     .join('\n');
 }
 
