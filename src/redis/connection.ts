@@ -65,8 +65,8 @@ export function createRedisClient({ target, commandTimeoutMs }: ConnectionOption
     // write; the acquire profile spent a fifth of its time in socket writes.
     enableAutoPipelining: true,
   };
-  if (target.mode === 'single') return new Redis(target.url, { ...options, ...(target.password && { password: target.password }) });
-  return new Redis({
+  if (target.mode === 'single') return reviveWhenEndedUnasked(new Redis(target.url, { ...options, ...(target.password && { password: target.password }) }));
+  return reviveWhenEndedUnasked(new Redis({
     ...options,
     sentinels: target.sentinels,
     name: target.master,
@@ -79,7 +79,43 @@ export function createRedisClient({ target, commandTimeoutMs }: ConnectionOption
     // once: a primary that is frozen (not dead) would otherwise keep the socket open, and
     // every command on it would wait out its timeout until it thaws.
     failoverDetector: true,
+  }));
+}
+
+/** How long a client that ioredis gave up on waits before it connects again. */
+const REVIVE_DELAY_MS = 1000;
+
+/**
+ * ioredis gives a client up for good (status "end") when one connection attempt fails
+ * outright, not only when asked to close. In Sentinel mode that happens in a failover: a
+ * +switch-master that arrives while the client is still asking the sentinels where the
+ * primary is (it lost its socket to the old one) aborts that attempt with "Connection is
+ * closed.", and the client never tries again: every later command fails the same way, for
+ * as long as the process lives. So a client that ends without our asking is connected again
+ * (after a pause, then again on each failure). Its duplicates (the subscribers, the
+ * acknowledged-write connections) are revived the same way.
+ */
+export function reviveWhenEndedUnasked(client: Redis): Redis {
+  let closedByUs = false;
+  const disconnect = client.disconnect.bind(client);
+  const quit = client.quit.bind(client);
+  const duplicate = client.duplicate.bind(client);
+  client.disconnect = (reconnect?: boolean) => {
+    if (!reconnect) closedByUs = true;
+    disconnect(reconnect);
+  };
+  client.quit = (callback?: Parameters<Redis['quit']>[0]) => {
+    closedByUs = true;
+    return quit(callback);
+  };
+  client.duplicate = (override) => reviveWhenEndedUnasked(duplicate(override));
+  client.on('end', () => {
+    if (closedByUs) return;
+    setTimeout(() => {
+      if (!closedByUs && client.status === 'end') client.connect().catch(() => undefined);
+    }, REVIVE_DELAY_MS).unref();
   });
+  return client;
 }
 
 const UNAVAILABLE_PATTERNS = [
