@@ -22,11 +22,22 @@ const SETUP_HINT = 'install it with `bash scripts/setup.sh --test` (Debian\'s pr
 
 const { t, redis } = useTestApp();
 
-/** Runs a command to its end; fails the test with a clear message when it is not installed. */
-function run(command: string, args: string[]): { status: number | null; output: string } {
-  const result = spawnSync(command, args, { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
+/**
+ * Runs a command to its end; fails the test with a clear message when it is not installed.
+ * Asynchronously: a spawnSync would stall this process's event loop for seconds, and the
+ * service under test in it would shed the next requests as overloaded (it is, then).
+ */
+async function run(command: string, args: string[]): Promise<{ status: number | null; output: string }> {
+  const child = spawn(command, args, { cwd: ROOT, timeout: 60000 });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const result = await new Promise<{ status: number | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ status: null, error }));
+    child.once('close', (status) => resolve({ status }));
+  });
   assert.ok(!result.error, `${command} runs (${SETUP_HINT}): ${result.error?.message}`);
-  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+  return { status: result.status, output };
 }
 
 // --- alerts.yml, read without a YAML library ---------------------------------------------
@@ -186,14 +197,14 @@ async function someTraffic(app: TestApp): Promise<void> {
 // --- the tests --------------------------------------------------------------------------------
 
 describe('the alerting rules', () => {
-  test('promtool check rules accepts deploy/prometheus/alerts.yml', () => {
-    const { status, output } = run('promtool', ['check', 'rules', ALERTS]);
+  test('promtool check rules accepts deploy/prometheus/alerts.yml', async () => {
+    const { status, output } = await run('promtool', ['check', 'rules', ALERTS]);
     assert.equal(status, 0, `promtool check rules:\n${output}`);
     assert.match(output, new RegExp(`SUCCESS: ${readAlertRules(ALERTS).length} rules found`));
   });
 
-  test('promtool test rules passes deploy/prometheus/alerts.test.yml', () => {
-    const { status, output } = run('promtool', ['test', 'rules', ALERT_TESTS]);
+  test('promtool test rules passes deploy/prometheus/alerts.test.yml', async () => {
+    const { status, output } = await run('promtool', ['test', 'rules', ALERT_TESTS]);
     assert.equal(status, 0, `promtool test rules:\n${output}`);
   });
 
@@ -223,8 +234,8 @@ describe('the alerting rules', () => {
     }
   });
 
-  test('the example Prometheus configuration is valid and loads alerts.yml', () => {
-    const { status, output } = run('promtool', ['check', 'config', EXAMPLE_CONFIG]);
+  test('the example Prometheus configuration is valid and loads alerts.yml', async () => {
+    const { status, output } = await run('promtool', ['check', 'config', EXAMPLE_CONFIG]);
     assert.equal(status, 0, `promtool check config:\n${output}`);
     assert.match(output, /Checking .*alerts\.yml/);
     assert.match(readFileSync(EXAMPLE_CONFIG, 'utf8'), /job_name: lease-service\n\s+metrics_path: \/metrics/);
@@ -263,7 +274,7 @@ describe('the Grafana dashboard', () => {
     }
   });
 
-  test('every dashboard query is valid PromQL (promtool checks them as recording rules)', () => {
+  test('every dashboard query is valid PromQL (promtool checks them as recording rules)', async () => {
     const queries = dashboardQueries(readDashboard());
     const rules = queries.map(({ expr }, i) => ({ record: `dashboard:query_${i}`, expr: substitute(expr, { ...GRAFANA_BUILTINS, job: '.*', instance: '.*' }) }));
     const dir = mkdtempSync(join(tmpdir(), 'lease-deploy-'));
@@ -271,7 +282,7 @@ describe('the Grafana dashboard', () => {
       // JSON is YAML: no quoting to get wrong.
       const file = join(dir, 'dashboard-queries.yml');
       writeFileSync(file, JSON.stringify({ groups: [{ name: 'dashboard', rules }] }, null, 2));
-      const { status, output } = run('promtool', ['check', 'rules', file]);
+      const { status, output } = await run('promtool', ['check', 'rules', file]);
       assert.equal(status, 0, `promtool check rules on the dashboard's queries:\n${output}`);
       assert.match(output, new RegExp(`SUCCESS: ${rules.length} rules found`));
     } finally {
