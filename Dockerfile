@@ -21,7 +21,10 @@ COPY --from=build --chown=node:node /app/package.json ./
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
 USER node
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 DATA_DIR=/data
+# A container binds every address of its own, so access control is on: every /v1 call needs a
+# bearer token (make one with `node dist/cli/main.js tokens create ...` in the container).
+# AUTH=none turns it off, on purpose.
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 DATA_DIR=/data AUTH=on
 EXPOSE 8080
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

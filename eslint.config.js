@@ -16,13 +16,13 @@ import { noImportCycle } from './scripts/eslint-import-cycles.js';
 const root = import.meta.dirname;
 
 /** The folders of src/ that each own a feature (routes, a worker, the store). */
-const FEATURES = ['leases', 'orphans', 'events', 'resources', 'reaper', 'observability', 'notify', 'store'];
+const FEATURES = ['leases', 'orphans', 'events', 'resources', 'reaper', 'observability', 'notify', 'store', 'namespaces', 'auth'];
 
 /**
  * The SDK's own layers, bottom up: a file imports only from its layer and the ones below. A new
  * file of src/client/ goes into one of them, or these rules do not see it.
  */
-const SDK_TRANSPORT = ['transport.ts', 'errors.ts', 'backoff.ts', 'events.ts', 'types.ts', 'api-types.ts'];
+const SDK_TRANSPORT = ['transport.ts', 'endpoint.ts', 'errors.ts', 'backoff.ts', 'events.ts', 'types.ts', 'api-types.ts'];
 const SDK_LAYERS = [SDK_TRANSPORT, ['held-lease.ts'], ['with-lease.ts'], ['lease-client.ts', 'conductor.ts'], ['index.ts']];
 
 /**

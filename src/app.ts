@@ -17,9 +17,12 @@ import { ProblemView } from './http/schemas/problems.js';
 import { addSharedSchemas, validatorCompiler } from './http/validation.js';
 import { leaseRoutes } from './leases/routes.js';
 import { ConflictProblemView, ConflictView, GoneProblemView, TombstoneView } from './leases/schemas.js';
-import { eventRoutes } from './events/routes.js';
+import { eventRoutes, eventStreamSlots } from './events/routes.js';
 import { EventView } from './events/schemas.js';
-import { StreamWatcher } from './events/stream-watcher.js';
+import { StreamWatchers } from './events/stream-watchers.js';
+import { registerInEveryNamespace } from './namespaces/routing.js';
+import { Namespaces } from './namespaces/namespaces.js';
+import { NamespaceRegistry } from './namespaces/registry.js';
 import { healthRoutes } from './observability/health.js';
 import { Notifications } from './notify/notifications.js';
 import { waiterSlots } from './notify/waiter-slots.js';
@@ -32,7 +35,12 @@ import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
 import { EventStream } from './store/event-stream.js';
 import { LeaseStore } from './store/lease-store.js';
-import { storeKeys, type StoreKeys } from './store/keys.js';
+import { RedisClock } from './store/redis-clock.js';
+import { installAccessControl } from './auth/access-control.js';
+import { registerRateLimit } from './auth/rate-limit.js';
+import { Authenticator } from './auth/authenticator.js';
+import { JwtVerifier } from './auth/jwt.js';
+import { ServiceTokens, tokenKeys } from './auth/service-tokens.js';
 import { AcknowledgedScripts } from './store/acknowledged-scripts.js';
 import { defineScripts, loadScripts, type LuaScript, type ScriptRunner } from './store/scripts.js';
 import { watchPrimary } from './redis/primary-watch.js';
@@ -76,12 +84,9 @@ function closeConnectionsWhenClosing(app: FastifyInstance): void {
   });
 }
 
+/** The key prefix of the namespace "default" (every other namespace's is built from KEY_PREFIX too). */
 export function keyPrefix(config: Config): string {
   return `{${config.KEY_PREFIX}}:`;
-}
-
-function keysOf(config: Config): StoreKeys {
-  return storeKeys(keyPrefix(config));
 }
 
 /** The Fastify server options; the benchmark's HTTP floor uses them too, to compare like with like. */
@@ -163,6 +168,25 @@ function scriptRunner(app: FastifyInstance, config: Config, redis: Redis, script
   return acknowledged.runner(plain);
 }
 
+/** With AUTH=on, what checks bearer tokens (started and stopped with the app); else null. */
+function authenticatorOf(app: FastifyInstance, config: Config, redis: Redis): Authenticator | null {
+  if (config.AUTH !== 'on') return null;
+  const keys = tokenKeys(config.KEY_PREFIX);
+  const jwt =
+    config.AUTH_JWT_PUBLIC_KEY_FILE || config.AUTH_JWKS_FILE
+      ? new JwtVerifier({
+          ...(config.AUTH_JWT_PUBLIC_KEY_FILE ? { publicKeyFile: config.AUTH_JWT_PUBLIC_KEY_FILE } : {}),
+          ...(config.AUTH_JWKS_FILE ? { jwksFile: config.AUTH_JWKS_FILE } : {}),
+          ...(config.AUTH_JWT_ISSUER ? { issuer: config.AUTH_JWT_ISSUER } : {}),
+          ...(config.AUTH_JWT_AUDIENCE ? { audience: config.AUTH_JWT_AUDIENCE } : {}),
+        })
+      : undefined;
+  const authenticator = new Authenticator(redis, new ServiceTokens(redis, keys), keys, jwt, config.AUTH_CACHE_MS);
+  app.addHook('onReady', async () => authenticator.start());
+  app.addHook('onClose', async () => authenticator.stop());
+  return authenticator;
+}
+
 export async function buildApp({ config, redis, sweep = true, logger }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(config, logger));
   useSharedSchemas(app);
@@ -174,13 +198,24 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   await registerLoadShedding(app, config);
 
   const scripts = loadScripts();
-  const store = new LeaseStore(scriptRunner(app, config, redis, scripts, metrics), {
-    keyPrefix: keyPrefix(config),
+  const run = scriptRunner(app, config, redis, scripts, metrics);
+  // One clock estimate for every namespace: they all run on the same Redis.
+  const clock = new RedisClock();
+  const storeOptions = {
     tombstoneTtlMs: config.TOMBSTONE_TTL_MS,
     streamCap: config.STREAM_MAX_ENTRIES,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-    observe: (command, seconds, ok) => metrics.redisCommandDuration.observe({ command, result: ok ? 'ok' : 'error' }, seconds),
-  });
+    clock,
+    observe: (command: string, seconds: number, ok: boolean) => metrics.redisCommandDuration.observe({ command, result: ok ? 'ok' : 'error' }, seconds),
+  };
+  const registry = new NamespaceRegistry(redis, `${keyPrefix(config)}namespaces`, config.NAMESPACES_MAX);
+  const namespaces = new Namespaces(
+    config.KEY_PREFIX,
+    registry,
+    (prefix) => new LeaseStore(run, { ...storeOptions, keyPrefix: prefix }),
+    config.NAMESPACES_MAX + 64,
+    config.LEASES_MAX_PER_TOKEN,
+  );
 
   // Waiting requests (waitMs) are woken by what the scripts publish; stopping the
   // notifications first lets them answer before the server waits on them to close.
@@ -199,31 +234,41 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   });
   app.addHook('onClose', async () => stopWatchingPrimary());
 
-  const keys = keysOf(config);
-  const notifications = new Notifications(redis, keys);
+  const notifications = new Notifications(redis, config.KEY_PREFIX);
   app.addHook('onReady', async () => notifications.start());
   app.addHook('preClose', async () => notifications.stop());
 
+  installAccessControl(app, {
+    authenticator: authenticatorOf(app, config, redis),
+    protectMetrics: config.AUTH_METRICS === 'token',
+    protectDocs: config.AUTH_DOCS === 'token',
+  });
+  await registerRateLimit(app, redis, namespaces, config.RATE_LIMIT_PER_SECOND);
   await registerOpenApi(app, SERVICE_VERSION);
   await app.register(healthRoutes, { redis, scripts });
-  await app.register(metricsRoutes, { metrics, store });
+  await app.register(metricsRoutes, { metrics, namespaces });
   // Acquires and claims that wait share one budget of open waits (per holder and in all).
   const waiters = waiterSlots(config);
-  await app.register(leaseRoutes, { config, store, notifications, metrics, waiters });
-  await app.register(resourceRoutes, { store });
-  await app.register(orphanRoutes, { config, store, notifications, waiters });
-  const watcher = new StreamWatcher(redis, keys.events);
-  app.addHook('onReady', async () => watcher.start());
-  app.addHook('onClose', async () => watcher.stop());
-  await app.register(eventRoutes, { config, events: new EventStream(redis, keys), watcher, metrics });
+  await registerInEveryNamespace(app, leaseRoutes, { config, namespaces, notifications, metrics, waiters });
+  await registerInEveryNamespace(app, resourceRoutes, { namespaces });
+  await registerInEveryNamespace(app, orphanRoutes, { config, namespaces, notifications, waiters });
+  const watchers = new StreamWatchers(redis, (namespace) => namespaces.keys(namespace).events);
+  app.addHook('onClose', async () => watchers.stop());
+  await registerInEveryNamespace(app, eventRoutes, {
+    config,
+    slots: eventStreamSlots(config),
+    eventsOf: (namespace: string) => new EventStream(redis, namespaces.keys(namespace)),
+    watchers,
+    metrics,
+  });
 
   if (sweep) {
-    const reaper = new Reaper(redis, store, {
+    const reaper = new Reaper(redis, namespaces, {
       intervalMs: config.REAPER_INTERVAL_MS,
       batch: config.REAPER_BATCH,
       streams: { maxAgeMs: config.STREAM_MAX_AGE_MS, maxBytes: config.STREAM_MAX_BYTES },
       lockMs: config.REAPER_LOCK_MS,
-      lockKey: keys.reaperLock,
+      lockKey: namespaces.keys().reaperLock,
       log: app.log,
       metrics,
     });

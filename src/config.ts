@@ -8,7 +8,41 @@ const int = (def: number, min: number, max: number, description: string) =>
 
 export const ConfigSchema = Type.Object({
   PORT: int(8080, 0, 65535, 'TCP port of the HTTP API (0 picks a free one).'),
-  HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address the HTTP API binds to; 0.0.0.0 in containers.' }),
+  HOST: Type.String({
+    default: '127.0.0.1',
+    minLength: 1,
+    description: 'Address the HTTP API binds to; 0.0.0.0 in containers. Any address but loopback needs AUTH set (on, or none to serve without access control).',
+  }),
+  AUTH: Type.Optional(
+    Type.Union([Type.Literal('on'), Type.Literal('none')], {
+      description:
+        'on: every /v1 route needs Authorization: Bearer <token> (service tokens made with `lease tokens create`, and JWTs when AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_FILE is set). none: no access control, on any HOST (a warning is logged). Unset: no access control, and HOST must be loopback.',
+    }),
+  ),
+  AUTH_JWT_PUBLIC_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'AUTH=on: a PEM public key (SPKI) that JWTs are signed with (RS*, PS*, ES*, EdDSA).' })),
+  AUTH_JWKS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'AUTH=on: a JSON Web Key Set file; a JWT\'s kid picks its key.' })),
+  AUTH_JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'AUTH=on: the iss every JWT must carry, if set.' })),
+  AUTH_JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'AUTH=on: the aud every JWT must carry, if set.' })),
+  AUTH_CACHE_MS: int(
+    0,
+    0,
+    3600000,
+    'AUTH=on: how long a replica remembers a checked service token. 0 (the default) looks each one up in Redis (one HGET) on every request, so a revoked token fails on the very next one. Above 0, a revocation still reaches every replica at once by Redis pub/sub (a request that races it may pass), and a replica whose subscription dropped forgets every token.',
+  ),
+  LEASES_MAX_PER_TOKEN: int(
+    0,
+    0,
+    100000000,
+    'AUTH=on: active leases one token may hold in one namespace (acquired or claimed); an acquire or claim past it gets 429 rate_limited, checked in the script that would grant it. 0: no limit.',
+  ),
+  RATE_LIMIT_PER_SECOND: int(
+    0,
+    0,
+    1000000,
+    'Requests a second one caller (a token with AUTH=on, else a client address) may make in one namespace, counted in Redis across replicas; more get 429 rate_limited with Retry-After. 0: no limit.',
+  ),
+  AUTH_METRICS: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public', description: 'AUTH=on: whether /metrics needs a bearer token (any valid one).' }),
+  AUTH_DOCS: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public', description: 'AUTH=on: whether /docs and /openapi.json need a bearer token (any valid one).' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL of an existing Redis. With neither it nor REDIS_SENTINELS set, the service starts and manages its own redis-server under DATA_DIR.' })),
   DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Where the managed redis-server keeps its append-only file (only used without REDIS_URL and REDIS_SENTINELS).' }),
   REDIS_SERVER_BIN: Type.String({ default: 'redis-server', minLength: 1, description: 'The redis-server executable to manage when neither REDIS_URL nor REDIS_SENTINELS is set.' }),
@@ -16,7 +50,8 @@ export const ConfigSchema = Type.Object({
     default: 'everysec',
     description: 'fsync policy of the managed redis-server: everysec may lose the last second of writes on a crash (fencing tokens stay safe), always loses none.',
   }),
-  KEY_PREFIX: Type.String({ default: 'lease', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'Hash tag of every Redis key ({KEY_PREFIX}:...), so all keys share one Cluster slot.' }),
+  KEY_PREFIX: Type.String({ default: 'lease', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'Hash tag of the Redis keys: {KEY_PREFIX}:... for the namespace default, {KEY_PREFIX/<namespace>}:... for the others, so each namespace is one Cluster slot.' }),
+  NAMESPACES_MAX: int(1000, 0, 100000, 'Namespaces besides default that may exist (they need no creation step: the first acquire in one registers it). An acquire that would make one more gets 429 rate_limited. Each costs the reaper leader one sweep call per REAPER_INTERVAL_MS and each /metrics scrape one call.'),
   REDIS_MAXMEMORY: Type.String({
     default: '1gb',
     pattern: '^[1-9][0-9]{0,12}(kb|mb|gb)?$',
@@ -57,10 +92,10 @@ export const ConfigSchema = Type.Object({
   STREAM_MAX_AGE_MS: int(86400000, 60000, 2592000000, 'The events and orphans streams also drop entries older than this (each sweep trims them).'),
   STREAM_MAX_ENTRIES: int(100000, 100, 10000000, 'The events and orphans streams are trimmed to about this many entries.'),
   WAITERS_MAX: int(1000, 1, 1000000, 'Waiting requests (acquires with waitMs, claims with waitMs) one replica holds open at once; more get 429 rate_limited.'),
-  WAITERS_MAX_PER_HOLDER: int(100, 1, 1000000, 'Waiting requests of one holder one replica holds open at once; more get 429 rate_limited.'),
+  WAITERS_MAX_PER_HOLDER: int(100, 1, 1000000, 'Waiting requests of one holder (of one token, with AUTH=on) one replica holds open at once; more get 429 rate_limited.'),
   HOLDER_RENEW_MAX: int(500, 1, 100000, 'Leases one holder renew call renews at most (fewer when leases without an action have many index entries to move); the answer says how many are left and where to go on.'),
   EVENT_STREAMS_MAX: int(1000, 1, 1000000, 'Open event streams (GET /v1/events) one replica serves at once; more get 429 rate_limited.'),
-  EVENT_STREAMS_MAX_PER_CLIENT: int(16, 1, 1000000, 'Open event streams from one client address; more get 429 rate_limited.'),
+  EVENT_STREAMS_MAX_PER_CLIENT: int(16, 1, 1000000, 'Open event streams from one client address (of one token, with AUTH=on) on one replica; more get 429 rate_limited.'),
   EVENT_STREAM_BUFFER_BYTES: int(1048576, 16384, 268435456, 'Unsent bytes an event stream may queue for a client that does not read; past it the stream is dropped, not buffered.'),
   HTTP_REQUEST_TIMEOUT_MS: int(30000, 1000, 600000, 'A client must send its whole request (headers and body) within this long, or the connection is closed (slow-body clients).'),
   HTTP_HEADERS_TIMEOUT_MS: int(10000, 1000, 600000, 'A client must send its request headers within this long (at most HTTP_REQUEST_TIMEOUT_MS).'),
@@ -119,7 +154,28 @@ function checkRanges(config: Config): Config {
       throw new ConfigError(`invalid ${low}=${config[low]}: must not exceed ${high}=${config[high]}`);
     }
   }
-  return checkRedisMode(config);
+  return checkAuth(checkRedisMode(config));
+}
+
+/** Addresses that only this machine reaches. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** Secure by default: no access control only on loopback, unless AUTH=none says so. */
+function checkAuth(config: Config): Config {
+  if (config.AUTH === undefined && !isLoopback(config.HOST)) {
+    throw new ConfigError(
+      `invalid HOST=${config.HOST}: other machines could reach it, and access control is off; set AUTH=on (bearer tokens), or AUTH=none to serve without access control`,
+    );
+  }
+  const jwtSettings = (['AUTH_JWT_PUBLIC_KEY_FILE', 'AUTH_JWKS_FILE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE'] as const).filter((name) => config[name] !== undefined);
+  if (config.AUTH !== 'on' && jwtSettings.length > 0) throw new ConfigError(`invalid ${jwtSettings[0]}: JWTs are checked only with AUTH=on`);
+  if (config.AUTH_JWT_PUBLIC_KEY_FILE && config.AUTH_JWKS_FILE) throw new ConfigError('invalid AUTH_JWKS_FILE: set either AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_FILE, not both');
+  if ((config.AUTH_JWT_ISSUER || config.AUTH_JWT_AUDIENCE) && !config.AUTH_JWT_PUBLIC_KEY_FILE && !config.AUTH_JWKS_FILE) {
+    throw new ConfigError('missing AUTH_JWT_PUBLIC_KEY_FILE: AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE need a key to check JWTs with');
+  }
+  return config;
 }
 
 /** One way to reach Redis: REDIS_URL, or Sentinel (both variables), or the managed redis-server. */

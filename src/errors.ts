@@ -6,7 +6,12 @@ export const PROBLEMS = {
   invalid_resource: { status: 400, title: 'A resource path is not valid', meaning: 'a resource path breaks the path rules; nothing is normalised.' },
   overlapping_resources: { status: 400, title: 'Resources of one request cover each other', meaning: 'two resources of one request cover each other.' },
   invalid_cursor: { status: 400, title: 'The cursor is not one this service issued', meaning: 'the cursor is not a nextCursor this service returned.' },
-  unauthorized: { status: 401, title: 'Not authorized', meaning: 'reserved for access control (issue 18).' },
+  unauthorized: {
+    status: 401,
+    title: 'A bearer token is needed',
+    meaning: 'access control is on and the request carries no token, a malformed one, or one that is unknown, revoked or expired (see WWW-Authenticate).',
+  },
+  forbidden: { status: 403, title: 'The token does not allow this', meaning: 'the token\'s role, namespaces, holders or orphan kinds do not allow this call; nothing changed.' },
   not_found: { status: 404, title: 'No such route', meaning: 'no route of this API has that method and path.' },
   lease_not_found: { status: 404, title: 'No such lease', meaning: 'no lease, and no tombstone of one (kept TOMBSTONE_TTL_MS).' },
   orphan_not_found: { status: 404, title: 'No such orphan', meaning: 'no orphan, or one resolved more than TOMBSTONE_TTL_MS ago.' },

@@ -1,6 +1,7 @@
 // The process: reads the configuration, starts (or connects to) Redis, serves HTTP, and on
 // SIGTERM/SIGINT finishes in-flight requests before closing Redis.
 import closeWithGrace from 'close-with-grace';
+import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createRedisClient, describeTarget, redisTargetOf, waitUntilReady } from './redis/connection.js';
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   await ensureScriptsLoaded(redis, loadScripts());
 
   const app = await buildApp({ config, redis });
+  logAccessControl(app.log, config);
   redis.on('ready', () => app.log.info({ redis: describeTarget(target) }, 'Redis connection ready'));
   let stopping = false;
   redis.on('close', () => {
@@ -63,6 +65,18 @@ async function main(): Promise<void> {
   });
 
   await app.listen({ port: config.PORT, host: config.HOST });
+}
+
+/** Says at start who may call: the first thing an operator should know about a service. */
+function logAccessControl(log: FastifyBaseLogger, config: Config): void {
+  if (config.AUTH === 'on') {
+    const jwt = config.AUTH_JWT_PUBLIC_KEY_FILE ?? config.AUTH_JWKS_FILE;
+    log.info({ auth: 'on', jwt: jwt ?? null }, `access control is on: /v1 needs a bearer token (service tokens${jwt ? ', and JWTs' : ''})`);
+  } else if (config.AUTH === 'none') {
+    log.warn({ auth: 'none', host: config.HOST }, 'access control is off (AUTH=none): anyone who reaches this address can read and change every lease');
+  } else {
+    log.info({ auth: 'off', host: config.HOST }, 'access control is off: serving loopback only (set AUTH=on, or AUTH=none, to serve other addresses)');
+  }
 }
 
 function embeddedOptions(config: Config): EmbeddedRedisOptions {

@@ -28,11 +28,15 @@ after(() => {
   for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
-/** Starts `lease --url <service> ...args` as a shell would (without building: through tsx). */
-function start(args: string[], { url = t.baseUrl } = {}): Running {
+/**
+ * Starts `lease --url <service> ...args` as a shell would (without building: through tsx),
+ * with `env` added to ours (less the CLI's namespace and token, which only `env` may set).
+ */
+function start(args: string[], { url = t.baseUrl, env = {} }: { url?: string; env?: Record<string, string> } = {}): Running {
+  const { LEASE_NAMESPACE: _namespace, LEASE_TOKEN: _token, ...inherited } = process.env;
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--url', url, ...args], {
     cwd: ROOT,
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...inherited, NO_COLOR: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.push(child);
@@ -174,6 +178,31 @@ describe('lease acquire, ls, show, release', () => {
     const help = await lease('--help');
     assert.equal(help.code, 0);
     assert.match(help.stdout, /Exit codes:[\s\S]*\n {2}75 {3}run: the lease was lost/);
+  });
+});
+
+describe('lease --namespace', () => {
+  test('--namespace and LEASE_NAMESPACE put the lease in that namespace (the option wins), and a bad name is a usage error', async () => {
+    const path = unique('namespace');
+    const flagged = JSON.parse(await ok('--json', '--namespace', 'tenant-x', 'acquire', path, '--holder', 'cli-ns')) as Lease;
+    assert.equal((await t.get(`/v1/namespaces/tenant-x/leases/${flagged.id}`)).statusCode, 200);
+    assert.equal((await t.get(`/v1/leases/${flagged.id}`)).statusCode, 404);
+
+    // The same path, free in another namespace, named by the environment.
+    const fromEnv = start(['--json', 'acquire', path, '--holder', 'cli-ns'], { env: { LEASE_NAMESPACE: 'tenant-y' } });
+    assert.equal(await fromEnv.exited, 0, fromEnv.stderr());
+    const envLease = JSON.parse(fromEnv.stdout()) as Lease;
+    assert.equal((await t.get(`/v1/namespaces/tenant-y/leases/${envLease.id}`)).statusCode, 200);
+    assert.equal((await t.get(`/v1/leases/${envLease.id}`)).statusCode, 404);
+    assert.equal((await t.get(`/v1/namespaces/tenant-x/leases/${envLease.id}`)).statusCode, 404);
+
+    const overridden = start(['--json', '--namespace', 'tenant-x', 'release', flagged.id], { env: { LEASE_NAMESPACE: 'tenant-y' } });
+    assert.equal(await overridden.exited, 0, overridden.stderr());
+    assert.equal((JSON.parse(overridden.stdout()) as Tombstone).state, 'released');
+
+    const bad = await lease('--namespace', 'Tenant_X', 'ls');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /usage: Invalid namespace "Tenant_X"/);
   });
 });
 

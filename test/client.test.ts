@@ -2,7 +2,7 @@
 // conductor can catch by meaning, and retries only where a repeat is safe.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BackendUnavailableError, ConflictError, LeaseClient, LeaseLostError, LeaseServiceError } from '../src/client/index.js';
+import { BackendUnavailableError, ConflictError, LeaseClient, LeaseLostError, LeaseServiceError, streamEvents } from '../src/client/index.js';
 import { findFreePort } from '../src/redis/embedded.js';
 import { useTestApp } from './helpers/app.js';
 
@@ -153,5 +153,72 @@ describe('LeaseClient', () => {
     assert.equal(claim.lease.holder, 'sdk-h');
     assert.ok(claim.lease.fencingToken > lease.fencingToken);
     assert.equal((await c.getOrphan(claim.orphan.id)).state, 'claimed');
+  });
+});
+
+describe('LeaseClient in a namespace', () => {
+  const inTenantX = () => new LeaseClient({ baseUrl: t.baseUrl, namespace: 'tenant-x', retry: { attempts: 20, baseMs: 50, maxMs: 200 } });
+
+  test('a client with namespace "tenant-x" works under /v1/namespaces/tenant-x: its lease is 404 at /v1/leases/{id}', async () => {
+    const c = inTenantX();
+    assert.equal(c.namespace, 'tenant-x');
+    const lease = await c.acquire({ holder: 'sdk-ns', resources: [{ path: 'sdk/ns/i-1' }] });
+    const there = await t.get(`/v1/namespaces/tenant-x/leases/${lease.id}`);
+    assert.equal(there.statusCode, 200, there.body);
+    assert.equal(there.json<{ fencingToken: number }>().fencingToken, lease.fencingToken);
+    const outside = await t.get(`/v1/leases/${lease.id}`);
+    assert.equal(outside.statusCode, 404, outside.body);
+    assert.equal(outside.json<{ code: string }>().code, 'lease_not_found');
+    // Every call of the client goes to the namespace, not only acquire.
+    assert.equal((await c.renew(lease.id)).id, lease.id);
+    assert.deepEqual((await c.list({ holder: 'sdk-ns' })).items.map((l) => l.id), [lease.id]);
+    assert.deepEqual((await c.resource('sdk/ns')).below.items.map((l) => l.id), [lease.id]);
+    assert.equal((await c.checkFencing('sdk/ns/i-1', lease.fencingToken)).valid, true);
+    assert.equal((await c.release(lease.id)).state, 'released');
+    assert.equal((await t.get(`/v1/namespaces/tenant-x/leases/${lease.id}`)).statusCode, 410);
+  });
+
+  test('a default client (no namespace, or "default") works under /v1: its lease is 404 in tenant-x', async () => {
+    for (const c of [client(), new LeaseClient({ baseUrl: t.baseUrl, namespace: 'default' })]) {
+      assert.equal(c.namespace, 'default');
+      // The same path as a lease of tenant-x: namespaces never conflict.
+      const held = await inTenantX().acquire({ holder: 'sdk-ns-x', resources: [{ path: 'sdk/ns/both' }] });
+      const lease = await c.acquire({ holder: 'sdk-ns-default', resources: [{ path: 'sdk/ns/both' }] });
+      assert.equal((await t.get(`/v1/leases/${lease.id}`)).statusCode, 200);
+      const elsewhere = await t.get(`/v1/namespaces/tenant-x/leases/${lease.id}`);
+      assert.equal(elsewhere.statusCode, 404, elsewhere.body);
+      const error = await inTenantX().get(lease.id).then(() => assert.fail('a lease of another namespace'), (e: unknown) => e);
+      assert.ok(error instanceof LeaseLostError && error.status === 404, String(error));
+      await c.release(lease.id);
+      await inTenantX().release(held.id);
+    }
+  });
+
+  test('events() of a client in a namespace follow that namespace only', async () => {
+    const c = inTenantX();
+    const stop = new AbortController();
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const live = c.events({ prefix: 'sdk/ns-events' }, { signal: stop.signal, onOpen: () => opened() });
+    const first = live.next();
+    await open;
+    // A grant on the same path in the namespace "default" is not in tenant-x's stream.
+    const other = await client().acquire({ holder: 'sdk-ns-ev', resources: [{ path: 'sdk/ns-events/i-1' }] });
+    const lease = await c.acquire({ holder: 'sdk-ns-ev', resources: [{ path: 'sdk/ns-events/i-1' }] });
+    const granted = (await first).value!;
+    stop.abort();
+    assert.deepEqual([granted.type, granted.leaseId], ['granted', lease.id], `not the default namespace's ${other.id}`);
+    assert.equal((await live.next()).done, true);
+    await client().release(other.id);
+    await c.release(lease.id);
+  });
+
+  test('a namespace the service would refuse is a TypeError, before any request', async () => {
+    for (const namespace of ['', 'Tenant-X', '-x', 'tenant_x', 'a/b', 'a'.repeat(64)]) {
+      assert.throws(() => new LeaseClient({ baseUrl: t.baseUrl, namespace }), TypeError, JSON.stringify(namespace));
+    }
+    assert.doesNotThrow(() => new LeaseClient({ baseUrl: t.baseUrl, namespace: `x${'-'.repeat(62)}` }));
+    const error = await streamEvents(t.baseUrl, {}, { namespace: 'Tenant-X' }).next().then(() => assert.fail('a bad namespace'), (e: unknown) => e);
+    assert.ok(error instanceof TypeError, String(error));
   });
 });

@@ -176,6 +176,7 @@ describe('the Dockerfile, staged without an engine', { timeout: 300_000 }, () =>
     const dataDir = join(work, 'data');
     const env = { PATH: process.env.PATH ?? '', ...runtime.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir };
     assert.equal(runtime.env.HOST, '0.0.0.0', 'the image binds every address (a container\'s own)');
+    assert.equal(runtime.env.AUTH, 'on', 'so access control is on: a token for every /v1 call');
     let output = '';
     service = spawn(runtime.cmd![0]!, runtime.cmd!.slice(1), { cwd: inStage(root, runtime.workdir), env, stdio: ['ignore', 'pipe', 'pipe'] });
     service.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));

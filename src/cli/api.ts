@@ -1,6 +1,7 @@
 // What every command gets: the SDK's LeaseClient (the same errors, and the same retries
 // where a repeat is safe), where to write, and a helper that follows page cursors.
 import { LeaseClient } from '../client/lease-client.js';
+import { UsageError } from './exit-codes.js';
 import type { Output } from './output.js';
 
 export interface Context {
@@ -9,8 +10,22 @@ export interface Context {
   out: Output;
 }
 
-export function makeContext(url: string, out: Output): Context {
-  const client = new LeaseClient({ baseUrl: url });
+/** The global options: where the service is, which namespace, and the bearer token if any. */
+export interface Target {
+  url: string;
+  namespace: string;
+  token: string | undefined;
+}
+
+/** Throws UsageError (exit 1) for a namespace or token the SDK refuses, before any request. */
+export function makeContext({ url, namespace, token }: Target, out: Output): Context {
+  let client: LeaseClient;
+  try {
+    client = new LeaseClient({ baseUrl: url, namespace, token });
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError(error.message);
+    throw error;
+  }
   return { url: client.baseUrl, client, out };
 }
 

@@ -9,6 +9,7 @@ import { registerLeaseCommands, type ContextOf } from './leases.js';
 import { registerOrphanCommands } from './orphans.js';
 import { makeOutput, printError } from './output.js';
 import { registerRunCommand } from './run.js';
+import { registerTokenCommands } from './tokens.js';
 import { registerWatchCommand } from './watch.js';
 
 /** An opaque URL-safe id (a lease id is 22 characters) that happens to start with "-". */
@@ -21,6 +22,13 @@ const program = new Command('lease')
   .description('Acquire, inspect and release leases of the lease service; run a command under a lease.')
   .version(version)
   .option('--url <url>', 'where the lease service answers (env LEASE_URL)', process.env.LEASE_URL || 'http://127.0.0.1:8080')
+  .option(
+    '--namespace <ns>',
+    'the namespace (a tenant, a cell or a region) to work in: 1 to 63 lower-case letters, digits and dashes (env LEASE_NAMESPACE)',
+    process.env.LEASE_NAMESPACE || 'default',
+  )
+  // No default here, unlike --url: commander would print the token in --help.
+  .option('--token <token>', 'bearer token sent to a service with access control on (env LEASE_TOKEN; prefer it, since arguments show in ps)')
   .option('--json', "machine output: the API's JSON as it answered (errors: the problem JSON on stderr)")
   .addHelpText('after', EXIT_CODES_HELP)
   .configureOutput({
@@ -30,14 +38,15 @@ const program = new Command('lease')
   });
 
 const contextOf: ContextOf = (command) => {
-  const { url, json } = command.optsWithGlobals<{ url: string; json?: boolean }>();
-  return makeContext(url, makeOutput(json === true));
+  const { url, namespace, token, json } = command.optsWithGlobals<{ url: string; namespace: string; token?: string; json?: boolean }>();
+  return makeContext({ url, namespace, token: token ?? (process.env.LEASE_TOKEN || undefined) }, makeOutput(json === true));
 };
 
 registerLeaseCommands(program, contextOf);
 registerOrphanCommands(program, contextOf);
 registerWatchCommand(program, contextOf);
 registerRunCommand(program, contextOf, () => commandLine);
+registerTokenCommands(program);
 
 // `lease ls | head -1`: a reader that has seen enough is no error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

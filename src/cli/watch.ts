@@ -43,7 +43,7 @@ async function follow(ctx: Context, options: { prefix?: string; types?: string[]
     {
       signal,
       onOpen: () => {
-        if (!opened) note(`Watching ${ctx.url}/v1/events (Ctrl-C to stop).`);
+        if (!opened) note(`Watching the events of ${ctx.url}, namespace ${ctx.client.namespace} (Ctrl-C to stop).`);
         opened = true;
       },
       onReconnect: (reason) => note(`The event stream was interrupted (${reason}); reconnecting.`),

@@ -125,7 +125,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description The Prometheus text exposition format (version 0.0.4). Per-replica series (requests, acquires, renewals, releases, the reaper, Redis round trips, process) are summed over replicas; cluster-wide series read from Redis at scrape time (lease_leases, lease_orphans, lease_waiting_requests and the lease_expiries/revocations/orphans_*_total counters) are the same on every replica: aggregate them with max(). lease_redis_up is 0 when this scrape could not read Redis.
+         * @description The Prometheus text exposition format (version 0.0.4). Per-replica series (requests, acquires, renewals, releases, the reaper, Redis round trips, process) are summed over replicas; cluster-wide series read from Redis at scrape time (lease_leases, lease_orphans, lease_waiting_requests and the lease_expiries/revocations/orphans_*_total counters) are the same on every replica: aggregate them with max(). They are totals over every namespace. lease_redis_up is 0 when this scrape could not read Redis.
          */
         get: {
             parameters: {
@@ -164,7 +164,7 @@ export interface paths {
         };
         /**
          * List leases that hold resources
-         * @description Active and orphaned leases in grant order, filtered by holder, path prefix (the path itself or anything below it) and state. A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its example: clear those you do not want.
+         * @description Active and orphaned leases in grant order, filtered by holder, path prefix (the path itself or anything below it) and state. A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its example: clear those you do not want. With access control on: roles conductor, operator, reader (a conductor: only as one of its holders); others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -260,13 +260,15 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
         put?: never;
         /**
          * Acquire a lease on one or more resources
-         * @description Grants all resources together or none. A lease on a path covers every path below it; two leases conflict when one covers the other and either is exclusive. Answers 201 with a new lease, 200 with the same lease for a retried requestId, or 409 with the conflicting leases. A holder must treat the lease as lost ttlMs after it sent this request. With waitMs, a conflicting request waits for the conflict to clear (release, expiry, orphan resolution), woken by Redis pub/sub rather than polling, and answers 201, or 409 at the deadline. Waiting requests on overlapping resources are served in arrival order on every replica: a request, waiting or not, never passes an earlier waiting one it overlaps (its conflict shows state waiting), so a stream of shared requests cannot starve a waiting exclusive one. A waiter whose client disconnects leaves the queue; one whose replica dies stops blocking others when its waitMs has passed.
+         * @description Grants all resources together or none. A lease on a path covers every path below it; two leases conflict when one covers the other and either is exclusive. Answers 201 with a new lease, 200 with the same lease for a retried requestId, or 409 with the conflicting leases. A holder must treat the lease as lost ttlMs after it sent this request. With waitMs, a conflicting request waits for the conflict to clear (release, expiry, orphan resolution), woken by Redis pub/sub rather than polling, and answers 201, or 409 at the deadline. Waiting requests on overlapping resources are served in arrival order on every replica: a request, waiting or not, never passes an earlier waiting one it overlaps (its conflict shows state waiting), so a stream of shared requests cannot starve a waiting exclusive one. A waiter whose client disconnects leaves the queue; one whose replica dies stops blocking others when its waitMs has passed. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -406,36 +408,12 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
-                /** @description code conflict, with the leases in the way; or request_id_reused. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "conflicts": [
-                         *         {
-                         *           "path": "instances/i-42",
-                         *           "leaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
-                         *           "holder": "conductor-z",
-                         *           "mode": "exclusive",
-                         *           "state": "active"
-                         *         }
-                         *       ],
-                         *       "type": "https://lease-service.dev/problems/conflict",
-                         *       "title": "A conflicting lease holds a resource",
-                         *       "status": 409,
-                         *       "detail": "A lease holds a resource of this request; see conflicts.",
-                         *       "code": "conflict"
-                         *     }
-                         */
-                        "application/json": components["schemas"]["ConflictProblem"];
-                    };
-                };
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                409: components["responses"]["Conflict"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
+                429: components["responses"]["RateLimited"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -456,7 +434,7 @@ export interface paths {
         put?: never;
         /**
          * Renew a lease (the heartbeat)
-         * @description Extends the lease to now + ttlMs (never past holdDeadline) and stores the progress checkpoint. A 410 means the lease is lost: stop the work that needs it, its fencing token is stale.
+         * @description Extends the lease to now + ttlMs (never past holdDeadline) and stores the progress checkpoint. A 410 means the lease is lost: stop the work that needs it, its fencing token is stale. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -542,6 +520,8 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
                 413: components["responses"]["PayloadTooLarge"];
@@ -566,7 +546,7 @@ export interface paths {
         put?: never;
         /**
          * Release a lease
-         * @description completed (default) and failed free the resources at once; abandoned turns a lease with an action into an orphan. Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410.
+         * @description completed (default) and failed free the resources at once; abandoned turns a lease with an action into an orphan. Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -638,6 +618,8 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
                 413: components["responses"]["PayloadTooLarge"];
@@ -660,7 +642,7 @@ export interface paths {
         };
         /**
          * Read a lease
-         * @description An active or orphaned lease answers 200; an ended one answers 410 with its tombstone for at least an hour.
+         * @description An active or orphaned lease answers 200; an ended one answers 410 with its tombstone for at least an hour. With access control on: roles conductor, operator, reader (a conductor: only as one of its holders); others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -722,6 +704,8 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
                 503: components["responses"]["ServiceUnavailable"];
@@ -731,7 +715,7 @@ export interface paths {
         post?: never;
         /**
          * Revoke a lease (an operator's force-end)
-         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410.
+         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410. With access control on: roles operator; others get 403 forbidden.
          */
         delete: {
             parameters: {
@@ -787,6 +771,8 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
                 503: components["responses"]["ServiceUnavailable"];
@@ -808,7 +794,7 @@ export interface paths {
         put?: never;
         /**
          * Renew every active lease of a holder
-         * @description One heartbeat for a conductor that holds many leases, in grant order, at most 500 per call (HOLDER_RENEW_MAX): when the holder has more, nextCursor is set and remaining says how many of its leases come after; send nextCursor as cursor to renew the rest. Leases that have already ended are not renewed and not listed. The renewed event names at most the first 100 paths.
+         * @description One heartbeat for a conductor that holds many leases, in grant order, at most 500 per call (HOLDER_RENEW_MAX): when the holder has more, nextCursor is set and remaining says how many of its leases come after; send nextCursor as cursor to renew the rest. Leases that have already ended are not renewed and not listed. The renewed event names at most the first 100 paths. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -880,6 +866,769 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/leases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List leases that hold resources
+         * @description Active and orphaned leases in grant order, filtered by holder, path prefix (the path itself or anything below it) and state. A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its example: clear those you do not want. With access control on: roles conductor, operator, reader (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /**
+                     * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
+                     * @example conductor-z
+                     */
+                    holder?: string;
+                    /**
+                     * @description Only leases holding this path or something below it.
+                     * @example instances/i-42
+                     */
+                    prefix?: string;
+                    /**
+                     * @description Only active leases, or only orphaned ones (their holder lost them; they await a claim).
+                     * @example active
+                     */
+                    state?: "active" | "orphaned";
+                    /**
+                     * @description Page size, 1..1000, default 100.
+                     * @example 50
+                     */
+                    limit?: number;
+                    /**
+                     * @description nextCursor of the previous page. Pages are in grant order and stay put while leases renew.
+                     * @example djE6MTc5NTUyMDQwMDAwMDAwMQ
+                     */
+                    cursor?: string;
+                    /**
+                     * @description payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most 100 items (a larger limit gives pages of 100).
+                     * @example payload
+                     */
+                    include?: "payload";
+                };
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of leases, in grant order. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "items": [
+                         *         {
+                         *           "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *           "holder": "conductor-z",
+                         *           "resources": [
+                         *             {
+                         *               "path": "instances/i-42",
+                         *               "mode": "exclusive"
+                         *             }
+                         *           ],
+                         *           "fencingToken": 1795520400000001,
+                         *           "state": "active",
+                         *           "ttlMs": 30000,
+                         *           "acquiredAt": "2026-11-24T10:00:00.000Z",
+                         *           "renewedAt": "2026-11-24T10:00:20.000Z",
+                         *           "expiresAt": "2026-11-24T10:00:50.000Z",
+                         *           "expiresInMs": 29000,
+                         *           "holdDeadline": "2026-11-24T11:00:00.000Z",
+                         *           "lockDelayMs": 0,
+                         *           "action": {
+                         *             "kind": "resize",
+                         *             "payload": {
+                         *               "flavor": "m1.large"
+                         *             },
+                         *             "attempt": 1,
+                         *             "maxAttempts": 3,
+                         *             "progress": {
+                         *               "step": "disk-migrated",
+                         *               "done": 2,
+                         *               "of": 5
+                         *             }
+                         *           },
+                         *           "orphanId": null
+                         *         }
+                         *       ],
+                         *       "nextCursor": "djE6MTc5NTUyMDQwMDAwMDAwMQ"
+                         *     }
+                         */
+                        "application/json": {
+                            items: components["schemas"]["Lease"][];
+                            /** @description Pass as cursor for the next page; null on the last. */
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        put?: never;
+        /**
+         * Acquire a lease on one or more resources
+         * @description Grants all resources together or none. A lease on a path covers every path below it; two leases conflict when one covers the other and either is exclusive. Answers 201 with a new lease, 200 with the same lease for a retried requestId, or 409 with the conflicting leases. A holder must treat the lease as lost ttlMs after it sent this request. With waitMs, a conflicting request waits for the conflict to clear (release, expiry, orphan resolution), woken by Redis pub/sub rather than polling, and answers 201, or 409 at the deadline. Waiting requests on overlapping resources are served in arrival order on every replica: a request, waiting or not, never passes an earlier waiting one it overlaps (its conflict shows state waiting), so a stream of shared requests cannot starve a waiting exclusive one. A waiter whose client disconnects leaves the queue; one whose replica dies stops blocking others when its waitMs has passed. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                };
+                cookie?: never;
+            };
+            /** @description What to lease, for how long, and the action it protects. */
+            requestBody: {
+                content: {
+                    "application/json": {
+                        holder: components["schemas"]["Holder"];
+                        /** @description All granted together or none. Two that cover each other are 400 overlapping_resources. */
+                        resources: {
+                            path: components["schemas"]["ResourcePath"];
+                            /**
+                             * @description exclusive conflicts with any lease on a covering or covered path; two shared leases never conflict.
+                             * @default exclusive
+                             */
+                            mode?: "exclusive" | "shared";
+                        }[];
+                        /** @description Time to live in ms, 1000..300000, default 15000. Renew at about a third of it. */
+                        ttlMs?: number;
+                        /** @description How long to wait for a conflict to clear, 0..60000 ms, default 0 (answer 409 at once). The request keeps its place in the queue of overlapping requests meanwhile. */
+                        waitMs?: number;
+                        /** @description The long action this lease protects. */
+                        action?: {
+                            /** @description What the action does, e.g. resize. */
+                            kind: string;
+                            /**
+                             * @description Any JSON, at most 65536 bytes.
+                             * @example {
+                             *       "flavor": "m1.large"
+                             *     }
+                             */
+                            payload?: unknown;
+                            /** @description Default 3. */
+                            maxAttempts?: number;
+                        };
+                        /** @description Makes the acquire safe to retry: the same holder and requestId while that lease is active answers the same lease with 200. Reusing it for other resources (in any order), another action or other ttlMs/maxHoldMs/lockDelayMs is 409 request_id_reused. Once that lease has ended, the requestId grants anew. */
+                        requestId?: string;
+                        /** @description The lease ends this long after it was granted, however often renewed. Default 86400000. */
+                        maxHoldMs?: number;
+                        /** @description For a lease without an action: how long its resources stay blocked after it expires or is revoked (not released). Default 0. */
+                        lockDelayMs?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description The lease this holder's requestId was already granted (a retried request); nothing new was granted. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "holder": "conductor-z",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "fencingToken": 1795520400000001,
+                         *       "state": "active",
+                         *       "ttlMs": 30000,
+                         *       "acquiredAt": "2026-11-24T10:00:00.000Z",
+                         *       "renewedAt": "2026-11-24T10:00:20.000Z",
+                         *       "expiresAt": "2026-11-24T10:00:50.000Z",
+                         *       "expiresInMs": 29000,
+                         *       "holdDeadline": "2026-11-24T11:00:00.000Z",
+                         *       "lockDelayMs": 0,
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3,
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         }
+                         *       },
+                         *       "orphanId": null
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Lease"];
+                    };
+                };
+                /** @description Granted: a new lease. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "holder": "conductor-z",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "fencingToken": 1795520400000001,
+                         *       "state": "active",
+                         *       "ttlMs": 30000,
+                         *       "acquiredAt": "2026-11-24T10:00:00.000Z",
+                         *       "renewedAt": "2026-11-24T10:00:20.000Z",
+                         *       "expiresAt": "2026-11-24T10:00:50.000Z",
+                         *       "expiresInMs": 29000,
+                         *       "holdDeadline": "2026-11-24T11:00:00.000Z",
+                         *       "lockDelayMs": 0,
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3,
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         }
+                         *       },
+                         *       "orphanId": null
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Lease"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                409: components["responses"]["Conflict"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/leases/{id}/renew": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew a lease (the heartbeat)
+         * @description Extends the lease to now + ttlMs (never past holdDeadline) and stores the progress checkpoint. A 410 means the lease is lost: stop the work that needs it, its fencing token is stale. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Opaque, URL-safe lease id (128 random bits).
+                     * @example 3q2-7wEjQ9mCkBq9xY1fSg
+                     */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /** @description Optional: a new ttlMs, and a progress checkpoint. An empty body (or none) renews for the lease's own ttlMs. */
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "progress": {
+                     *         "step": "disk-migrated",
+                     *         "done": 2,
+                     *         "of": 5
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Time to live in ms, 1000..300000, default 15000. Renew at about a third of it. Omitted: the lease's own ttlMs. */
+                        ttlMs?: number;
+                        /**
+                         * @description A checkpoint of how far the action got (any JSON, at most 16384 bytes); replaces the last one and goes to whoever claims the orphan. Only for leases with an action.
+                         * @example {
+                         *       "flavor": "m1.large"
+                         *     }
+                         */
+                        progress?: unknown;
+                    };
+                };
+            };
+            responses: {
+                /** @description A lease that holds its resources. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "holder": "conductor-z",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "fencingToken": 1795520400000001,
+                         *       "state": "active",
+                         *       "ttlMs": 30000,
+                         *       "acquiredAt": "2026-11-24T10:00:00.000Z",
+                         *       "renewedAt": "2026-11-24T10:00:20.000Z",
+                         *       "expiresAt": "2026-11-24T10:00:50.000Z",
+                         *       "expiresInMs": 29000,
+                         *       "holdDeadline": "2026-11-24T11:00:00.000Z",
+                         *       "lockDelayMs": 0,
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3,
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         }
+                         *       },
+                         *       "orphanId": null
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Lease"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/leases/{id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release a lease
+         * @description completed (default) and failed free the resources at once; abandoned turns a lease with an action into an orphan. Releasing again with the same outcome answers the same tombstone; a lease that ended otherwise answers 410. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Opaque, URL-safe lease id (128 random bits).
+                     * @example 3q2-7wEjQ9mCkBq9xY1fSg
+                     */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /** @description How the work ended. An empty body (or none) means completed. */
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "outcome": "completed"
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description completed (default) or failed: the resources are free at once. abandoned: a lease with an action becomes an orphan for someone else.
+                         * @default completed
+                         */
+                        outcome?: "completed" | "failed" | "abandoned";
+                    };
+                };
+            };
+            responses: {
+                /** @description What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS). */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "holder": "conductor-z",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "fencingToken": 1795520400000001,
+                         *       "state": "released",
+                         *       "outcome": "completed",
+                         *       "endedAt": "2026-11-24T10:04:00.000Z",
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3,
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         }
+                         *       }
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Tombstone"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/leases/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a lease
+         * @description An active or orphaned lease answers 200; an ended one answers 410 with its tombstone for at least an hour. With access control on: roles conductor, operator, reader (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Opaque, URL-safe lease id (128 random bits).
+                     * @example 3q2-7wEjQ9mCkBq9xY1fSg
+                     */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A lease that holds its resources. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "holder": "conductor-z",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "fencingToken": 1795520400000001,
+                         *       "state": "active",
+                         *       "ttlMs": 30000,
+                         *       "acquiredAt": "2026-11-24T10:00:00.000Z",
+                         *       "renewedAt": "2026-11-24T10:00:20.000Z",
+                         *       "expiresAt": "2026-11-24T10:00:50.000Z",
+                         *       "expiresInMs": 29000,
+                         *       "holdDeadline": "2026-11-24T11:00:00.000Z",
+                         *       "lockDelayMs": 0,
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3,
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         }
+                         *       },
+                         *       "orphanId": null
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Lease"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a lease (an operator's force-end)
+         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410. With access control on: roles operator; others get 403 forbidden.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Opaque, URL-safe lease id (128 random bits).
+                     * @example 3q2-7wEjQ9mCkBq9xY1fSg
+                     */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS). */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "holder": "conductor-z",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "fencingToken": 1795520400000001,
+                         *       "state": "released",
+                         *       "outcome": "completed",
+                         *       "endedAt": "2026-11-24T10:04:00.000Z",
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3,
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         }
+                         *       }
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Tombstone"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["LeaseNotFound"];
+                410: components["responses"]["Gone"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/holders/{holder}/renew": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew every active lease of a holder
+         * @description One heartbeat for a conductor that holds many leases, in grant order, at most 500 per call (HOLDER_RENEW_MAX): when the holder has more, nextCursor is set and remaining says how many of its leases come after; send nextCursor as cursor to renew the rest. Leases that have already ended are not renewed and not listed. The renewed event names at most the first 100 paths. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Who holds the lease, e.g. a conductor id: 1 to 128 printable characters.
+                     * @example conductor-z
+                     */
+                    holder: string;
+                };
+                cookie?: never;
+            };
+            /** @description Optional: one ttlMs for every lease renewed, and where to go on. One call renews at most 500 leases (HOLDER_RENEW_MAX). An empty body (or none) is fine. */
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "ttlMs": 30000
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Time to live in ms, 1000..300000, default 15000. Renew at about a third of it. Omitted: each lease's own ttlMs. */
+                        ttlMs?: number;
+                        /**
+                         * @description nextCursor of the previous answer: renew the leases after those it renewed.
+                         * @example djE6MTc5NTUyMDQwMDAwMDAwMQ
+                         */
+                        cursor?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description What was renewed. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "renewed": [
+                         *         {
+                         *           "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *           "expiresAt": "2026-11-24T10:00:50.000Z"
+                         *         }
+                         *       ],
+                         *       "nextCursor": null,
+                         *       "remaining": 0
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description The leases renewed: the holder's active leases (of this call's share). */
+                            renewed: {
+                                id: components["schemas"]["LeaseId"];
+                                /**
+                                 * Format: date-time
+                                 * @description Its new expiresAt (Redis clock).
+                                 * @example 2026-11-24T10:00:00.000Z
+                                 */
+                                expiresAt: string;
+                            }[];
+                            /** @description Pass as cursor to renew the holder's leases after these; null when every lease of the holder was looked at. */
+                            nextCursor: string | null;
+                            /** @description How many of the holder's leases (active or orphaned) come after nextCursor; 0 when it is null. */
+                            remaining: number;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
                 503: components["responses"]["ServiceUnavailable"];
@@ -900,7 +1649,7 @@ export interface paths {
         };
         /**
          * What holds a resource path
-         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded.
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -991,6 +1740,8 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1013,7 +1764,7 @@ export interface paths {
         put?: never;
         /**
          * Check a fencing token (for resource servers)
-         * @description valid is true exactly when an active lease covering path carries fencingToken right now, however many leases cover it; current lists the active leases covering path (the first 100), coveringCount how many leases cover it (active, orphaned or in lock delay). Like Chubby's CheckSequencer: refuse a write whose token is not valid.
+         * @description valid is true exactly when an active lease covering path carries fencingToken right now, however many leases cover it; current lists the active leases covering path (the first 100), coveringCount how many leases cover it (active, orphaned or in lock delay). Like Chubby's CheckSequencer: refuse a write whose token is not valid. With access control on: roles operator, resource-server; others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -1077,6 +1828,220 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/resources/{*}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What holds a resource path
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /**
+                     * @description payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most 100 items (a larger limit gives pages of 100).
+                     * @example payload
+                     */
+                    include?: "payload";
+                };
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description A resource path: 1 to 16 segments joined by "/", each matching ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$, at most 512 characters. A lease on a path covers that path and every path below it. Nothing is normalised: anything else is 400 invalid_resource.
+                     * @example instances/i-42/volumes/v-7
+                     */
+                    "*": string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Who holds the path, from above and from below. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "path": "instances/i-42/volumes/v-7",
+                         *       "coveredBy": [
+                         *         {
+                         *           "id": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *           "holder": "conductor-z",
+                         *           "resources": [
+                         *             {
+                         *               "path": "instances/i-42",
+                         *               "mode": "exclusive"
+                         *             }
+                         *           ],
+                         *           "fencingToken": 1795520400000001,
+                         *           "state": "active",
+                         *           "ttlMs": 30000,
+                         *           "acquiredAt": "2026-11-24T10:00:00.000Z",
+                         *           "renewedAt": "2026-11-24T10:00:20.000Z",
+                         *           "expiresAt": "2026-11-24T10:00:50.000Z",
+                         *           "expiresInMs": 29000,
+                         *           "holdDeadline": "2026-11-24T11:00:00.000Z",
+                         *           "lockDelayMs": 0,
+                         *           "action": {
+                         *             "kind": "resize",
+                         *             "payload": {
+                         *               "flavor": "m1.large"
+                         *             },
+                         *             "attempt": 1,
+                         *             "maxAttempts": 3,
+                         *             "progress": {
+                         *               "step": "disk-migrated",
+                         *               "done": 2,
+                         *               "of": 5
+                         *             }
+                         *           },
+                         *           "orphanId": null
+                         *         }
+                         *       ],
+                         *       "coveredByCount": 1,
+                         *       "below": {
+                         *         "count": 0,
+                         *         "items": []
+                         *       }
+                         *     }
+                         */
+                        "application/json": {
+                            path: components["schemas"]["ResourcePath"];
+                            /** @description Leases on this path or an ancestor: whoever holds it now (the first 100). */
+                            coveredBy: components["schemas"]["Lease"][];
+                            /** @description How many leases cover the path (lock-delayed tombstones included). */
+                            coveredByCount: number;
+                            /** @description Leases strictly below the path (a volume of this instance, say). */
+                            below: {
+                                /** @description How many leases hold something below the path. */
+                                count: number;
+                                /** @description The first 100 of them: exclusive ones first, then shared ones. */
+                                items: components["schemas"]["Lease"][];
+                            };
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/fencing/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check a fencing token (for resource servers)
+         * @description valid is true exactly when an active lease covering path carries fencingToken right now, however many leases cover it; current lists the active leases covering path (the first 100), coveringCount how many leases cover it (active, orphaned or in lock delay). Like Chubby's CheckSequencer: refuse a write whose token is not valid. With access control on: roles operator, resource-server; others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                };
+                cookie?: never;
+            };
+            /** @description A write a resource server is about to accept: the path it touches and the token that came with it. */
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "path": "instances/i-42",
+                     *       "fencingToken": 1795520400000001
+                     *     }
+                     */
+                    "application/json": {
+                        path: components["schemas"]["ResourcePath"];
+                        /** @description The token the writer presented. */
+                        fencingToken: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description Whether the token may write to the path now. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "valid": true,
+                         *       "current": [
+                         *         {
+                         *           "leaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *           "holder": "conductor-z",
+                         *           "fencingToken": 1795520400000001,
+                         *           "state": "active"
+                         *         }
+                         *       ],
+                         *       "coveringCount": 1
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description true: accept the write. false: refuse it, the writer's lease is gone or was never on this path. */
+                            valid: boolean;
+                            /** @description The active leases covering the path now (the first 100; GET /v1/resources/{path} shows them all). */
+                            current: {
+                                leaseId: components["schemas"]["LeaseId"];
+                                holder: components["schemas"]["Holder"];
+                                /** @description The token a valid writer presents. */
+                                fencingToken: number;
+                                /** @enum {string} */
+                                state: "active";
+                            }[];
+                            /** @description How many leases cover the path: active, orphaned, or ended and still in their lock delay. */
+                            coveringCount: number;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
                 503: components["responses"]["ServiceUnavailable"];
@@ -1099,7 +2064,7 @@ export interface paths {
         put?: never;
         /**
          * Claim the oldest pending orphan
-         * @description Hands the oldest pending orphan (of the given kinds; oldest = first orphaned) to exactly one caller, with a new active lease on the same resources: a greater fencing token, action.attempt increased by one, and the dead holder's last progress. The resources are never free in between. If the claim's lease expires, is abandoned or revoked, the orphan comes back pending with the next attempt (or goes to dead_letter after maxAttempts); released completed or failed, it is resolved. Answers 204 when none is pending within waitMs. A claim whose answer is lost costs an attempt: its lease expires unrenewed.
+         * @description Hands the oldest pending orphan (of the given kinds; oldest = first orphaned) to exactly one caller, with a new active lease on the same resources: a greater fencing token, action.attempt increased by one, and the dead holder's last progress. The resources are never free in between. If the claim's lease expires, is abandoned or revoked, the orphan comes back pending with the next attempt (or goes to dead_letter after maxAttempts); released completed or failed, it is resolved. Answers 204 when none is pending within waitMs. A claim whose answer is lost costs an attempt: its lease expires unrenewed. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -1220,9 +2185,11 @@ export interface paths {
                     content?: never;
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
-                429: components["responses"]["TooManyRequests"];
+                429: components["responses"]["RateLimited"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1243,7 +2210,7 @@ export interface paths {
         put?: never;
         /**
          * Resolve an orphan (an operator gives the action up)
-         * @description A pending or dead_letter orphan becomes resolved and its resources are freed at once. Resolving it again the same way answers the same orphan (retries are safe). 409 orphan_claimed: a conductor is working on it (revoke its lease first, and it comes back pending); 409 orphan_resolved: it was already resolved otherwise.
+         * @description A pending or dead_letter orphan becomes resolved and its resources are freed at once. Resolving it again the same way answers the same orphan (retries are safe). 409 orphan_claimed: a conductor is working on it (revoke its lease first, and it comes back pending); 409 orphan_resolved: it was already resolved otherwise. With access control on: roles operator; others get 403 forbidden.
          */
         post: {
             parameters: {
@@ -1320,55 +2287,10 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 404: components["responses"]["OrphanNotFound"];
-                /** @description orphan_claimed: a conductor is working on it (revoke its lease first); orphan_resolved: it was resolved otherwise. The orphan is in `orphan`. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        /**
-                         * @example {
-                         *       "orphan": {
-                         *         "id": "9f86d081884c7d659a2feaa0c55ad015",
-                         *         "state": "claimed",
-                         *         "reason": "expired",
-                         *         "resources": [
-                         *           {
-                         *             "path": "instances/i-42",
-                         *             "mode": "exclusive"
-                         *           }
-                         *         ],
-                         *         "action": {
-                         *           "kind": "resize",
-                         *           "payload": {
-                         *             "flavor": "m1.large"
-                         *           },
-                         *           "attempt": 1,
-                         *           "maxAttempts": 3
-                         *         },
-                         *         "progress": {
-                         *           "step": "disk-migrated",
-                         *           "done": 2,
-                         *           "of": 5
-                         *         },
-                         *         "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
-                         *         "lastHolder": "conductor-z",
-                         *         "lastFencingToken": 1795520400000001,
-                         *         "orphanedAt": "2026-11-24T10:00:50.000Z",
-                         *         "claimedBy": "conductor-w",
-                         *         "claimedLeaseId": "Zk1Qe0u7S2yq4m0dP9Xb3w"
-                         *       },
-                         *       "type": "https://lease-service.dev/problems/orphan_claimed",
-                         *       "title": "The orphan is claimed by a conductor",
-                         *       "status": 409,
-                         *       "detail": "Orphan 9f86d081884c7d659a2feaa0c55ad015 is claimed by conductor-w (lease Zk1Qe0u7S2yq4m0dP9Xb3w); revoke that lease first.",
-                         *       "code": "orphan_claimed"
-                         *     }
-                         */
-                        "application/json": components["schemas"]["Problem"];
-                    };
-                };
+                409: components["responses"]["OrphanClaimed"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
                 503: components["responses"]["ServiceUnavailable"];
@@ -1389,7 +2311,7 @@ export interface paths {
         };
         /**
          * Read an orphan
-         * @description Pending, claimed and dead_letter orphans, and resolved ones for TOMBSTONE_TTL_MS after they were resolved.
+         * @description Pending, claimed and dead_letter orphans, and resolved ones for TOMBSTONE_TTL_MS after they were resolved. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1448,6 +2370,8 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 404: components["responses"]["OrphanNotFound"];
                 503: components["responses"]["ServiceUnavailable"];
             };
@@ -1469,7 +2393,7 @@ export interface paths {
         };
         /**
          * List orphans
-         * @description Orphans in the order they were first orphaned, filtered by action kind and state. A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its example: clear those you do not want.
+         * @description Orphans in the order they were first orphaned, filtered by action kind and state. A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its example: clear those you do not want. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1557,6 +2481,471 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/orphans/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim the oldest pending orphan
+         * @description Hands the oldest pending orphan (of the given kinds; oldest = first orphaned) to exactly one caller, with a new active lease on the same resources: a greater fencing token, action.attempt increased by one, and the dead holder's last progress. The resources are never free in between. If the claim's lease expires, is abandoned or revoked, the orphan comes back pending with the next attempt (or goes to dead_letter after maxAttempts); released completed or failed, it is resolved. Answers 204 when none is pending within waitMs. A claim whose answer is lost costs an attempt: its lease expires unrenewed. With access control on: roles conductor, operator (a conductor: only as one of its holders); others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                };
+                cookie?: never;
+            };
+            /** @description Who claims, for which kinds of action, and how long to wait for one. */
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "holder": "conductor-w",
+                     *       "kinds": [
+                     *         "resize"
+                     *       ],
+                     *       "ttlMs": 30000,
+                     *       "waitMs": 2000
+                     *     }
+                     */
+                    "application/json": {
+                        holder: components["schemas"]["Holder"];
+                        /** @description ttlMs of the claim's lease, 1000..300000, default 15000. Its maxHoldMs is the default, 86400000. */
+                        ttlMs?: number;
+                        /** @description Only orphans of these action kinds. Omitted: any kind. */
+                        kinds?: string[];
+                        /** @description Long poll: with none pending, wait up to this long for one (woken by Redis pub/sub when an orphan becomes pending, not by polling). Default 0. Claimers waiting on one replica are served in arrival order. */
+                        waitMs?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description The orphan (now claimed) and the new lease on its resources: a greater fencing token, action.attempt one more than the orphan's, and action.progress the last checkpoint of the attempt that died. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "orphan": {
+                         *         "id": "9f86d081884c7d659a2feaa0c55ad015",
+                         *         "state": "claimed",
+                         *         "reason": "expired",
+                         *         "resources": [
+                         *           {
+                         *             "path": "instances/i-42",
+                         *             "mode": "exclusive"
+                         *           }
+                         *         ],
+                         *         "action": {
+                         *           "kind": "resize",
+                         *           "payload": {
+                         *             "flavor": "m1.large"
+                         *           },
+                         *           "attempt": 1,
+                         *           "maxAttempts": 3
+                         *         },
+                         *         "progress": {
+                         *           "step": "disk-migrated",
+                         *           "done": 2,
+                         *           "of": 5
+                         *         },
+                         *         "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *         "lastHolder": "conductor-z",
+                         *         "lastFencingToken": 1795520400000001,
+                         *         "orphanedAt": "2026-11-24T10:00:50.000Z",
+                         *         "claimedBy": "conductor-w",
+                         *         "claimedLeaseId": "Zk1Qe0u7S2yq4m0dP9Xb3w"
+                         *       },
+                         *       "lease": {
+                         *         "id": "Zk1Qe0u7S2yq4m0dP9Xb3w",
+                         *         "holder": "conductor-w",
+                         *         "resources": [
+                         *           {
+                         *             "path": "instances/i-42",
+                         *             "mode": "exclusive"
+                         *           }
+                         *         ],
+                         *         "fencingToken": 1795520451000001,
+                         *         "state": "active",
+                         *         "ttlMs": 30000,
+                         *         "acquiredAt": "2026-11-24T10:00:51.000Z",
+                         *         "renewedAt": "2026-11-24T10:00:51.000Z",
+                         *         "expiresAt": "2026-11-24T10:01:21.000Z",
+                         *         "expiresInMs": 30000,
+                         *         "holdDeadline": "2026-11-24T11:00:51.000Z",
+                         *         "lockDelayMs": 0,
+                         *         "action": {
+                         *           "kind": "resize",
+                         *           "payload": {
+                         *             "flavor": "m1.large"
+                         *           },
+                         *           "attempt": 2,
+                         *           "maxAttempts": 3,
+                         *           "progress": {
+                         *             "step": "disk-migrated",
+                         *             "done": 2,
+                         *             "of": 5
+                         *           }
+                         *         },
+                         *         "orphanId": "9f86d081884c7d659a2feaa0c55ad015"
+                         *       }
+                         *     }
+                         */
+                        "application/json": {
+                            orphan: components["schemas"]["Orphan"];
+                            lease: components["schemas"]["Lease"];
+                        };
+                    };
+                };
+                /** @description No pending orphan (of those kinds) within waitMs. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/orphans/{id}/resolve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resolve an orphan (an operator gives the action up)
+         * @description A pending or dead_letter orphan becomes resolved and its resources are freed at once. Resolving it again the same way answers the same orphan (retries are safe). 409 orphan_claimed: a conductor is working on it (revoke its lease first, and it comes back pending); 409 orphan_resolved: it was already resolved otherwise. With access control on: roles operator; others get 403 forbidden.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
+                     * @example 9f86d081884c7d659a2feaa0c55ad015
+                     */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /** @description How the operator resolves it. */
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "resolution": "discard"
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description discard: give the action up; the orphan's resources are freed at once. Whatever the action left half-done is the operator's to clean.
+                         * @enum {string}
+                         */
+                        resolution: "discard";
+                    };
+                };
+            };
+            responses: {
+                /** @description An action whose holder died, gave up or was revoked before finishing it. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "9f86d081884c7d659a2feaa0c55ad015",
+                         *       "state": "resolved",
+                         *       "reason": "expired",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3
+                         *       },
+                         *       "progress": {
+                         *         "step": "disk-migrated",
+                         *         "done": 2,
+                         *         "of": 5
+                         *       },
+                         *       "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "lastHolder": "conductor-z",
+                         *       "lastFencingToken": 1795520400000001,
+                         *       "orphanedAt": "2026-11-24T10:00:50.000Z",
+                         *       "claimedBy": null,
+                         *       "claimedLeaseId": null,
+                         *       "resolution": "discard",
+                         *       "resolvedAt": "2026-11-24T10:10:00.000Z"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Orphan"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["OrphanNotFound"];
+                409: components["responses"]["OrphanClaimed"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/orphans/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read an orphan
+         * @description Pending, claimed and dead_letter orphans, and resolved ones for TOMBSTONE_TTL_MS after they were resolved. With access control on: roles operator, reader; others get 403 forbidden.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                    /**
+                     * @description Opaque, URL-safe orphan id. It stays the same through every attempt of the action.
+                     * @example 9f86d081884c7d659a2feaa0c55ad015
+                     */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description An action whose holder died, gave up or was revoked before finishing it. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "id": "9f86d081884c7d659a2feaa0c55ad015",
+                         *       "state": "pending",
+                         *       "reason": "expired",
+                         *       "resources": [
+                         *         {
+                         *           "path": "instances/i-42",
+                         *           "mode": "exclusive"
+                         *         }
+                         *       ],
+                         *       "action": {
+                         *         "kind": "resize",
+                         *         "payload": {
+                         *           "flavor": "m1.large"
+                         *         },
+                         *         "attempt": 1,
+                         *         "maxAttempts": 3
+                         *       },
+                         *       "progress": {
+                         *         "step": "disk-migrated",
+                         *         "done": 2,
+                         *         "of": 5
+                         *       },
+                         *       "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *       "lastHolder": "conductor-z",
+                         *       "lastFencingToken": 1795520400000001,
+                         *       "orphanedAt": "2026-11-24T10:00:50.000Z",
+                         *       "claimedBy": null,
+                         *       "claimedLeaseId": null
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Orphan"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["OrphanNotFound"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/orphans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List orphans
+         * @description Orphans in the order they were first orphaned, filtered by action kind and state. A page may hold fewer than limit items when filters match little; follow nextCursor until it is null. In Swagger UI, Try it out fills every filter with its example: clear those you do not want. With access control on: roles operator, reader; others get 403 forbidden.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /**
+                     * @description Only orphans of this action kind.
+                     * @example resize
+                     */
+                    kind?: string;
+                    /**
+                     * @description pending: waiting to be claimed. claimed: a conductor holds a lease for it. dead_letter: attempted maxAttempts times; never handed out again, its resources stay reserved until an operator resolves it. resolved: over (completed or failed under a claim, or discarded).
+                     * @example pending
+                     */
+                    state?: "pending" | "claimed" | "dead_letter" | "resolved";
+                    /**
+                     * @description Page size, 1..1000, default 100.
+                     * @example 50
+                     */
+                    limit?: number;
+                    /**
+                     * @description nextCursor of the previous page. Pages are oldest first (first orphaned).
+                     * @example djE6MTc5NTUyMDQwMDAwMDAwMQ
+                     */
+                    cursor?: string;
+                    /**
+                     * @description payload: answer with each action's payload and progress; without it they are null. With it, a page holds at most 100 items (a larger limit gives pages of 100).
+                     * @example payload
+                     */
+                    include?: "payload";
+                };
+                header?: never;
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of orphans, oldest first. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "items": [
+                         *         {
+                         *           "id": "9f86d081884c7d659a2feaa0c55ad015",
+                         *           "state": "pending",
+                         *           "reason": "expired",
+                         *           "resources": [
+                         *             {
+                         *               "path": "instances/i-42",
+                         *               "mode": "exclusive"
+                         *             }
+                         *           ],
+                         *           "action": {
+                         *             "kind": "resize",
+                         *             "payload": {
+                         *               "flavor": "m1.large"
+                         *             },
+                         *             "attempt": 1,
+                         *             "maxAttempts": 3
+                         *           },
+                         *           "progress": {
+                         *             "step": "disk-migrated",
+                         *             "done": 2,
+                         *             "of": 5
+                         *           },
+                         *           "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                         *           "lastHolder": "conductor-z",
+                         *           "lastFencingToken": 1795520400000001,
+                         *           "orphanedAt": "2026-11-24T10:00:50.000Z",
+                         *           "claimedBy": null,
+                         *           "claimedLeaseId": null
+                         *         }
+                         *       ],
+                         *       "nextCursor": "djE6MTc5NTUyMDQwMDAwMDAwMQ"
+                         *     }
+                         */
+                        "application/json": {
+                            items: components["schemas"]["Orphan"][];
+                            /** @description Pass as cursor for the next page; null on the last. */
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1577,7 +2966,7 @@ export interface paths {
         };
         /**
          * Lifecycle events as Server-Sent Events
-         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?} (the Event schema). Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for 30 s. Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID.
+         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?} (the Event schema). Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for 30 s. Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1615,24 +3004,76 @@ export interface paths {
                     };
                 };
                 400: components["responses"]["BadRequest"];
-                /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. */
-                429: {
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
+                503: components["responses"]["ServiceUnavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Lifecycle events as Server-Sent Events
+         * @description Every grant, renewal (one event per renew call), release, expiry, revocation, orphaning (orphaned, or dead_lettered after maxAttempts), claim and resolution, as `text/event-stream`: `id:` is the Redis stream entry id, `event:` the type, `data:` JSON {id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?} (the Event schema). Without Last-Event-ID the stream starts with the next event; with it, every later event the capped stream still holds (STREAM_MAX_ENTRIES) comes first, so an EventSource that reconnects misses nothing that was kept. A Last-Event-ID after the newest event is 400 invalid_request (the stream did not issue it). One older than the oldest event still kept, once the stream has been trimmed, is 400 invalid_request too: events after it were dropped, so read the current state again and reconnect without Last-Event-ID. An expiry is recorded when it is noticed (by a request or the reaper); its `at` is when it happened. A comment line is sent every 15 s. One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for 30 s. Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID. With access control on: roles operator, reader; others get 403 forbidden.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /**
+                     * @description Only events with a path at or below this one.
+                     * @example instances/i-42
+                     */
+                    prefix?: string;
+                    /**
+                     * @description Comma-separated event types to keep: granted, renewed, released, expired, revoked, orphaned, dead_lettered, claimed, resolved.
+                     * @example orphaned,dead_lettered,resolved
+                     */
+                    types?: string;
+                };
+                header?: {
+                    /**
+                     * @description The id of the last event received; the stream resumes after it.
+                     * @example 1795570469037-0
+                     */
+                    "last-event-id"?: string;
+                };
+                path: {
+                    /**
+                     * @description The namespace (a tenant, a cell or a region): 1 to 63 lower-case letters, digits and dashes. Leases, orphans, events, waiters and fencing tokens of one namespace never meet those of another; the routes without /namespaces/{namespace} are the namespace "default". A namespace needs no creation step.
+                     * @example cell-1
+                     */
+                    namespace: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The event stream; it does not end by itself (Swagger UI waits for the end, so use curl -N or an EventSource). */
+                200: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        /**
-                         * @example {
-                         *       "type": "https://lease-service.dev/problems/rate_limited",
-                         *       "title": "Too many requests",
-                         *       "status": 429,
-                         *       "detail": "This client address has 16 event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.",
-                         *       "code": "rate_limited"
-                         *     }
-                         */
-                        "application/json": components["schemas"]["Problem"];
+                        "text/event-stream": string;
                     };
                 };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1779,6 +3220,8 @@ export interface components {
             action: components["schemas"]["Action"] | null;
             /** @description The orphan its action became, once orphaned. */
             orphanId: string | null;
+            /** @description With access control on: the id of the token that acquired (or claimed) it, a service token's id or jwt:<sub>. */
+            acquiredBy?: string;
         };
         /**
          * @description What an ended lease answers, for at least an hour after it ended (TOMBSTONE_TTL_MS).
@@ -2075,6 +3518,8 @@ export interface components {
             paths: components["schemas"]["ResourcePath"][];
             /** @description The fencing token of the lease it concerns. */
             fencingToken?: number;
+            /** @description With access control on: the id of the token whose request made it (a service token's id or jwt:<sub>); absent for expiries. */
+            actor?: string;
         };
     };
     responses: {
@@ -2094,6 +3539,69 @@ export interface components {
                  *     }
                  */
                 "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description unauthorized: access control is on, and the request has no valid bearer token. */
+        Unauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/unauthorized",
+                 *       "title": "A bearer token is needed",
+                 *       "status": 401,
+                 *       "detail": "The token is unknown, revoked or expired.",
+                 *       "code": "unauthorized"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description forbidden: the token's role, namespaces, holders or orphan kinds do not allow this call; nothing changed. */
+        Forbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/forbidden",
+                 *       "title": "The token does not allow this",
+                 *       "status": 403,
+                 *       "detail": "This token may act as holders conductor-a-*, not as conductor-b-1.",
+                 *       "code": "forbidden"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description code conflict, with the leases in the way; or request_id_reused. */
+        Conflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "conflicts": [
+                 *         {
+                 *           "path": "instances/i-42",
+                 *           "leaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                 *           "holder": "conductor-z",
+                 *           "mode": "exclusive",
+                 *           "state": "active"
+                 *         }
+                 *       ],
+                 *       "type": "https://lease-service.dev/problems/conflict",
+                 *       "title": "A conflicting lease holds a resource",
+                 *       "status": 409,
+                 *       "detail": "A lease holds a resource of this request; see conflicts.",
+                 *       "code": "conflict"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConflictProblem"];
             };
         };
         /** @description payload_too_large: the body, action.payload or progress is over its limit. */
@@ -2133,7 +3641,7 @@ export interface components {
             };
         };
         /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
-        TooManyRequests: {
+        RateLimited: {
             headers: {
                 [name: string]: unknown;
             };
@@ -2242,6 +3750,72 @@ export interface components {
                  *       "status": 404,
                  *       "detail": "No orphan 9f86d081884c7d659a2feaa0c55ad015 (resolved orphans are kept an hour).",
                  *       "code": "orphan_not_found"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description orphan_claimed: a conductor is working on it (revoke its lease first); orphan_resolved: it was resolved otherwise. The orphan is in `orphan`. */
+        OrphanClaimed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "orphan": {
+                 *         "id": "9f86d081884c7d659a2feaa0c55ad015",
+                 *         "state": "claimed",
+                 *         "reason": "expired",
+                 *         "resources": [
+                 *           {
+                 *             "path": "instances/i-42",
+                 *             "mode": "exclusive"
+                 *           }
+                 *         ],
+                 *         "action": {
+                 *           "kind": "resize",
+                 *           "payload": {
+                 *             "flavor": "m1.large"
+                 *           },
+                 *           "attempt": 1,
+                 *           "maxAttempts": 3
+                 *         },
+                 *         "progress": {
+                 *           "step": "disk-migrated",
+                 *           "done": 2,
+                 *           "of": 5
+                 *         },
+                 *         "lastLeaseId": "3q2-7wEjQ9mCkBq9xY1fSg",
+                 *         "lastHolder": "conductor-z",
+                 *         "lastFencingToken": 1795520400000001,
+                 *         "orphanedAt": "2026-11-24T10:00:50.000Z",
+                 *         "claimedBy": "conductor-w",
+                 *         "claimedLeaseId": "Zk1Qe0u7S2yq4m0dP9Xb3w"
+                 *       },
+                 *       "type": "https://lease-service.dev/problems/orphan_claimed",
+                 *       "title": "The orphan is claimed by a conductor",
+                 *       "status": 409,
+                 *       "detail": "Orphan 9f86d081884c7d659a2feaa0c55ad015 is claimed by conductor-w (lease Zk1Qe0u7S2yq4m0dP9Xb3w); revoke that lease first.",
+                 *       "code": "orphan_claimed"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. */
+        RateLimited429: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/rate_limited",
+                 *       "title": "Too many requests",
+                 *       "status": 429,
+                 *       "detail": "This client address has 16 event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.",
+                 *       "code": "rate_limited"
                  *     }
                  */
                 "application/json": components["schemas"]["Problem"];

@@ -2,9 +2,11 @@
 // Like a browser's EventSource, once connected it reconnects when the stream ends or breaks,
 // sending Last-Event-ID so that no event the service still keeps is missed or repeated.
 // Unlike EventSource it throws a refusal (a 4xx), and a first connection that fails: a wrong
-// URL is an error to report, not something to wait for.
+// URL is an error to report, not something to wait for. Every connection carries the bearer
+// token, reconnections included.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { components } from './api-types.js';
+import { authorization, checkNamespace, checkToken, namespacedPath } from './endpoint.js';
 import { BackendUnavailableError, errorFromAnswer } from './errors.js';
 
 /** One event, as the `data:` of a frame: the Event schema GET /v1/events documents. */
@@ -28,23 +30,38 @@ export interface EventStreamOptions {
   onReconnect?: (reason: string) => void;
 }
 
+/** Which namespace's stream, and as whom: as LeaseClientOptions says (LeaseClient.events passes its own). */
+export interface EventStreamScope {
+  /** Unset or "default": GET /v1/events; otherwise GET /v1/namespaces/<namespace>/events. */
+  namespace?: string;
+  /** Sent as `Authorization: Bearer <token>` on every connection. */
+  token?: string;
+}
+
 const RECONNECT_MAX_MS = 5000;
 
-export async function* streamEvents(baseUrl: string, query: EventQuery = {}, options: EventStreamOptions = {}): AsyncGenerator<LeaseEvent> {
+/**
+ * The event stream of the service at `baseUrl`, in `options.namespace` and with
+ * `options.token`. A namespace or token the service could not take throws a TypeError on the
+ * first `next()`.
+ */
+export async function* streamEvents(baseUrl: string, query: EventQuery = {}, options: EventStreamOptions & EventStreamScope = {}): AsyncGenerator<LeaseEvent> {
   const { signal, onOpen, onReconnect, reconnect = true } = options;
+  const namespace = checkNamespace(options.namespace);
+  const headers = { accept: 'text/event-stream', ...authorization(checkToken(options.token)) };
   let lastEventId = query.lastEventId;
   let failures = 0;
   let opened = false;
   const search = new URLSearchParams();
   if (query.prefix) search.set('prefix', query.prefix);
   if (query.types?.length) search.set('types', query.types.join(','));
-  const url = `${baseUrl}/v1/events${search.size > 0 ? `?${search}` : ''}`;
+  const url = `${baseUrl}${namespacedPath(namespace, '/v1/events')}${search.size > 0 ? `?${search}` : ''}`;
 
   while (!signal?.aborted) {
     let response: Response;
     try {
       response = await fetch(url, {
-        headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+        headers: { ...headers, ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
         ...(signal ? { signal } : {}),
       });
     } catch (error) {

@@ -4,10 +4,12 @@
 // unavailable; revoke and claimOrphan are not (a repeated revoke answers 410, a repeated claim
 // takes another orphan). It knows nothing of the helpers built on it (held-lease, with-lease,
 // conductor): they take the narrow interface of the calls they make, and LeaseClient
-// (lease-client.ts) adds withLease on top.
+// (lease-client.ts) adds withLease on top. Every call works in one namespace and carries the
+// client's bearer token (endpoint.ts builds both, for the event stream too).
 import { randomUUID } from 'node:crypto';
 import { BackendUnavailableError, errorFromAnswer } from './errors.js';
 import { DEFAULT_RETRY, withRetries, type RetryPolicy } from './backoff.js';
+import { authorization, checkNamespace, checkToken, namespacedPath } from './endpoint.js';
 import { streamEvents, type EventQuery, type EventStreamOptions, type LeaseEvent } from './events.js';
 import type {
   AcquireRequest,
@@ -31,6 +33,20 @@ import type {
 export interface LeaseClientOptions {
   /** Where the service answers, e.g. http://127.0.0.1:8080. */
   baseUrl: string;
+  /**
+   * The namespace (a tenant, a cell or a region) every call works in: its leases, orphans,
+   * events and fencing tokens never meet another's, and an id of another namespace is 404.
+   * Unset or "default": the routes as they are; otherwise every /v1/... path becomes
+   * /v1/namespaces/<namespace>/.... 1 to 63 lower-case letters, digits and dashes, starting
+   * with a letter or a digit (^[a-z0-9][a-z0-9-]{0,62}$); another name throws a TypeError here.
+   */
+  namespace?: string;
+  /**
+   * Sent as `Authorization: Bearer <token>` on every request, the event stream included, for
+   * a service with access control on (its 401 and 403 are LeaseServiceErrors, not retried).
+   * Visible ASCII without spaces; another value throws a TypeError here.
+   */
+  token?: string;
   /** How long one HTTP request may take before it counts as unavailable (waitMs is added). Default 5000. */
   requestTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
@@ -42,11 +58,18 @@ export interface CallOptions {
 
 export class LeaseTransport {
   readonly baseUrl: string;
+  /** The namespace every call works in: "default" when none was given. */
+  readonly namespace: string;
+  /** A # field, so that logging or inspecting the client does not show the token. */
+  readonly #token: string | undefined;
   private readonly timeoutMs: number;
   private readonly retry: RetryPolicy;
 
+  /** Throws TypeError for a namespace or token the service could not take (see LeaseClientOptions). */
   constructor(options: LeaseClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.namespace = checkNamespace(options.namespace);
+    this.#token = checkToken(options.token);
     this.timeoutMs = options.requestTimeoutMs ?? 5000;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
   }
@@ -103,7 +126,7 @@ export class LeaseTransport {
 
   /** One page of leases; pass the returned nextCursor as cursor for the next. */
   async list(query: ListLeasesQuery = {}, options: CallOptions = {}): Promise<LeasePage> {
-    const path = `/v1/leases${queryString(query)}`;
+    const path = `/v1/leases${queryString(query)}` as const;
     return this.retried(() => this.call<LeasePage>('GET', path, undefined, options), options);
   }
 
@@ -112,7 +135,7 @@ export class LeaseTransport {
    * many there are. Payloads and progress are null unless `include: 'payload'`.
    */
   async resource(path: string, options: CallOptions & { include?: 'payload' } = {}): Promise<ResourceView> {
-    const url = `/v1/resources/${path.split('/').map(encodeURIComponent).join('/')}${options.include ? `?include=${options.include}` : ''}`;
+    const url = `/v1/resources/${path.split('/').map(encodeURIComponent).join('/')}${options.include ? `?include=${options.include}` : ''}` as const;
     return this.retried(() => this.call<ResourceView>('GET', url, undefined, options), options);
   }
 
@@ -134,12 +157,12 @@ export class LeaseTransport {
   }
 
   /**
-   * The lifecycle event stream (GET /v1/events) as an async iterator: `for await (const
-   * event of client.events({ prefix: 'instances/i-42' }))`. Reconnects with Last-Event-ID
-   * until `options.signal` aborts; a refusal (4xx) is thrown.
+   * The lifecycle event stream (GET /v1/events) of the client's namespace, with its token, as
+   * an async iterator: `for await (const event of client.events({ prefix: 'instances/i-42' }))`.
+   * Reconnects with Last-Event-ID until `options.signal` aborts; a refusal (4xx) is thrown.
    */
   events(query: EventQuery = {}, options: EventStreamOptions = {}): AsyncGenerator<LeaseEvent> {
-    return streamEvents(this.baseUrl, query, options);
+    return streamEvents(this.baseUrl, query, { ...options, namespace: this.namespace, token: this.#token });
   }
 
   async getOrphan(id: string, options: CallOptions = {}): Promise<Orphan> {
@@ -147,7 +170,7 @@ export class LeaseTransport {
   }
 
   async listOrphans(query: ListOrphansQuery = {}, options: CallOptions = {}): Promise<OrphanPage> {
-    const path = `/v1/orphans${queryString(query)}`;
+    const path = `/v1/orphans${queryString(query)}` as const;
     return this.retried(() => this.call<OrphanPage>('GET', path, undefined, options), options);
   }
 
@@ -160,15 +183,16 @@ export class LeaseTransport {
     return withRetries(this.retry, call, options.signal);
   }
 
-  private async call<T>(method: string, path: string, body: unknown, options: CallOptions, waitMs = 0): Promise<T> {
+  /** One request to `path` (as the default namespace names it) in the client's namespace, with its token. */
+  private async call<T>(method: string, path: `/v1/${string}`, body: unknown, options: CallOptions, waitMs = 0): Promise<T> {
     const timeout = AbortSignal.timeout(this.timeoutMs + waitMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     let response: globalThis.Response;
     try {
-      response = await fetch(this.baseUrl + path, {
+      response = await fetch(this.baseUrl + namespacedPath(this.namespace, path), {
         method,
         signal,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: { ...authorization(this.#token), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
     } catch (error) {

@@ -20,13 +20,17 @@ import { isBackendUnavailable } from '../redis/connection.js';
 import type { EventStream, StreamBounds } from '../store/event-stream.js';
 import type { EventRecord } from '../store/records.js';
 import type { ServiceMetrics } from '../observability/metrics.js';
-import type { StreamWatcher } from './stream-watcher.js';
+import type { StreamWatchers } from './stream-watchers.js';
+import { namespaceOf } from '../namespaces/routing.js';
 import type { LeaseEvent } from './schemas.js';
 
 export interface EventRoutesOptions {
   config: Config;
-  events: EventStream;
-  watcher: StreamWatcher;
+  /** The events stream of a namespace. */
+  eventsOf: (namespace: string) => EventStream;
+  watchers: StreamWatchers;
+  /** Open streams, in all and per client address (eventStreamSlots). */
+  slots: Slots;
   metrics: ServiceMetrics;
 }
 
@@ -57,10 +61,12 @@ const DRAIN_WAIT_MS = 30000;
 /** Streams free their slots only as clients leave; a client over a cap tries again after this. */
 const RETRY_AFTER_SECONDS = 5;
 
-export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { config, events, watcher, metrics }) => {
-  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const openStreams = new Set<() => void>();
-  const slots = new Slots({
+/**
+ * The replica's budget of open event streams, in all and per client address: one for every
+ * namespace, so it is made once and given to both registrations of the routes.
+ */
+export function eventStreamSlots(config: Config): Slots {
+  return new Slots({
     max: config.EVENT_STREAMS_MAX,
     maxPerOwner: config.EVENT_STREAMS_MAX_PER_CLIENT,
     retryAfterSeconds: RETRY_AFTER_SECONDS,
@@ -68,14 +74,20 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
     ownerFull: (_client, open) =>
       `This client address has ${open} event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.`,
   });
+}
+
+export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastify, { config, eventsOf, watchers, slots, metrics }) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const openStreams = new Set<() => void>();
   // A stream never ends by itself: end them all so shutdown does not wait on them.
   app.addHook('preClose', async () => {
     for (const end of openStreams) end();
   });
 
   app.get(
-    '/v1/events',
+    '/events',
     {
+      config: { access: 'events' },
       schema: {
         tags: ['events'],
         summary: 'Lifecycle events as Server-Sent Events',
@@ -137,7 +149,10 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       const prefix = request.query.prefix;
       const matches = (event: LeaseEvent) =>
         (!wanted || wanted.has(event.type)) && (!prefix || event.paths.some((path) => covers(prefix, path)));
-      const releaseSlot = slots.take(request.ip);
+      const namespace = namespaceOf(request);
+      const events = eventsOf(namespace);
+      // One budget per token with access control on, else per client address.
+      const releaseSlot = slots.take(request.grant ? `token ${request.grant.actor}` : request.ip);
       let cursor: string;
       try {
         // Read before answering, so a Redis outage is a 503 rather than an empty stream.
@@ -151,7 +166,7 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       let closed = false;
       // Ends the wait in progress, if any: for new entries (when idle) or for 'drain'.
       let wake: (() => void) | undefined;
-      const unsubscribe = watcher.subscribe(() => {
+      const unsubscribe = watchers.subscribe(namespace, () => {
         grown = true;
         wake?.();
       });
@@ -342,5 +357,6 @@ function eventView(entry: EventRecord): LeaseEvent {
     ...(entry.holder !== null ? { holder: entry.holder } : {}),
     paths: entry.paths,
     ...(entry.fencingToken !== null ? { fencingToken: Number(entry.fencingToken) } : {}),
+    ...(entry.actor !== null ? { actor: entry.actor } : {}),
   };
 }

@@ -24,6 +24,9 @@ export const EventView = named(
       holder: Type.Optional(ref(Holder)),
       paths: Type.Array(ref(ResourcePath), { description: 'The resource paths it concerns.' }),
       fencingToken: Type.Optional(Type.Integer({ description: 'The fencing token of the lease it concerns.' })),
+      actor: Type.Optional(
+        Type.String({ description: 'With access control on: the id of the token whose request made it (a service token\'s id or jwt:<sub>); absent for expiries.' }),
+      ),
     },
     {
       description: 'One lifecycle event, as the data: of a GET /v1/events frame.',

@@ -27,6 +27,7 @@ export const RESIZE_LEASE: LeaseFacts = {
   action: { kind: 'resize', payload: { flavor: 'm1.large' }, attempt: 1, maxAttempts: 3 },
   progress: { step: 'disk-migrated', done: 2, of: 5 },
   orphanId: null,
+  acquiredBy: null,
 };
 
 export const LEASE_EXAMPLE = leaseView(RESIZE_LEASE, T0 + 21000);

@@ -15,6 +15,12 @@ also across Redis restarts; resource servers reject writes with stale tokens.
 Expiry is decided by Redis' clock only and is exact: no acquire ever conflicts with an expired lease. A holder must treat
 its lease as lost ttlMs after it *sent* the request that granted or renewed it.
 
+Namespaces: every /v1 route also exists as /v1/namespaces/{namespace}/... (a tenant, a cell or a region); the routes
+without that prefix are the namespace "default". Leases, orphans, waiters, events and fencing tokens of one namespace never
+meet another's: the same path in two namespaces never conflicts, an id of another namespace is 404, and fencing tokens
+increase within a namespace. A namespace needs no creation step (the first acquire in it registers it; at most
+NAMESPACES_MAX exist, past that an acquire in a new one is 429 rate_limited). Each namespace is one Redis Cluster slot.
+
 Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached or does not answer
 within the command timeout the service answers 503 backend_unavailable with Retry-After. Every call carries a deadline on
 Redis' clock: one that reaches a paused Redis only after its caller was told 503 changes nothing when Redis wakes up.
@@ -33,6 +39,16 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
     openapi: {
       openapi: '3.1.0',
       info: { title: 'Lease service', version, description: API_DESCRIPTION },
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'With access control on (AUTH=on): a service token (lst_..., made with `lease tokens create`) or a JWT. Swagger UI\'s Authorize button takes either.',
+          },
+        },
+      },
       tags: [
         { name: 'leases', description: 'Acquire, renew, release and inspect leases.' },
         { name: 'resources', description: 'What holds a resource; fencing checks for resource servers.' },
@@ -42,7 +58,7 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
       ],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', theme: { title: 'Lease service' } });
+  await app.register(swaggerUi, { routePrefix: '/docs', theme: { title: 'Lease service' }, uiConfig: { persistAuthorization: true } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 

@@ -19,6 +19,7 @@ export interface LeaseFacts {
   action: { kind: string; payload: unknown; attempt: number; maxAttempts: number } | null;
   progress: unknown;
   orphanId: string | null;
+  acquiredBy: string | null;
 }
 
 export const iso = (ms: number) => new Date(ms).toISOString();
@@ -47,5 +48,6 @@ export function leaseView(record: LeaseFacts, now: number) {
     lockDelayMs: record.lockDelayMs,
     action: actionView(record),
     orphanId: record.orphanId,
+    ...(record.acquiredBy !== null ? { acquiredBy: record.acquiredBy } : {}),
   };
 }

@@ -1,4 +1,4 @@
-// /v1/leases and /v1/holders: acquire, renew (the heartbeat), release, revoke, read, list.
+// /v1/leases and /v1/holders (and the same under /v1/namespaces/{namespace}, see http/namespaced.ts): acquire, renew (the heartbeat), release, revoke, read, list.
 // Handlers validate what a schema cannot say (overlaps, JSON sizes), make one store call,
 // and map its answer onto the contract's statuses.
 import type { FastifyPluginAsync } from 'fastify';
@@ -6,7 +6,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Config } from '../config.js';
 import { ProblemError, type ProblemCode } from '../errors.js';
-import type { AcquireResult, LeaseChange, LeaseStore, RenewResult } from '../store/lease-store.js';
+import type { AcquireResult, LeaseChange, RenewResult } from '../store/lease-store.js';
+import type { Namespaces } from '../namespaces/namespaces.js';
+import { namespaceOf, storeOf, writableStoreOf } from '../namespaces/routing.js';
+import { assertMayRead, holdersOf, overQuota } from '../auth/access-control.js';
 import type { LeaseRecord, Outcome } from '../store/records.js';
 import type { ResourceClaim } from '../store/resource-codec.js';
 import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome, type ServiceMetrics } from '../observability/metrics.js';
@@ -17,6 +20,7 @@ import { jsonWithinLimits } from './json-limits.js';
 import { disconnectSignal } from '../http/disconnect.js';
 import type { Notifications } from '../notify/notifications.js';
 import type { Slots } from '../http/slots.js';
+import { waiterOf } from '../notify/waiter-slots.js';
 import { findOverlap } from '../http/paths.js';
 import { leaseView } from '../http/present-lease.js';
 import { holdsResources, tombstoneView } from './present.js';
@@ -32,7 +36,7 @@ import { HolderParams, LeaseIdParams, leaseProblemResponses, requestSchemas, Tom
 
 export interface LeaseRoutesOptions {
   config: Config;
-  store: LeaseStore;
+  namespaces: Namespaces;
   notifications: Notifications;
   metrics: ServiceMetrics;
   /** Requests that wait (waitMs), per holder and in all. */
@@ -46,15 +50,16 @@ const GONE_CODE: Record<string, ProblemCode> = {
   revoked: 'lease_revoked',
 };
 
-export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, store, notifications, metrics, waiters }) => {
+export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastify, { config, namespaces, notifications, metrics, waiters }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const waitDeps = { store, notifications, ticketGraceMs: config.REDIS_COMMAND_TIMEOUT_MS + 1000 };
+  const ticketGraceMs = config.REDIS_COMMAND_TIMEOUT_MS + 1000;
   const schemas = requestSchemas(config);
   const tags = ['leases'];
 
   app.post(
-    '/v1/leases',
+    '/leases',
     {
+      config: { access: 'acquire' },
       schema: {
         tags,
         summary: 'Acquire a lease on one or more resources',
@@ -77,6 +82,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
     },
     async (request, reply) => {
       const body = request.body;
+      const namespace = namespaceOf(request);
       const resources = body.resources as ResourceClaim[];
       const overlap = findOverlap(resources.map((r) => r.path));
       if (overlap) {
@@ -107,11 +113,12 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       let outcome: AcquireOutcome = 'error';
       let queued = false;
       let result: AcquireResult;
-      const freeSlot = waitMs > 0 ? waiters.take(body.holder) : () => {};
+      const store = await writableStoreOf(namespaces, request);
+      const freeSlot = waitMs > 0 ? waiters.take(waiterOf(request, namespace, body.holder)) : () => {};
       try {
         ({ result, queued } =
           waitMs > 0
-            ? await acquireWaiting(waitDeps, input, waitMs, disconnectSignal(reply))
+            ? await acquireWaiting({ store, namespace, notifications, ticketGraceMs }, input, waitMs, disconnectSignal(reply))
             : { result: await store.acquire({ ...input, wait: null }), queued: false });
         outcome = acquireOutcome(result, queued);
       } finally {
@@ -129,6 +136,8 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         case 'waiting': // only when the client left mid-wait: the answer goes nowhere
           request.log.debug({ holder: body.holder, conflicts: result.conflicts.length, queued }, 'acquire conflicts');
           throw new ProblemError('conflict', describeConflict(result.conflicts.length), { conflicts: result.conflicts });
+        case 'over_quota':
+          throw overQuota(config.LEASES_MAX_PER_TOKEN);
         case 'request_id_reused':
           throw new ProblemError(
             'request_id_reused',
@@ -139,8 +148,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
   );
 
   app.post(
-    '/v1/leases/:id/renew',
+    '/leases/:id/renew',
     {
+      config: { access: 'renew' },
       schema: {
         tags,
         summary: 'Renew a lease (the heartbeat)',
@@ -153,9 +163,10 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const { progress, ttlMs } = request.body;
       const progressJson = progress === undefined ? null : jsonWithinLimits(progress, config.PROGRESS_LIMIT_BYTES, 'progress');
-      const result = await counted(metrics.renewals, renewOutcome, () => store.renew(request.params.id, ttlMs ?? null, progressJson));
+      const result = await counted(metrics.renewals, renewOutcome, () => store.renew(request.params.id, ttlMs ?? null, progressJson, holdersOf(request)));
       if (result.kind === 'ended') request.log.info({ leaseId: request.params.id, holder: result.lease.holder, state: result.lease.state }, 'renew of a lost lease');
       if (result.kind === 'no_action') {
         throw new ProblemError('invalid_request', 'progress is kept only for leases that carry an action; this one has none.');
@@ -166,8 +177,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
   );
 
   app.post(
-    '/v1/leases/:id/release',
+    '/leases/:id/release',
     {
+      config: { access: 'release' },
       schema: {
         tags,
         summary: 'Release a lease',
@@ -180,8 +192,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const asked = request.body.outcome ?? 'completed';
-      const result = await counted(metrics.releases, (r) => releaseOutcome(r, asked), () => store.release(request.params.id, asked));
+      const result = await counted(metrics.releases, (r) => releaseOutcome(r, asked), () => store.release(request.params.id, asked, holdersOf(request)));
       const lease = present(result, request.params.id);
       request.log.info({ leaseId: lease.id, holder: lease.holder, outcome: lease.outcome }, 'lease released');
       return reply.send(tombstoneView(lease));
@@ -189,8 +202,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
   );
 
   app.get(
-    '/v1/leases/:id',
+    '/leases/:id',
     {
+      config: { access: 'read-lease' },
       schema: {
         tags,
         summary: 'Read a lease',
@@ -200,15 +214,18 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const result = await store.get(request.params.id);
+      if (result.kind === 'done' || result.kind === 'ended') assertMayRead(request, result.lease.holder);
       if (result.kind === 'done' && !holdsResources(result.lease)) throw gone(result.lease);
       return reply.send(leaseView(present(result, request.params.id), result.now));
     },
   );
 
   app.delete(
-    '/v1/leases/:id',
+    '/leases/:id',
     {
+      config: { access: 'revoke' },
       schema: {
         tags,
         summary: 'Revoke a lease (an operator\'s force-end)',
@@ -220,6 +237,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const result = await store.revoke(request.params.id);
       const lease = present(result, request.params.id);
       request.log.warn({ leaseId: lease.id, holder: lease.holder }, 'lease revoked');
@@ -228,8 +246,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
   );
 
   app.get(
-    '/v1/leases',
+    '/leases',
     {
+      config: { access: 'list-leases' },
       schema: {
         tags,
         summary: 'List leases that hold resources',
@@ -245,6 +264,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const { holder, prefix, state, limit, cursor, include } = request.query;
       const size = pageSize(config, limit, include);
       const page = await store.list({
@@ -265,8 +285,9 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
   );
 
   app.post(
-    '/v1/holders/:holder/renew',
+    '/holders/:holder/renew',
     {
+      config: { access: 'renew-holder' },
       schema: {
         tags,
         summary: 'Renew every active lease of a holder',
@@ -295,6 +316,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       // One renewal counted per lease renewed.
       const { ttlMs, cursor } = request.body;
       const result = await counted(
@@ -322,16 +344,17 @@ function acquireOutcome(result: AcquireResult, queued: boolean): AcquireOutcome 
     case 'waiting':
       return 'conflict';
     case 'request_id_reused':
+    case 'over_quota':
       return 'error';
   }
 }
 
 function renewOutcome(result: RenewResult): RenewOutcome {
-  return ({ done: 'renewed', ended: 'lost', missing: 'not_found', no_action: 'error' } as const)[result.kind];
+  return ({ done: 'renewed', ended: 'lost', missing: 'not_found', forbidden: 'forbidden', no_action: 'error' } as const)[result.kind];
 }
 
 function releaseOutcome(result: LeaseChange, asked: Outcome): ReleaseOutcome {
-  return result.kind === 'done' ? asked : result.kind === 'ended' ? 'lost' : 'not_found';
+  return result.kind === 'done' ? asked : result.kind === 'ended' ? 'lost' : result.kind === 'forbidden' ? 'forbidden' : 'not_found';
 }
 
 /** Runs a store call and counts its outcome (error, once, when it throws). */
@@ -355,6 +378,7 @@ async function counted<T, O extends string>(
 /** The lease of a store answer, or the 404/410 problem it stands for. */
 function present(result: LeaseChange, id: string): LeaseRecord {
   if (result.kind === 'missing') throw new ProblemError('lease_not_found', `No lease ${id}, and no tombstone of one (tombstones are kept an hour).`);
+  if (result.kind === 'forbidden') throw new ProblemError('forbidden', `Lease ${id} is not held by a holder this token may act as; nothing changed.`);
   if (result.kind === 'ended') throw gone(result.lease);
   return result.lease;
 }

@@ -11,6 +11,8 @@ import { covers } from '../http/paths.js';
 
 export interface WaitDeps {
   store: LeaseStore;
+  /** The store's namespace: only its notices concern this wait. */
+  namespace: string;
   notifications: Notifications;
   /** How long a ticket outlives its wait in Redis (covers the last attempt's round trip). */
   ticketGraceMs: number;
@@ -23,7 +25,7 @@ export interface WaitedAcquire {
 }
 
 export async function acquireWaiting(
-  { store, notifications, ticketGraceMs }: WaitDeps,
+  { store, namespace, notifications, ticketGraceMs }: WaitDeps,
   input: Omit<AcquireInput, 'wait'>,
   waitMs: number,
   gone: AbortSignal,
@@ -33,7 +35,7 @@ export async function acquireWaiting(
   const concernsUs = (freed: string[]) => freed.some((f) => paths.some((p) => covers(f, p) || covers(p, f)));
   // Listening starts before the first attempt, so a path freed while Redis' answer is on its
   // way back still wakes us.
-  const watch = notifications.watch((wakeup) => wakeup.type === 'freed' && concernsUs(wakeup.paths));
+  const watch = notifications.watch((wakeup) => wakeup.type === 'freed' && wakeup.namespace === namespace && concernsUs(wakeup.paths));
   // A ticket outlives the wait by a grace, so the last attempt still finds it.
   const ticketTtlMs = () => Math.max(0, deadline - performance.now()) + ticketGraceMs;
   let result: AcquireResult;
@@ -63,6 +65,8 @@ export async function acquireWaiting(
   } finally {
     watch.close();
   }
+  // Refused for the caller's quota while queued: leave the queue, as those behind may go on.
+  if (result.kind === 'over_quota' && queued) await store.cancelWait(input.id).catch(() => undefined);
   if (result.kind === 'granted' && gone.aborted) {
     // Granted in the very moment the client left: it will never use the lease.
     await store.release(input.id, 'completed').catch(() => undefined);

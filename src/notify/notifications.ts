@@ -1,38 +1,42 @@
 // What the scripts announce on Redis pub/sub, for requests that wait: "freed" (paths that
 // may have stopped being blocked) wakes waiting acquires, "pending" (the kind of a newly
-// pending orphan) wakes waiting claims. One subscriber connection per replica.
+// pending orphan) wakes waiting claims. One subscriber connection per replica, for every
+// namespace: the namespace "default"'s channels by name, the others' by one pattern each.
 // Pub/sub delivers at most once, and only while subscribed: a notice is lost only while the
 // subscriber is disconnected (Redis also disconnects a subscriber that falls behind). So
 // each time the subscription is confirmed again, every waiter is woken ("resync") to look
 // again. There is no polling: a waiter costs Redis work only when what it waits on changes.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
-import type { StoreKeys } from '../store/keys.js';
+import { namespaceOfKey } from '../namespaces/names.js';
+import { storeKeys } from '../store/keys.js';
 
 /** How long start() waits for the subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
 
-export type Wakeup = { type: 'freed'; paths: string[] } | { type: 'pending'; kind: string } | { type: 'resync' };
+/** A notice of one namespace, or a resync (which concerns every waiter). */
+export type Wakeup = { type: 'freed'; namespace: string; paths: string[] } | { type: 'pending'; namespace: string; kind: string } | { type: 'resync' };
 
 export class Notifications {
   private readonly events = new EventEmitter();
   private subscriber: Redis | undefined;
   private closed = false;
 
+  private readonly channels: string[];
+  private readonly patterns: string[];
+
   constructor(
     private readonly redis: Redis,
-    private readonly keys: Pick<StoreKeys, 'freedChannel' | 'pendingChannel'>,
+    /** KEY_PREFIX: the channels are "{KEY_PREFIX}:freed" and "{KEY_PREFIX/<namespace>}:freed" (and :pending). */
+    private readonly keyPrefix: string,
   ) {
     // One listener per waiting request; thousands may wait at once.
     this.events.setMaxListeners(0);
-  }
-
-  get freedChannel(): string {
-    return this.keys.freedChannel;
-  }
-
-  get pendingChannel(): string {
-    return this.keys.pendingChannel;
+    const defaults = storeKeys(`{${keyPrefix}}:`);
+    this.channels = [defaults.freedChannel, defaults.pendingChannel];
+    // KEY_PREFIX holds no glob character ([A-Za-z0-9._:-]), so the pattern matches only these.
+    const others = storeKeys(`{${keyPrefix}/*}:`);
+    this.patterns = [others.freedChannel, others.pendingChannel];
   }
 
   async start(): Promise<void> {
@@ -52,19 +56,27 @@ export class Notifications {
     // same SUBSCRIBE twice is harmless) and wake the waiters only once Redis confirmed it,
     // so that a change made before that moment is seen by the look it triggers.
     subscriber.on('ready', () => {
-      subscriber
-        .subscribe(this.freedChannel, this.pendingChannel)
+      this.subscribe(subscriber)
         .then(() => this.events.emit('wake', { type: 'resync' } satisfies Wakeup))
         .catch(() => undefined);
     });
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.freedChannel) this.events.emit('wake', { type: 'freed', paths: parsePaths(message) } satisfies Wakeup);
-      else if (channel === this.pendingChannel) this.events.emit('wake', { type: 'pending', kind: message } satisfies Wakeup);
-    });
+    subscriber.on('message', (channel: string, message: string) => this.deliver(channel, message));
+    subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => this.deliver(channel, message));
     // Starting must not hang while Redis is down: the SUBSCRIBE waits in the offline queue,
     // and waiters are woken when it lands (above).
-    const subscribed = subscriber.subscribe(this.freedChannel, this.pendingChannel).catch(() => undefined);
+    const subscribed = this.subscribe(subscriber).catch(() => undefined);
     await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
+  }
+
+  private async subscribe(subscriber: Redis): Promise<void> {
+    await Promise.all([subscriber.subscribe(...this.channels), subscriber.psubscribe(...this.patterns)]);
+  }
+
+  private deliver(channel: string, message: string): void {
+    const namespace = namespaceOfKey(this.keyPrefix, channel);
+    if (namespace === undefined) return;
+    if (channel.endsWith(':freed')) this.events.emit('wake', { type: 'freed', namespace, paths: parsePaths(message) } satisfies Wakeup);
+    else if (channel.endsWith(':pending')) this.events.emit('wake', { type: 'pending', namespace, kind: message } satisfies Wakeup);
   }
 
   /** Wakes every waiter (they answer with what they have) and closes the subscriber. */

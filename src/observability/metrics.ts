@@ -9,8 +9,8 @@ import type { Mode } from '../mode.js';
 // rate() sees a counter from its first increase), both come from these lists.
 const ACQUIRE_OUTCOMES = ['granted', 'waited', 'conflict', 'error'] as const;
 const MODES = ['exclusive', 'shared', 'mixed'] as const;
-const RENEW_OUTCOMES = ['renewed', 'lost', 'not_found', 'error'] as const;
-const RELEASE_OUTCOMES = ['completed', 'failed', 'abandoned', 'lost', 'not_found', 'error'] as const;
+const RENEW_OUTCOMES = ['renewed', 'lost', 'not_found', 'forbidden', 'error'] as const;
+const RELEASE_OUTCOMES = ['completed', 'failed', 'abandoned', 'lost', 'not_found', 'forbidden', 'error'] as const;
 
 export type AcquireOutcome = (typeof ACQUIRE_OUTCOMES)[number];
 export type ModeLabel = (typeof MODES)[number];

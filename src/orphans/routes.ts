@@ -15,14 +15,17 @@ import { problemResponse, problemResponses } from '../http/schemas/problems.js';
 import { ORPHAN_EXAMPLE, ORPHAN_PROBLEM_EXAMPLES, RESOLVED_ORPHAN_EXAMPLE } from './examples.js';
 import type { Notifications } from '../notify/notifications.js';
 import type { Slots } from '../http/slots.js';
-import type { LeaseStore } from '../store/lease-store.js';
+import { waiterOf } from '../notify/waiter-slots.js';
+import type { Namespaces } from '../namespaces/namespaces.js';
+import { namespaceOf, storeOf } from '../namespaces/routing.js';
+import { claimKinds, overQuota } from '../auth/access-control.js';
 import { orphanView } from './present.js';
 import { ClaimView, OrphanIdParams, orphanRequestSchemas, OrphanView } from './schemas.js';
 import { newLeaseId } from '../http/lease-ids.js';
 
 export interface OrphanRoutesOptions {
   config: Config;
-  store: LeaseStore;
+  namespaces: Namespaces;
   notifications: Notifications;
   /** Requests that wait (waitMs), per holder and in all. */
   waiters: Slots;
@@ -30,14 +33,15 @@ export interface OrphanRoutesOptions {
 
 const orphanNotFoundResponse = problemResponse('orphan_not_found: no such orphan, or it was resolved more than TOMBSTONE_TTL_MS ago.', ORPHAN_PROBLEM_EXAMPLES[404]);
 
-export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, store, notifications, waiters }) => {
+export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fastify, { config, namespaces, notifications, waiters }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { ClaimBody, ResolveBody, OrphanListQuery } = orphanRequestSchemas(config);
   const tags = ['orphans'];
 
   app.post(
-    '/v1/orphans/claim',
+    '/orphans/claim',
     {
+      config: { access: 'claim' },
       schema: {
         tags,
         summary: 'Claim the oldest pending orphan',
@@ -56,13 +60,18 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       },
     },
     async (request, reply) => {
-      const { holder, ttlMs, kinds, waitMs } = request.body;
+      const store = storeOf(namespaces, request);
+      const { holder, ttlMs, waitMs } = request.body;
+      const kinds = claimKinds(request, request.body.kinds);
       const deadline = performance.now() + (waitMs ?? 0);
       const gone = disconnectSignal(reply);
-      const freeSlot = waitMs ? waiters.take(holder) : () => {};
+      const namespace = namespaceOf(request);
+      const freeSlot = waitMs ? waiters.take(waiterOf(request, namespace, holder)) : () => {};
       // Listening starts before the first look, so an orphan published while Redis' answer
       // is on its way back still wakes us.
-      const watch = notifications.watch((wakeup) => wakeup.type === 'pending' && (!kinds || kinds.includes(wakeup.kind)));
+      const watch = notifications.watch(
+        (wakeup) => wakeup.type === 'pending' && wakeup.namespace === namespace && (!kinds || kinds.includes(wakeup.kind)),
+      );
       try {
         for (;;) {
           const result = await store.claim({
@@ -72,6 +81,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
             maxHoldMs: config.MAX_HOLD_DEFAULT_MS,
             kinds: kinds ?? null,
           });
+          if (result.kind === 'over_quota') throw overQuota(config.LEASES_MAX_PER_TOKEN);
           if (result.kind === 'claimed') {
             request.log.info(
               { orphanId: result.orphan.id, leaseId: result.lease.id, holder, attempt: result.lease.action?.attempt },
@@ -93,8 +103,9 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
   );
 
   app.post(
-    '/v1/orphans/:id/resolve',
+    '/orphans/:id/resolve',
     {
+      config: { access: 'resolve' },
       schema: {
         tags,
         summary: 'Resolve an orphan (an operator gives the action up)',
@@ -116,6 +127,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const { id } = request.params;
       const result = await store.resolve(id, request.body.resolution);
       switch (result.kind) {
@@ -139,8 +151,9 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
   );
 
   app.get(
-    '/v1/orphans/:id',
+    '/orphans/:id',
     {
+      config: { access: 'read-orphans' },
       schema: {
         tags,
         summary: 'Read an orphan',
@@ -150,6 +163,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const { orphan } = await store.getOrphan(request.params.id);
       if (!orphan) throw orphanNotFound(request.params.id);
       return reply.send(orphanView(orphan));
@@ -157,8 +171,9 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
   );
 
   app.get(
-    '/v1/orphans',
+    '/orphans',
     {
+      config: { access: 'read-orphans' },
       schema: {
         tags,
         summary: 'List orphans',
@@ -174,6 +189,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const { kind, state, limit, cursor, include } = request.query;
       const size = pageSize(config, limit, include);
       const page = await store.listOrphans({

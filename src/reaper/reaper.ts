@@ -3,13 +3,15 @@
 // resolved orphans and ended lock delays on time. Correctness never waits for it: every
 // script settles what it meets. Every replica runs one; one at a time leads, by a redlock
 // lock on Redis that the leader extends. A brief overlap of two leaders (a paused leader
-// whose lock ran out) is harmless: each transition happens once, inside a script.
+// whose lock ran out) is harmless: each transition happens once, inside a script. The
+// leader sweeps every namespace in turn (at most NAMESPACES_MAX + 1 per round).
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import Redlock, { type Lock } from 'redlock';
 import { performance } from 'node:perf_hooks';
 import type { ServiceMetrics } from '../observability/metrics.js';
-import type { LeaseStore, SweepResult } from '../store/lease-store.js';
+import type { Namespaces } from '../namespaces/namespaces.js';
+import type { SweepResult } from '../store/lease-store.js';
 
 export interface ReaperOptions {
   /** Sweep at least this often; sooner when the next lease is due sooner. */
@@ -25,7 +27,7 @@ export interface ReaperOptions {
   metrics: ServiceMetrics;
 }
 
-/** Batches one tick may run back to back before yielding to other work. */
+/** Batches one tick may run back to back in one namespace before going on. */
 const MAX_BATCHES_PER_TICK = 20;
 /** Least time between two sweeps, so a burst of due times cannot make the reaper spin. */
 const MIN_GAP_MS = 5;
@@ -40,7 +42,7 @@ export class Reaper {
 
   constructor(
     redis: Redis,
-    private readonly store: LeaseStore,
+    private readonly namespaces: Namespaces,
     private readonly options: ReaperOptions,
   ) {
     // One attempt per tick: a replica that is not the leader simply tries again next tick.
@@ -80,15 +82,9 @@ export class Reaper {
       if (!(await this.lead())) return this.options.intervalMs;
       // The leader must come back before its lock runs out, however long the interval.
       let next = Math.min(this.options.intervalMs, this.options.lockMs / 3);
-      for (let batch = 0; batch < MAX_BATCHES_PER_TICK && !this.stopped; batch++) {
-        const swept = await this.sweep();
-        if (swept.settled > 0) this.options.log.debug({ settled: swept.settled, stillDue: swept.stillDue }, 'reaper swept expired leases');
-        if (swept.stillDue > 0) {
-          next = 0;
-          continue;
-        }
-        if (swept.nextDueAt !== null) next = Math.min(next, Math.max(MIN_GAP_MS, swept.nextDueAt - swept.now + 1));
-        break;
+      for (const namespace of await this.namespaces.list()) {
+        if (this.stopped) break;
+        next = Math.min(next, await this.sweepNamespace(namespace));
       }
       if (this.failing) this.options.log.info('reaper reaches Redis again');
       this.failing = false;
@@ -101,11 +97,27 @@ export class Reaper {
     }
   }
 
-  private async sweep(): Promise<SweepResult> {
+  /** Sweeps one namespace, a few batches at most; returns when it wants the next sweep (ms). */
+  private async sweepNamespace(namespace: string): Promise<number> {
+    let next = Infinity;
+    for (let batch = 0; batch < MAX_BATCHES_PER_TICK && !this.stopped; batch++) {
+      const swept = await this.sweep(namespace);
+      if (swept.settled > 0) this.options.log.debug({ namespace, settled: swept.settled, stillDue: swept.stillDue }, 'reaper swept expired leases');
+      if (swept.stillDue > 0) {
+        next = 0;
+        continue;
+      }
+      if (swept.nextDueAt !== null) next = Math.min(next, Math.max(MIN_GAP_MS, swept.nextDueAt - swept.now + 1));
+      break;
+    }
+    return next;
+  }
+
+  private async sweep(namespace: string): Promise<SweepResult> {
     const { metrics, batch, streams } = this.options;
     const started = performance.now();
     try {
-      const swept = await this.store.sweep(batch, streams);
+      const swept = await this.namespaces.store(namespace).sweep(batch, streams);
       metrics.reaperSweeps.inc({ result: 'ok' });
       metrics.reaperSettled.inc(swept.settled);
       return swept;

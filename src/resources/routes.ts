@@ -3,7 +3,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { LeaseStore } from '../store/lease-store.js';
+import type { Namespaces } from '../namespaces/namespaces.js';
+import { storeOf } from '../namespaces/routing.js';
 import { leaseView } from '../http/present-lease.js';
 import { ref } from '../http/schemas/components.js';
 import { Holder, LeaseId } from '../http/schemas/ids.js';
@@ -15,7 +16,7 @@ import { FENCING_EXAMPLE, RESOURCE_EXAMPLE } from './examples.js';
 import { FencingCheckBody } from './schemas.js';
 
 export interface ResourceRoutesOptions {
-  store: LeaseStore;
+  namespaces: Namespaces;
 }
 
 /** Leases listed covering a path, and below it; and current leases in a fencing check. */
@@ -23,12 +24,13 @@ const LISTED = 100;
 /** Index entries one resource view reads at most (lock-delayed tombstones are read past). */
 const RESOURCE_READ_BUDGET = 1000;
 
-export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (fastify, { store }) => {
+export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (fastify, { namespaces }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
   app.get(
-    '/v1/resources/*',
+    '/resources/*',
     {
+      config: { access: 'read-resource' },
       schema: {
         tags: ['resources'],
         summary: 'What holds a resource path',
@@ -60,6 +62,7 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const path = request.params['*'];
       const view = await store.resource(path, LISTED, request.query.include === 'payload', RESOURCE_READ_BUDGET);
       return reply.send({
@@ -72,8 +75,9 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
   );
 
   app.post(
-    '/v1/fencing/check',
+    '/fencing/check',
     {
+      config: { access: 'check-fencing' },
       schema: {
         tags: ['resources'],
         summary: 'Check a fencing token (for resource servers)',
@@ -104,6 +108,7 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
       },
     },
     async (request, reply) => {
+      const store = storeOf(namespaces, request);
       const { path, fencingToken } = request.body;
       const result = await store.checkFencing(path, String(fencingToken), LISTED);
       return reply.send({

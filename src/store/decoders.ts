@@ -33,6 +33,7 @@ export function toLease(flat: string[]): LeaseRecord {
     outcome: (f.out as Outcome | undefined) ?? null,
     endedAt: f.end !== undefined ? Number(f.end) : null,
     orphanId: f.oid ?? null,
+    acquiredBy: f.by ?? null,
   };
 }
 
@@ -90,5 +91,6 @@ export function toEvent([id, flat]: [string, string[]]): EventRecord {
     holder: f.holder || null,
     paths: f.paths ? (JSON.parse(f.paths) as string[]) : [],
     fencingToken: f.fencingToken || null,
+    actor: f.actor || null,
   };
 }

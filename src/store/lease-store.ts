@@ -42,12 +42,22 @@ export type AcquireResult =
   | { kind: 'conflict'; now: number; conflicts: Conflict[] }
   /** Queued: look again on a "freed" notice for its paths, or at wakeAt (Redis-clock ms). */
   | { kind: 'waiting'; now: number; conflicts: Conflict[]; wakeAt: number | null }
-  | { kind: 'request_id_reused'; now: number; leaseId: string };
+  | { kind: 'request_id_reused'; now: number; leaseId: string }
+  /** The caller (its actor) holds its quota of active leases in this namespace; nothing changed. */
+  | { kind: 'over_quota'; now: number };
 
 export type LeaseChange =
   | { kind: 'done'; now: number; lease: LeaseRecord }
   | { kind: 'ended'; now: number; lease: LeaseRecord }
-  | { kind: 'missing'; now: number };
+  | { kind: 'missing'; now: number }
+  /** The lease's holder is not one the caller may act as; nothing changed. */
+  | { kind: 'forbidden'; now: number };
+
+/**
+ * The holders a caller may act as, a glob in which * matches any run of characters
+ * (conductor-*), or null for any holder.
+ */
+export type HolderGlob = string | null;
 
 export type RenewResult = LeaseChange | { kind: 'no_action'; now: number };
 
@@ -86,7 +96,10 @@ export interface HolderRenewal {
   remaining: number;
 }
 
-export type ClaimResult = { kind: 'claimed'; now: number; orphan: OrphanRecord; lease: LeaseRecord } | { kind: 'none'; now: number };
+export type ClaimResult =
+  | { kind: 'claimed'; now: number; orphan: OrphanRecord; lease: LeaseRecord }
+  | { kind: 'none'; now: number }
+  | { kind: 'over_quota'; now: number };
 
 export type ResolveResult =
   | { kind: 'resolved' | 'claimed' | 'already_resolved'; now: number; orphan: OrphanRecord }
@@ -131,6 +144,12 @@ export interface StoreOptions {
   streamCap: number;
   /** The client's command timeout: a script that starts later than this does nothing. */
   commandTimeoutMs: number;
+  /** Who asks (a token id): events name it, a lease records who acquired it. Default none. */
+  actor?: string;
+  /** The active leases the actor may hold in this namespace; 0 (the default) for no limit. */
+  leaseQuota?: number;
+  /** Our estimate of Redis' clock, shared by the stores of one Redis (else each has its own). */
+  clock?: RedisClock;
   /** Told the round trip of every script call (for metrics). */
   observe?: (script: string, seconds: number, ok: boolean) => void;
 }
@@ -162,20 +181,30 @@ export class LeaseStore {
   private readonly keys: string[];
   private readonly common: string[];
   private readonly streamCap: string;
-  private readonly clock = new RedisClock();
+  private readonly clock: RedisClock;
   /** Time left for the reply to travel back before the client's timeout fires. */
   private readonly budgetMs: number;
   private readonly observe: NonNullable<StoreOptions['observe']>;
+  private readonly actor: string;
+  private readonly leaseQuota: string;
 
   constructor(
     private readonly run: ScriptRunner,
-    options: StoreOptions,
+    private readonly options: StoreOptions,
   ) {
     this.observe = options.observe ?? (() => {});
+    this.clock = options.clock ?? new RedisClock();
+    this.actor = options.actor ?? '';
+    this.leaseQuota = String(options.leaseQuota ?? 0);
     this.keys = [storeKeys(options.keyPrefix).token];
     this.common = [options.keyPrefix, String(options.tombstoneTtlMs)];
     this.streamCap = String(options.streamCap);
     this.budgetMs = options.commandTimeoutMs - Math.min(250, options.commandTimeoutMs / 4);
+  }
+
+  /** The same store, for requests of `actor` (a token id) with its lease quota; the same clock estimate. */
+  as(actor: string, leaseQuota = 0): LeaseStore {
+    return new LeaseStore(this.run, { ...this.options, clock: this.clock, actor, leaseQuota });
   }
 
   /** Runs a script; its reply starts with Redis' clock (ms), returned apart from the rest. */
@@ -194,7 +223,7 @@ export class LeaseStore {
     const sentAt = RedisClock.local();
     let reply: unknown[];
     try {
-      reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), this.streamCap, ...args])) as unknown[];
+      reply = (await this.run(name, this.keys, [...this.common, this.clock.deadline(this.budgetMs), this.streamCap, this.actor, this.leaseQuota, ...args])) as unknown[];
     } catch (error) {
       this.observe(name, (RedisClock.local() - sentAt) / 1000, false);
       throw error;
@@ -226,6 +255,7 @@ export class LeaseStore {
     if (kind === 'waiting') return { kind, now, conflicts: toConflicts(body as string[]), wakeAt: wakeAt === '' ? null : Number(wakeAt) };
     if (kind === 'conflict') return { kind, now, conflicts: toConflicts(body as string[]) };
     if (kind === 'request_id_reused') return { kind, now, leaseId: String(body) };
+    if (kind === 'over_quota') return { kind, now };
     return { kind: kind as 'granted' | 'existing', now, lease: toLease(body as Fields) };
   }
 
@@ -236,8 +266,8 @@ export class LeaseStore {
   }
 
   /** progressJson: the checkpoint as JSON (stored as is), or null to keep the last one. */
-  async renew(id: string, ttlMs: number | null, progressJson: string | null): Promise<RenewResult> {
-    const reply = await this.call('renew', id, ttlMs ?? '', progressJson ?? '');
+  async renew(id: string, ttlMs: number | null, progressJson: string | null, holders: HolderGlob = null): Promise<RenewResult> {
+    const reply = await this.call('renew', id, ttlMs ?? '', progressJson ?? '', luaPattern(holders));
     if (reply[1] === 'no_action') return { kind: 'no_action', now: reply[0] };
     return toChange(reply, 'renewed');
   }
@@ -258,8 +288,8 @@ export class LeaseStore {
     return { now, renewed, nextToken: next === '' ? null : String(next), remaining: Number(remaining) };
   }
 
-  async release(id: string, outcome: Outcome): Promise<LeaseChange> {
-    return toChange(await this.call('release', id, outcome), 'released');
+  async release(id: string, outcome: Outcome, holders: HolderGlob = null): Promise<LeaseChange> {
+    return toChange(await this.call('release', id, outcome, luaPattern(holders)), 'released');
   }
 
   async revoke(id: string): Promise<LeaseChange> {
@@ -347,7 +377,7 @@ export class LeaseStore {
       // Kinds are printable (no control characters), so a newline separates them.
       input.kinds ? input.kinds.join('\n') : '',
     );
-    if (kind === 'none') return { kind, now };
+    if (kind === 'none' || kind === 'over_quota') return { kind, now };
     return { kind: 'claimed', now, orphan: toOrphan(orphan as Fields), lease: toLease(lease as Fields) };
   }
 
@@ -378,6 +408,15 @@ export class LeaseStore {
 }
 
 function toChange([now, kind, fields]: [number, ...unknown[]], doneKind: string): LeaseChange {
-  if (kind === 'missing') return { kind: 'missing', now };
+  if (kind === 'missing' || kind === 'forbidden') return { kind, now };
   return { kind: kind === doneKind ? 'done' : 'ended', now, lease: toLease(fields as Fields) };
+}
+
+/** A holder glob as an anchored Lua pattern (* any run of characters, the rest literal); "" for any holder. */
+function luaPattern(glob: HolderGlob): string {
+  if (glob === null) return '';
+  return `^${glob
+    .split('*')
+    .map((part) => part.replace(/[%^$().[\]*+\-?]/g, '%$&'))
+    .join('.*')}$`;
 }

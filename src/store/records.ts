@@ -36,6 +36,8 @@ export interface LeaseRecord {
   outcome: Outcome | null;
   endedAt: number | null;
   orphanId: string | null;
+  /** The token that acquired it (or claimed it), when access control names one. */
+  acquiredBy: string | null;
 }
 
 export interface Conflict {
@@ -84,4 +86,6 @@ export interface EventRecord {
   holder: string | null;
   paths: string[];
   fencingToken: string | null;
+  /** The token whose request it records; null for the reaper's and with access control off. */
+  actor: string | null;
 }

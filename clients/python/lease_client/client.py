@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import time
 import urllib.error
@@ -58,6 +59,34 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+#: The routes without /namespaces/{namespace} are this namespace.
+DEFAULT_NAMESPACE = "default"
+#: The contract's namespace names: lower-case letters, digits and dashes, 1 to 63.
+_NAMESPACE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+#: What a header can carry as one bearer credential: visible ASCII, no spaces.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_namespace(namespace: Optional[str]) -> str:
+    if namespace is None:
+        return DEFAULT_NAMESPACE
+    if not isinstance(namespace, str) or not _NAMESPACE_NAME.fullmatch(namespace):
+        raise ValueError(
+            f"Invalid namespace {namespace!r}: a namespace is 1 to 63 lower-case letters, digits and dashes, "
+            f"starting with a letter or a digit (^{_NAMESPACE_NAME.pattern}$)."
+        )
+    return namespace
+
+
+def _check_token(token: Optional[str]) -> Optional[str]:
+    # "" is no token, as it was before tokens were checked (tooz's ?token= may give one).
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise ValueError("Invalid token: a bearer token is one or more visible ASCII characters, without spaces.")
+    return token
+
+
 class LeaseClient:
     """A client of the lease service at ``base_url`` (e.g. ``http://127.0.0.1:8080``).
 
@@ -67,24 +96,35 @@ class LeaseClient:
         i.e. 4 tries in all, as the TypeScript SDK). 0 disables retries.
     :param backoff_base: seconds; attempt n waits up to ``min(backoff_max, backoff_base * 2**(n-1))``.
     :param backoff_max: seconds; the cap of one pause.
-    :param token: a bearer token, sent as ``Authorization: Bearer <token>`` when access control is on.
+    :param namespace: the namespace (a tenant, a cell or a region) every call works in, the
+        event stream included: its leases, orphans, events and fencing tokens never meet
+        another's. None or ``"default"``: the routes as they are; otherwise every
+        ``/v1/...`` path becomes ``/v1/namespaces/<namespace>/...``. 1 to 63 lower-case
+        letters, digits and dashes, starting with a letter or a digit; another name raises
+        ValueError here.
+    :param token: a bearer token, sent as ``Authorization: Bearer <token>`` on every request
+        (the event stream included) for a service with access control on. Visible ASCII
+        without spaces; another value raises ValueError here.
     """
 
     def __init__(
         self,
         base_url: str,
+        namespace: Optional[str] = None,
+        token: Optional[str] = None,
         *,
         timeout: float = 5.0,
         retries: int = 3,
         backoff_base: float = 0.1,
         backoff_max: float = 2.0,
-        token: Optional[str] = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.namespace = _check_namespace(namespace)
         self.timeout = timeout
         self.retry = RetryPolicy(attempts=max(1, retries + 1), base=backoff_base, max=backoff_max)
         self._headers: dict[str, str] = {"accept": "application/json"}
-        if token:
+        token = _check_token(token)
+        if token is not None:
             self._headers["authorization"] = f"Bearer {token}"
         # Like Node's fetch, no proxy from the environment: the service is usually near.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -248,8 +288,9 @@ class LeaseClient:
         on_reconnect: Optional[Callable[[str], None]] = None,
         read_timeout: float = 45.0,
     ) -> Iterator[JSON]:
-        """The lifecycle event stream (GET /v1/events, Server-Sent Events) as a generator of
-        events ``{id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}``.
+        """The lifecycle event stream (GET /v1/events, Server-Sent Events) of the client's
+        namespace, with its token, as a generator of events
+        ``{id, type, at, leaseId?, orphanId?, holder?, paths, fencingToken?}``.
 
         Reconnects with Last-Event-ID when the stream ends or breaks (unless ``reconnect`` is
         False); a refusal (4xx) or a first connection that fails is raised. ``on_open`` is
@@ -310,13 +351,20 @@ class LeaseClient:
         return with_retries(self.retry, call, deadline)
 
     def _request(self, method: str, path: str, body: Any = None, headers: Optional[Mapping[str, str]] = None) -> urllib.request.Request:
+        """A request to ``path`` (``/v1/...``, as the namespace "default" names it) in the
+        client's namespace, with its token: every call and the event stream come through here."""
         data = None if body is None else json.dumps(body).encode("utf-8")
         all_headers = dict(self._headers)
         if data is not None:
             all_headers["content-type"] = "application/json"
         if headers:
             all_headers.update(headers)
-        return urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)
+        return urllib.request.Request(self.base_url + self._path(path), data=data, method=method, headers=all_headers)
+
+    def _path(self, path: str) -> str:
+        if self.namespace == DEFAULT_NAMESPACE:
+            return path
+        return f"/v1/namespaces/{self.namespace}{path[len('/v1'):]}"
 
     def _open(self, request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
         """Opens ``request``; a non-2xx answer is raised as the error it means."""

@@ -4,6 +4,8 @@ Mirrors src/client/events.ts: like a browser's EventSource, once connected it re
 when the stream ends or breaks, sending Last-Event-ID so that no event the service still
 keeps is missed or repeated. Unlike EventSource it raises a refusal (a 4xx), and a first
 connection that fails: a wrong URL is an error to report, not something to wait for.
+Every connection goes through ``LeaseClient._request``, so it is made in the client's
+namespace and carries its token, reconnections included.
 """
 
 from __future__ import annotations

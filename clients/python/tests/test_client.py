@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any, Callable, Optional
 
@@ -36,6 +38,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def unique(name: str) -> str:
     return f"py/{name}-{uuid.uuid4().hex[:12]}"
+
+
+def status_of(path: str) -> int:
+    """The status of a plain GET of ``path`` at the service, without the client."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(LEASE_URL + path, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as answer:
+        answer.close()
+        return answer.code
 
 
 def wait_for(probe: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -63,6 +76,13 @@ class Offline(unittest.TestCase):
             client.get("x")
         self.assertEqual(caught.exception.status, 0)
         self.assertEqual(caught.exception.code, "unreachable")
+
+    def test_a_namespace_the_service_would_refuse_raises_value_error(self) -> None:
+        for namespace in ["", "Tenant-X", "-x", "tenant_x", "a/b", "a" * 64]:
+            with self.assertRaises(ValueError, msg=repr(namespace)):
+                LeaseClient("http://127.0.0.1:9", namespace=namespace)
+        self.assertEqual(LeaseClient("http://127.0.0.1:9", "x" + "-" * 62).namespace, "x" + "-" * 62)
+        self.assertEqual(LeaseClient("http://127.0.0.1:9").namespace, "default")
 
 
 @unittest.skipUnless(LEASE_URL, "LEASE_URL is not set")
@@ -263,6 +283,39 @@ class AgainstService(unittest.TestCase):
             self.assertEqual(next(replay)["id"], released["id"])
         finally:
             replay.close()
+
+    def test_a_namespace_is_a_world_of_its_own_for_calls_and_events(self) -> None:
+        tenant = LeaseClient(LEASE_URL, namespace="tenant-x", timeout=5)
+        path = unique("namespace")
+        opened = threading.Event()
+        seen: "queue.Queue[dict[str, Any]]" = queue.Queue()
+
+        def watch() -> None:
+            for event in tenant.events(prefix=path, types=["granted"], on_open=opened.set):
+                seen.put(event)
+                break
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        self.assertTrue(opened.wait(5), "the event stream did not open")
+        # The same path in both namespaces: each grants it, neither sees the other's lease.
+        plain = self.client.acquire("py-ns", [path], ttl_ms=5000)
+        lease = tenant.acquire("py-ns", [path], ttl_ms=5000)
+        self.assertEqual(status_of(f"/v1/namespaces/tenant-x/leases/{lease['id']}"), 200)
+        self.assertEqual(status_of(f"/v1/leases/{lease['id']}"), 404)
+        self.assertEqual(status_of(f"/v1/leases/{plain['id']}"), 200)
+        self.assertEqual(status_of(f"/v1/namespaces/tenant-x/leases/{plain['id']}"), 404)
+        self.assertEqual(tenant.get(lease["id"])["fencingToken"], lease["fencingToken"])
+        with self.assertRaises(LeaseLostError) as caught:
+            self.client.get(lease["id"])
+        self.assertEqual((caught.exception.status, caught.exception.code), (404, "lease_not_found"))
+        with self.assertRaises(LeaseLostError):
+            tenant.get(plain["id"])
+        granted = seen.get(timeout=5)
+        self.assertEqual(granted["leaseId"], lease["id"], "the stream of tenant-x shows its grant, not the default one's")
+        watcher.join(5)
+        tenant.release(lease["id"])
+        self.client.release(plain["id"])
 
     def test_check_fencing_valid_and_invalid(self) -> None:
         path = unique("fence")

@@ -56,6 +56,9 @@ export const LeaseView = named(
       lockDelayMs: Type.Integer({ description: 'How long its resources stay blocked after it expires or is revoked (leases without an action).' }),
       action: Type.Union([ref(ActionView), Type.Null()]),
       orphanId: Type.Union([Type.String(), Type.Null()], { description: 'The orphan its action became, once orphaned.' }),
+      acquiredBy: Type.Optional(
+        Type.String({ description: 'With access control on: the id of the token that acquired (or claimed) it, a service token\'s id or jwt:<sub>.' }),
+      ),
     },
     { description: 'A lease that holds its resources.', examples: [LEASE_EXAMPLE] },
   ),

@@ -8,27 +8,29 @@
   it overlaps.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  new lease id (also the id of its ticket while it waits)
-  ARGV[6]  holder
-  ARGV[7]  resources, as stored (see decodeResources; validated, no two covering each other)
-  ARGV[8]  ttlMs      ARGV[9]  maxHoldMs      ARGV[10] lockDelayMs
-  ARGV[11] the action's kind, or "" for no action
-  ARGV[12] the action's maxAttempts
-  ARGV[13] the action's payload as JSON, or "" for none (stored as given, never decoded)
-  ARGV[14] requestId, or "" for none
-  ARGV[15] fingerprint of the request (same requestId must mean the same request)
-  ARGV[16] how many conflicts to report at most
-  ARGV[17] waiting: "" (answer a conflict at once), "open" (queue a ticket on conflict),
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  new lease id (also the id of its ticket while it waits)
+  ARGV[8]  holder
+  ARGV[9]  resources, as stored (see decodeResources; validated, no two covering each other)
+  ARGV[10]  ttlMs      ARGV[11]  maxHoldMs      ARGV[12] lockDelayMs
+  ARGV[13] the action's kind, or "" for no action
+  ARGV[14] the action's maxAttempts
+  ARGV[15] the action's payload as JSON, or "" for none (stored as given, never decoded)
+  ARGV[16] requestId, or "" for none
+  ARGV[17] fingerprint of the request (same requestId must mean the same request)
+  ARGV[18] how many conflicts to report at most
+  ARGV[19] waiting: "" (answer a conflict at once), "open" (queue a ticket on conflict),
            "retry" (the ticket's turn to look again; queued anew if it lapsed),
            "last" (the wait is over: grant, or drop the ticket and answer the conflict)
-  ARGV[18] for "open" and "retry": how long a new ticket lives (ms), past which a crashed
+  ARGV[20] for "open" and "retry": how long a new ticket lives (ms), past which a crashed
            replica's ticket stops blocking others
 
   Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
         | {now, "conflict", {path, leaseId, holder, mode, state, ...}}
         | {now, "waiting", {path, leaseId, holder, mode, state, ...}, wakeAt or ""}
         | {now, "request_id_reused", leaseId}
+        | {now, "over_quota"} (the actor holds its quota of active leases; nothing written but
+          the settling of its leases past expiresAt)
 ]]
 --- @include "includes/prelude"
 --- @include "includes/paths"
@@ -38,13 +40,13 @@
 --- @include "includes/conflicts"
 --- @include "includes/grant"
 
-local id, holder = ARGV[5], ARGV[6]
-local resources = decodeResources(ARGV[7])
-local ttl, maxHold, lockDelay = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local kind, maxAttempts, payload = ARGV[11], ARGV[12], ARGV[13]
-local requestId, fingerprint = ARGV[14], ARGV[15]
-local conflictLimit = tonumber(ARGV[16])
-local waiting = ARGV[17]
+local id, holder = ARGV[7], ARGV[8]
+local resources = decodeResources(ARGV[9])
+local ttl, maxHold, lockDelay = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local kind, maxAttempts, payload = ARGV[13], ARGV[14], ARGV[15]
+local requestId, fingerprint = ARGV[16], ARGV[17]
+local conflictLimit = tonumber(ARGV[18])
+local waiting = ARGV[19]
 local now = nowMs()
 
 local ticket = nil
@@ -70,6 +72,10 @@ if requestId ~= '' then
   end
 end
 
+-- A lease past the actor's quota is refused before anything is written (a waiting request's
+-- ticket, if any, is dropped by its caller, which stops waiting).
+if overQuota(now) then return { now, 'over_quota' } end
+
 -- Almost always nobody waits: one look at the tickets' expiry index (every ticket is in
 -- it) spares the ticket sets' reads, as many as the lease sets'.
 local anyTickets = redis.call('EXISTS', P .. 'wexp') == 1
@@ -83,7 +89,7 @@ if #conflicts == 0 then
   -- The ticket becomes the lease, which blocks all it blocked: nobody behind it may go on.
   if ticket then dropTicket(id, ticket, false) end
   local lease = grant({
-    id = id, holder = holder, res = ARGV[7], resources = resources, ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
+    id = id, holder = holder, res = ARGV[9], resources = resources, ttl = ttl, maxHold = maxHold, lockDelay = lockDelay,
     kind = kind ~= '' and kind or nil, ma = kind ~= '' and maxAttempts or nil, pay = payload ~= '' and payload or nil,
     rid = requestId ~= '' and requestId or nil, fp = requestId ~= '' and fingerprint or nil,
   }, now, 'granted')
@@ -92,7 +98,7 @@ if #conflicts == 0 then
 end
 
 if waiting == 'open' or waiting == 'retry' then
-  if not ticket then openTicket(id, holder, ARGV[7], now + tonumber(ARGV[18])) end
+  if not ticket then openTicket(id, holder, ARGV[9], now + tonumber(ARGV[20])) end
   return { now, 'waiting', conflicts, wake.at < math.huge and int(wake.at) or '' }
 end
 if ticket then dropTicket(id, ticket, true) end

@@ -8,8 +8,8 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  ticket id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  ticket id
 
   Returns {now, dropped (1|0)}
 ]]
@@ -18,7 +18,7 @@
 --- @include "includes/tickets"
 
 local now = nowMs()
-local ticket = readHash(ticketKey(ARGV[5]))
+local ticket = readHash(ticketKey(ARGV[7]))
 if not ticket then return { now, 0 } end
-dropTicket(ARGV[5], ticket, true)
+dropTicket(ARGV[7], ticket, true)
 return { now, 1 }

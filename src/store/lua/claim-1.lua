@@ -7,14 +7,16 @@
   an orphan is claimed by exactly one caller.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  new lease id
-  ARGV[6]  holder
-  ARGV[7]  ttlMs      ARGV[8]  maxHoldMs
-  ARGV[9]  kinds, each on a line of its own (kinds are printable: they hold no newline), or
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  new lease id
+  ARGV[8]  holder
+  ARGV[9]  ttlMs      ARGV[10]  maxHoldMs
+  ARGV[11]  kinds, each on a line of its own (kinds are printable: they hold no newline), or
            "" for any kind
 
   Returns {now, "claimed", orphanFields, leaseFields} | {now, "none"}
+        | {now, "over_quota"} (the actor holds its quota of active leases; nothing written but
+          the settling of its leases past expiresAt)
 ]]
 --- @include "includes/prelude"
 --- @include "includes/records"
@@ -24,10 +26,11 @@
 
 local CLAIM_SETTLE_BATCH, CLAIM_SETTLE_ENTRIES = 50, 256
 
-local id, holder = ARGV[5], ARGV[6]
+local id, holder = ARGV[7], ARGV[8]
 local kinds = {}
-for kind in string.gmatch(ARGV[9], '[^\n]+') do kinds[#kinds + 1] = kind end
+for kind in string.gmatch(ARGV[11], '[^\n]+') do kinds[#kinds + 1] = kind end
 local now = nowMs()
+if overQuota(now) then return { now, 'over_quota' } end
 
 -- Expiry is exact without the reaper: a claim's lease that has just expired puts its orphan
 -- back in the queue before we look at it (a bounded batch of what is due, as the reaper does).
@@ -35,7 +38,7 @@ settleDue(CLAIM_SETTLE_BATCH, now, CLAIM_SETTLE_ENTRIES)
 
 -- The queues are ordered by seq (first orphaned first), so the oldest is the lowest head.
 local oid
-if ARGV[9] == '' then
+if ARGV[11] == '' then
   oid = redis.call('ZRANGE', P .. 'oq', 0, 0)[1]
 else
   local best
@@ -61,7 +64,7 @@ if previous and previous.st == 'orphaned' then
 end
 
 local lease = grant({
-  id = id, holder = holder, res = orphan.res, ttl = tonumber(ARGV[7]), maxHold = tonumber(ARGV[8]), lockDelay = 0,
+  id = id, holder = holder, res = orphan.res, ttl = tonumber(ARGV[9]), maxHold = tonumber(ARGV[10]), lockDelay = 0,
   kind = orphan.kind, ma = orphan.ma, pay = orphan.pay, att = int(tonumber(orphan.att) + 1), prog = orphan.prog, oid = oid,
 }, now, 'claimed')
 redis.call('HSET', orphanKey(oid), 'st', 'claimed', 'cb', holder, 'cl', id)

@@ -10,9 +10,9 @@
   is not active, whether or not anyone settled it yet.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  path       ARGV[6]  fencing token (decimal)
-  ARGV[7]  how many current leases to list at most
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  path       ARGV[8]  fencing token (decimal)
+  ARGV[9]  how many current leases to list at most
 
   Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}, coveringCount}
 ]]
@@ -20,7 +20,7 @@
 --- @include "includes/paths"
 --- @include "includes/indexes"
 
-local path, token, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local path, token, limit = ARGV[7], ARGV[8], tonumber(ARGV[9])
 local now = nowMs()
 local live = '(' .. now
 

@@ -3,8 +3,8 @@
   the answer never shows a lease as active after Redis' clock has passed its expiry.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  lease id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  lease id
 
   Returns {now, "found", leaseFields} | {now, "missing"}
 ]]
@@ -13,6 +13,6 @@
 --- @include "includes/lifecycle"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[5]), now)
+local lease = settle(readLease(ARGV[7]), now)
 if not lease then return { now, 'missing' } end
 return { now, 'found', flatLease(lease) }

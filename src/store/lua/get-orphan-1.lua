@@ -3,8 +3,8 @@
   shows an orphan as claimed after Redis' clock has passed its claim's expiry.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  orphan id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  orphan id
 
   Returns {now, "found", orphanFields} | {now, "missing"}
 ]]
@@ -13,5 +13,5 @@
 --- @include "includes/read-orphan"
 
 local now = nowMs()
-if not readOrphan(ARGV[5], now) then return { now, 'missing' } end
-return { now, 'found', flatOrphan(ARGV[5]) }
+if not readOrphan(ARGV[7], now) then return { now, 'missing' } end
+return { now, 'found', flatOrphan(ARGV[7]) }

@@ -3,23 +3,23 @@
   which is the order they were granted: a page boundary stays put while leases renew.
   Reads the holder's index when a holder is given. For a prefix alone it reads the
   prefix path's blocking sets (every lease at or below it is in one of them) when they
-  hold at most ARGV[11] entries, and otherwise walks the index of every lease with the
+  hold at most ARGV[13] entries, and otherwise walks the index of every lease with the
   prefix as a filter. Settles expired leases it meets.
-  Invariant: reads at most ARGV[11] index entries, so one call's cost is bounded even
+  Invariant: reads at most ARGV[13] index entries, so one call's cost is bounded even
   when filters match little; the caller gets a cursor to go on from. It writes nothing:
-  leases that expired unnoticed are presented as ended (see presentAsOf), not settled. Without ARGV[12] no
+  leases that expired unnoticed are presented as ended (see presentAsOf), not settled. Without ARGV[14] no
   payload or progress is read, so a page costs the same whatever they hold.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  index: "h" (holder) or "t" (path)
-  ARGV[6]  holder, or prefix path ("" = all)
-  ARGV[7]  prefix path to filter by when reading a holder's index, or ""
-  ARGV[8]  state filter: "", "active" or "orphaned"
-  ARGV[9]  cursor: the token to start after, or ""
-  ARGV[10]  limit      ARGV[11]  scan budget
-  ARGV[12]  "1" to answer with each lease's payload and progress, "" to leave them out
-  ARGV[13]  bytes a page reads at most (records' values; at least one record)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  index: "h" (holder) or "t" (path)
+  ARGV[8]  holder, or prefix path ("" = all)
+  ARGV[9]  prefix path to filter by when reading a holder's index, or ""
+  ARGV[10]  state filter: "", "active" or "orphaned"
+  ARGV[11]  cursor: the token to start after, or ""
+  ARGV[12]  limit      ARGV[13]  scan budget
+  ARGV[14]  "1" to answer with each lease's payload and progress, "" to leave them out
+  ARGV[15]  bytes a page reads at most (records' values; at least one record)
 
   Returns {now, nextCursor or "", {leaseFields, leaseFields, ...}}
 ]]
@@ -30,11 +30,11 @@
 
 local PREFIX_SORT_MAX = 512
 
-local key = P .. ARGV[5] .. ':' .. ARGV[6]
-local prefix, wantedState = ARGV[7], ARGV[8]
-local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
-local withoutJson = ARGV[12] ~= '1'
-local maxBytes = tonumber(ARGV[13])
+local key = P .. ARGV[7] .. ':' .. ARGV[8]
+local prefix, wantedState = ARGV[9], ARGV[10]
+local limit, budget = tonumber(ARGV[12]), tonumber(ARGV[13])
+local withoutJson = ARGV[14] ~= '1'
+local maxBytes = tonumber(ARGV[15])
 local now = nowMs()
 
 -- underPrefix: the lease was found in the prefix path's own index sets, so it holds
@@ -80,14 +80,14 @@ local function prefixPage(path, cursor)
   return items, ''
 end
 
-if ARGV[5] == 't' and ARGV[6] ~= '' then
-  prefix = ARGV[6]
-  local items, nextCursor = prefixPage(prefix, ARGV[9])
+if ARGV[7] == 't' and ARGV[8] ~= '' then
+  prefix = ARGV[8]
+  local items, nextCursor = prefixPage(prefix, ARGV[11])
   if items then return { now, nextCursor, items } end
   key = P .. 't:'
 end
 
-local items, nextCursor = page(key, ARGV[9], limit, budget, maxBytes, function(id)
+local items, nextCursor = page(key, ARGV[11], limit, budget, maxBytes, function(id)
   local lease = presentAsOf(readLeaseSummary(id), now)
   if not lease then
     redis.call('ZREM', key, id)

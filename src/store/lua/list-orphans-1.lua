@@ -3,17 +3,17 @@
   state or of all, filtered by kind; a claim whose lease has expired is settled first.
   Resolved orphans are listed until they are dropped
   (TOMBSTONE_TTL ms after resolution).
-  Invariant: scans at most ARGV[9] index entries, so one call's cost is bounded even when
+  Invariant: scans at most ARGV[11] index entries, so one call's cost is bounded even when
   the kind filter matches little; the caller gets a cursor to go on from.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  state (pending | claimed | dead_letter | resolved), or "" for all
-  ARGV[6]  kind, or "" for all
-  ARGV[7]  cursor: the seq to start after, or ""
-  ARGV[8]  limit      ARGV[9]  scan budget
-  ARGV[10] "1" to answer with each orphan's payload and progress, "" to leave them out
-  ARGV[11] bytes a page holds at most (its records' values; at least one record)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  state (pending | claimed | dead_letter | resolved), or "" for all
+  ARGV[8]  kind, or "" for all
+  ARGV[9]  cursor: the seq to start after, or ""
+  ARGV[10]  limit      ARGV[11]  scan budget
+  ARGV[12] "1" to answer with each orphan's payload and progress, "" to leave them out
+  ARGV[13] bytes a page holds at most (its records' values; at least one record)
 
   Returns {now, nextCursor or "", {orphanFields, orphanFields, ...}}
 ]]
@@ -21,12 +21,12 @@
 --- @include "includes/orphans"
 --- @include "includes/paging"
 
-local key = ARGV[5] ~= '' and (P .. 'os:' .. ARGV[5]) or (P .. 'oa')
-local kind = ARGV[6]
-local limit, budget = tonumber(ARGV[8]), tonumber(ARGV[9])
+local key = ARGV[7] ~= '' and (P .. 'os:' .. ARGV[7]) or (P .. 'oa')
+local kind = ARGV[8]
+local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = nowMs()
 
-local items, nextCursor = page(key, ARGV[7], limit, budget, tonumber(ARGV[11]), function(oid)
+local items, nextCursor = page(key, ARGV[9], limit, budget, tonumber(ARGV[13]), function(oid)
   local f = redis.call('HMGET', orphanKey(oid), 'st', 'kind')
   if not f[1] then
     redis.call('ZREM', key, oid)
@@ -34,7 +34,7 @@ local items, nextCursor = page(key, ARGV[7], limit, budget, tonumber(ARGV[11]), 
     -- Presented by Redis' clock, not settled: a page costs the same however many claims expired.
     local overrides = f[1] == 'claimed' and orphanAsOf(oid, now) or nil
     local state = overrides and overrides.st or f[1]
-    if ARGV[5] == '' or state == ARGV[5] then return flatOrphan(oid, ARGV[10] ~= '1', overrides) end
+    if ARGV[7] == '' or state == ARGV[7] then return flatOrphan(oid, ARGV[12] ~= '1', overrides) end
   end
 end)
 return { now, nextCursor, items }

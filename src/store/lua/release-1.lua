@@ -10,20 +10,24 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  lease id
-  ARGV[6]  outcome: completed | failed | abandoned
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  lease id
+  ARGV[8]  outcome: completed | failed | abandoned
+  ARGV[9]  the holders the caller may act as, a Lua pattern, or "" for any
 
   Returns {now, "released", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
+        | {now, "forbidden"} (another holder's lease: nothing changed)
 ]]
 --- @include "includes/prelude"
 --- @include "includes/records"
 --- @include "includes/lifecycle"
 
-local outcome = ARGV[6]
+local outcome = ARGV[8]
 local now = nowMs()
-local lease = settle(readLease(ARGV[5]), now)
+local lease = readLease(ARGV[7])
 if not lease then return { now, 'missing' } end
+if not mayActAs(lease, ARGV[9]) then return { now, 'forbidden' } end
+lease = settle(lease, now)
 
 if lease.st == 'active' then
   setFields(lease, { out = outcome })

@@ -8,13 +8,14 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  lease id
-  ARGV[6]  ttlMs, or "" to keep the lease's own
-  ARGV[7]  progress JSON, or "" to keep the last one
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  lease id
+  ARGV[8]  ttlMs, or "" to keep the lease's own
+  ARGV[9]  progress JSON, or "" to keep the last one
+  ARGV[10]  the holders the caller may act as, a Lua pattern, or "" for any
 
   Returns {now, "renewed", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
-        | {now, "no_action"}
+        | {now, "no_action"} | {now, "forbidden"} (another holder's lease: nothing changed)
 ]]
 --- @include "includes/prelude"
 --- @include "includes/records"
@@ -23,13 +24,15 @@
 --- @include "includes/renew"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[5]), now)
+local lease = readLease(ARGV[7])
 if not lease then return { now, 'missing' } end
+if not mayActAs(lease, ARGV[10]) then return { now, 'forbidden' } end
+lease = settle(lease, now)
 if lease.st ~= 'active' then return { now, 'ended', flatLease(lease) } end
-if ARGV[7] ~= '' then
+if ARGV[9] ~= '' then
   if not lease.kind then return { now, 'no_action' } end
-  setFields(lease, { prog = ARGV[7] })
+  setFields(lease, { prog = ARGV[9] })
 end
-renewLease(lease, tonumber(ARGV[6] ~= '' and ARGV[6] or lease.ttl), now)
+renewLease(lease, tonumber(ARGV[8] ~= '' and ARGV[8] or lease.ttl), now)
 emit('renewed', now, lease, lease.oid)
 return { now, 'renewed', flatLease(lease) }

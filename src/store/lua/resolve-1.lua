@@ -10,9 +10,9 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  orphan id
-  ARGV[6]  resolution ("discard")
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  orphan id
+  ARGV[8]  resolution ("discard")
 
   Returns {now, "resolved", orphanFields} | {now, "claimed" | "already_resolved", orphanFields}
         | {now, "missing"}
@@ -25,7 +25,7 @@
 --- @include "includes/lifecycle"
 --- @include "includes/read-orphan"
 
-local oid, resolution = ARGV[5], ARGV[6]
+local oid, resolution = ARGV[7], ARGV[8]
 local now = nowMs()
 local orphan = readOrphan(oid, now)
 if not orphan then return { now, 'missing' } end

@@ -3,15 +3,15 @@
   leases below it, the first `limit` of each, and how many there are.
   Invariant: the counts come from the index (ZCOUNT), never from a scan; the cost is at most
   2 * depth + 2 range reads of at most `limit` entries each, `budget` lease reads in all
-  (lock-delayed tombstones read past on the way included), and, with ARGV[7], `limit`
+  (lock-delayed tombstones read past on the way included), and, with ARGV[9], `limit`
   payloads and progress checkpoints per list.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  path       ARGV[6]  how many leases to list at most, covering and below each
-  ARGV[7]  "1" to answer with payloads and progress, "" to leave them out
-  ARGV[8]  how many index entries to read at most in all (the budget)
-  ARGV[9]  bytes each list reads at most (records' values; at least one record)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  path       ARGV[8]  how many leases to list at most, covering and below each
+  ARGV[9]  "1" to answer with payloads and progress, "" to leave them out
+  ARGV[10]  how many index entries to read at most in all (the budget)
+  ARGV[11]  bytes each list reads at most (records' values; at least one record)
 
   Returns {now, {leaseFields, ...} covering, coveringCount, belowCount, {leaseFields, ...} below}
 ]]
@@ -20,9 +20,9 @@
 --- @include "includes/indexes"
 --- @include "includes/paging"
 
-local path, limit = ARGV[5], tonumber(ARGV[6])
-local withoutJson = ARGV[7] ~= '1'
-local budget, maxBytes = tonumber(ARGV[8]), tonumber(ARGV[9])
+local path, limit = ARGV[7], tonumber(ARGV[8])
+local withoutJson = ARGV[9] ~= '1'
+local budget, maxBytes = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = nowMs()
 local live = '(' .. now
 

@@ -8,8 +8,8 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  lease id
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  lease id
 
   Returns {now, "revoked", leaseFields} | {now, "ended", leaseFields} | {now, "missing"}
 ]]
@@ -18,7 +18,7 @@
 --- @include "includes/lifecycle"
 
 local now = nowMs()
-local lease = settle(readLease(ARGV[5]), now)
+local lease = settle(readLease(ARGV[7]), now)
 if not lease then return { now, 'missing' } end
 if lease.st ~= 'active' then return { now, 'ended', flatLease(lease) } end
 endLease(lease, 'revoked', now, now)

@@ -4,7 +4,7 @@
   same with ten leases or ten million. Changes nothing.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
 
   Returns {now, holding, pending, claimed, deadLetter, waiting, stats}: holding counts the
   leases that hold resources (active and orphaned), waiting the tickets of waiting acquires,

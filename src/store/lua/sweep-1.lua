@@ -11,11 +11,11 @@
   memory or keeps what is held as it is; scripts that add (acquire, claim) are refused then.
 
   KEYS[1]  P.."token"
-  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap (see prelude)
-  ARGV[5]  batch size
-  ARGV[6]  how old (ms) an entry of the events and orphans streams may grow before it is trimmed
-  ARGV[7]  index entries one call may write or drop at most (see settleDue), bounding its time
-  ARGV[8]  how many bytes of Redis memory each stream may use, about
+  ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
+  ARGV[7]  batch size
+  ARGV[8]  how old (ms) an entry of the events and orphans streams may grow before it is trimmed
+  ARGV[9]  index entries one call may write or drop at most (see settleDue), bounding its time
+  ARGV[10]  how many bytes of Redis memory each stream may use, about
 
   Returns {now, settled, stillDue, nextDue}: nextDue is the earliest time something is due
   (Redis-clock ms), or "" when nothing is scheduled.
@@ -27,9 +27,9 @@
 --- @include "includes/lifecycle"
 --- @include "includes/tickets"
 
-local batch = tonumber(ARGV[5])
+local batch = tonumber(ARGV[7])
 local now = nowMs()
-local looked, budget = settleDue(batch, now, tonumber(ARGV[7]))
+local looked, budget = settleDue(batch, now, tonumber(ARGV[9]))
 
 for _, oid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'oexp', '-inf', now, 'LIMIT', 0, batch)) do
   redis.call('ZREM', P .. 'oa', oid)
@@ -51,8 +51,8 @@ end
 -- whole radix-tree nodes, at most TRIM_LIMIT entries a call (an entry may be 32 KB); the rest
 -- go at the next sweeps.
 local TRIM_LIMIT = 1000
-local oldest = int(now - tonumber(ARGV[6]))
-local maxBytes = tonumber(ARGV[8])
+local oldest = int(now - tonumber(ARGV[8]))
+local maxBytes = tonumber(ARGV[10])
 for _, key in ipairs({ P .. 'ev', P .. 'orphans' }) do
   redis.call('XTRIM', key, 'MINID', '~', oldest, 'LIMIT', TRIM_LIMIT)
   local used = redis.call('MEMORY', 'USAGE', key)

@@ -18,8 +18,8 @@ end
 -- counted by the replica that answers them, so heartbeats write nothing more here.
 local COUNTED_EVENTS = { expired = true, revoked = true, claimed = true, dead_lettered = true }
 
--- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?} to
--- the capped events stream; the stream entry's id is when it was recorded, `at` when it
+-- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?,
+-- actor?} to the capped events stream (actor: the token that asked, see the prelude); the stream entry's id is when it was recorded, `at` when it
 -- happened (an expiry happens at expiresAt, whoever notices it later).
 local function emit(kind, at, lease, orphanId)
   local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
@@ -27,6 +27,10 @@ local function emit(kind, at, lease, orphanId)
   if orphanId then
     entry[#entry + 1] = 'orphanId'
     entry[#entry + 1] = orphanId
+  end
+  if ACTOR ~= '' then
+    entry[#entry + 1] = 'actor'
+    entry[#entry + 1] = ACTOR
   end
   redis.call('XADD', P .. 'ev', 'MAXLEN', '~', STREAM_CAP, '*', unpack(entry))
   if COUNTED_EVENTS[kind] then count(kind) end

@@ -1,4 +1,7 @@
--- Granting: the fencing token and the record and indexes of a new active lease.
+-- Granting: the fencing token and the record and indexes of a new active lease, and each
+-- actor's active leases, for its quota.
+--   P.."live:"..actor   zset   the active leases the actor acquired or claimed, score: their
+--                              expiresAt (renewLease moves it, endLease drops the lease)
 --- @include "includes/prelude"
 --- @include "includes/paths"
 --- @include "includes/indexes"
@@ -31,6 +34,13 @@ local function grant(spec, now, eventType)
     'holder', spec.holder, 'res', spec.res, 'tok', lease.tok, 'st', 'active',
     'ttl', int(spec.ttl), 'acq', int(now), 'ren', int(now), 'exp', int(expiresAt), 'hold', int(hold),
   }
+  -- Who acquired it (a token id), when access control names one; it counts towards its quota.
+  if ACTOR ~= '' then
+    lease.by = ACTOR
+    fields[#fields + 1] = 'by'
+    fields[#fields + 1] = ACTOR
+    redis.call('ZADD', P .. 'live:' .. ACTOR, int(expiresAt), spec.id)
+  end
   -- Absent means 0: most leases have no lock delay, and every field costs memory.
   if spec.lockDelay > 0 then
     fields[#fields + 1] = 'ld'

@@ -57,6 +57,8 @@ end
 -- lease becomes a tombstone; one without an action that expired or was revoked keeps
 -- blocking for its lockDelayMs. A claim's lease that completed or failed resolves its orphan.
 local function endLease(lease, state, endedAt, now)
+  -- It stops counting towards its actor's quota (includes/grant), whatever comes next.
+  if lease.by then redis.call('ZREM', P .. 'live:' .. lease.by, lease.id) end
   if lease.kind and (state ~= 'released' or lease.out == 'abandoned') then
     setFields(lease, { st = 'orphaned', es = state, ['end'] = int(endedAt) })
     redis.call('ZREM', P .. 'exp', lease.id)
@@ -78,12 +80,32 @@ end
 
 -- Brings a lease up to date with Redis' clock: an active lease whose expiresAt has passed
 -- expires now, whoever notices first (an acquire, a renew, a read or the sweeper).
+-- An expiry is nobody's act: its events name no actor, whoever noticed it.
 local function settle(lease, now)
   if lease and lease.st == 'active' and tonumber(lease.exp) <= now then
     if lease.partial then lease = readLease(lease.id) end
+    local actor = ACTOR
+    ACTOR = ''
     endLease(lease, 'expired', tonumber(lease.exp), now)
+    ACTOR = actor
   end
   return lease
+end
+
+-- Whether the actor holds as many active leases as its quota allows (never with no actor or
+-- no quota). Expiry is exact here too: as many of its leases past expiresAt as put it at or
+-- over its quota are settled first (at most 64; with an unchanged quota, one), which is all
+-- this writes when it answers true.
+local function overQuota(now)
+  if ACTOR == '' or LEASE_QUOTA == 0 then return false end
+  local key = P .. 'live:' .. ACTOR
+  local excess = redis.call('ZCARD', key) - LEASE_QUOTA + 1
+  if excess <= 0 then return false end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, math.min(excess, 64))) do
+    local lease = readLease(id)
+    if lease then settle(lease, now) else redis.call('ZREM', key, id) end
+  end
+  return redis.call('ZCARD', key) >= LEASE_QUOTA
 end
 
 -- Settles up to `batch` leases whose time has come, oldest first: active leases past

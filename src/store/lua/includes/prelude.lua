@@ -6,6 +6,10 @@
     ARGV[2]  how long a tombstone (or a resolved orphan) is kept, ms
     ARGV[3]  deadline: Redis-clock ms after which the caller has given up waiting (0: none)
     ARGV[4]  stream cap: the events and orphans streams keep about this many entries
+    ARGV[5]  actor: who asked (a token id; "" when access control is off or for the reaper).
+             Events name it, and a lease records who acquired it.
+    ARGV[6]  lease quota: the active leases the actor may hold in this namespace (0: no limit);
+             acquire and claim refuse a new one past it (see includes/grant).
   Other keys are built from P by the includes that use them, each listed in the header of
   its include: they all carry the same hash tag, so they live in the slot of KEYS[1] on
   Redis Cluster too. Times are ms on Redis' clock.
@@ -15,6 +19,8 @@ local P = ARGV[1]
 local TOMBSTONE_TTL = tonumber(ARGV[2])
 local DEADLINE = tonumber(ARGV[3])
 local STREAM_CAP = ARGV[4]
+local ACTOR = ARGV[5]
+local LEASE_QUOTA = tonumber(ARGV[6])
 
 local function nowMs()
   local t = redis.call('TIME')

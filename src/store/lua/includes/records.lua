@@ -48,7 +48,7 @@ end
 -- What a record answers with: [name, value, ...] led by its id (which the hash does not
 -- store), every field or only `fields`. Listings leave the client's JSON (pay, prog) out
 -- unless asked, so a page costs the same whatever the payloads hold.
-local SUMMARY_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'att', 'out', 'end', 'oid', 'act' }
+local SUMMARY_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'att', 'out', 'end', 'oid', 'act', 'by' }
 
 -- `overrides`: fields to answer with instead of the stored ones (see presentAsOf).
 local function flatRecord(key, id, fields, overrides)
@@ -100,6 +100,13 @@ local function readLeaseSummary(id)
   local lease = { id = id, partial = true }
   for i, name in ipairs(SUMMARY_FIELDS) do lease[name] = values[i] or nil end
   return upgradeLegacyAction(lease)
+end
+
+-- Whether a caller bound to the holders `pattern` matches (a Lua pattern; "" for anyone)
+-- may act on this lease. A lease's holder never changes, but the check is made here, in
+-- the script that would change it, so a refused call fails before its first write.
+local function mayActAs(lease, pattern)
+  return pattern == '' or string.find(lease.holder, pattern) ~= nil
 end
 
 local function setFields(lease, fields)

@@ -10,5 +10,7 @@ local function renewLease(lease, ttl, now)
   setFields(lease, { ren = int(now), exp = int(expiresAt), ttl = int(ttl) })
   if not lease.kind then indexBlocking(lease, blocksUntil(lease, expiresAt)) end
   redis.call('ZADD', P .. 'exp', int(expiresAt), lease.id)
+  -- Its actor's leases are kept by expiry too (includes/grant, for the quota).
+  if lease.by then redis.call('ZADD', P .. 'live:' .. lease.by, 'XX', int(expiresAt), lease.id) end
   return expiresAt
 end

@@ -1,0 +1,34 @@
+// Requests per second, per caller and namespace (@fastify/rate-limit on Redis, so the count
+// is shared by every replica): a caller is a token with access control on, else a client
+// address. Over the limit: 429 rate_limited with Retry-After. Each counted request costs
+// Redis one small script (INCR, PEXPIRE) on a key in its namespace's slot.
+import type { FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import type { Redis } from 'ioredis';
+import { ProblemError } from '../errors.js';
+import type { Namespaces } from '../namespaces/namespaces.js';
+import { namespaceOf } from '../namespaces/routing.js';
+
+export async function registerRateLimit(app: FastifyInstance, redis: Redis, namespaces: Namespaces, perSecond: number): Promise<void> {
+  if (perSecond === 0) return;
+  await app.register(rateLimit, {
+    global: true,
+    max: perSecond,
+    timeWindow: 1000,
+    redis,
+    // The whole key comes from keyGenerator, which starts with the namespace's hash tag.
+    nameSpace: '',
+    keyGenerator: (request) => `${namespaces.prefix(namespaceOf(request))}rate:${request.grant?.actor ?? `ip:${request.ip}`}`,
+    // /v1 only: health, metrics and docs are never limited.
+    allowList: (request) => request.routeOptions.config.access === undefined,
+    // Redis trouble is a 503 like any other, not a free pass.
+    skipOnError: false,
+    errorResponseBuilder: (_request, context) =>
+      new ProblemError(
+        'rate_limited',
+        `More than ${context.max} requests a second from this caller in this namespace (RATE_LIMIT_PER_SECOND); retry after ${context.after}.`,
+        {},
+        { 'retry-after': String(Math.max(1, Math.ceil(context.ttl / 1000))) },
+      ),
+  });
+}

@@ -1,0 +1,67 @@
+// Which namespaces exist, so that the reaper and /metrics can visit each one. Namespaces
+// need no creation step: an acquire in a namespace admits it first. The registry is one
+// Redis set beside the namespace "default"'s keys, and holds at most NAMESPACES_MAX names,
+// which bounds what the reaper and a scrape do per round (one script call per namespace).
+// A namespace is never dropped: an empty one costs a sweep that finds nothing.
+import { performance } from 'node:perf_hooks';
+import type { Redis } from 'ioredis';
+import { DEFAULT_NAMESPACE } from './names.js';
+
+/**
+ * Admits ARGV[1] unless the set already holds ARGV[2] names: 1 admitted (or already there),
+ * 0 full. One script, so replicas admitting at once never pass the cap together.
+ */
+const ADMIT = `
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1`;
+
+/**
+ * How long this replica trusts its memory that a namespace is registered. Past it the next
+ * acquire admits it again (one round trip), so a registry lost with Redis' data (a restart
+ * without persistence, a failover that lost the last writes) is written again within this.
+ */
+const REMEMBER_MS = 60_000;
+
+/** The client with ADMIT defined on it (as EVALSHA, falling back to EVAL). */
+interface AdmittingRedis {
+  leaseAdmitNamespace(key: string, namespace: string, max: number): Promise<number>;
+}
+
+export class NamespaceFullError extends Error {
+  constructor(readonly max: number) {
+    super(`This service holds ${max} namespaces, as many as it may (NAMESPACES_MAX).`);
+  }
+}
+
+export class NamespaceRegistry {
+  private readonly admittedAt = new Map<string, number>();
+
+  constructor(
+    private readonly redis: Redis,
+    /** "{KEY_PREFIX}:namespaces": in the namespace "default"'s slot. */
+    private readonly key: string,
+    private readonly max: number,
+  ) {
+    redis.defineCommand('leaseAdmitNamespace', { numberOfKeys: 1, lua: ADMIT });
+  }
+
+  /** Registers `namespace` (the default one always is), or throws NamespaceFullError. */
+  async admit(namespace: string): Promise<void> {
+    if (namespace === DEFAULT_NAMESPACE) return;
+    const at = this.admittedAt.get(namespace);
+    if (at !== undefined && performance.now() - at < REMEMBER_MS) return;
+    const redis = this.redis as unknown as AdmittingRedis;
+    const admitted = (await redis.leaseAdmitNamespace(this.key, namespace, this.max)) === 1;
+    if (!admitted) throw new NamespaceFullError(this.max);
+    // At most NAMESPACES_MAX names get here, so the map stays as small as the set.
+    this.admittedAt.set(namespace, performance.now());
+  }
+
+  /** Every namespace, "default" first: at most NAMESPACES_MAX + 1 names. */
+  async list(): Promise<string[]> {
+    const registered = await this.redis.smembers(this.key);
+    return [DEFAULT_NAMESPACE, ...registered.filter((name) => name !== DEFAULT_NAMESPACE).sort()];
+  }
+}
