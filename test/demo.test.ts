@@ -1,7 +1,8 @@
 // `npm run demo` from source (tests have no build): the demo starts the service with its own
-// Redis and real conductor processes, plays the design list's story, and checks it itself.
-// Here its printed timeline is read back: every act's lines, in the story's order, the
-// claimer's fencing token above the killed conductor's, and nothing left running after.
+// Redis and access control on, and real conductor processes with their own tokens, plays the
+// design list's story, and checks it itself. Here its printed timeline is read back: every
+// act's lines, in the story's order, the claimer's fencing token above the killed
+// conductor's, the killed conductor's token refused a revoke, and nothing left running after.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -42,12 +43,13 @@ function inOrder(lines: string[], patterns: RegExp[]): RegExpMatchArray[] {
   });
 }
 
-test('the demo plays the seed story with real processes: one lease and one 409 naming the holder, the volume delete held off, the kill, the takeover with a greater token, the late write fenced off, the finish', { timeout: 120_000 }, async () => {
+test('the demo plays the seed story with real processes and access control on: one lease and one 409 naming the holder, the volume delete held off, the kill, the takeover with a greater token, the late write fenced off and the late revoke forbidden, the finish', { timeout: 120_000 }, async () => {
   const { code, output } = await runDemo();
   assert.equal(code, 0, output);
   assert.match(output, /The story happened as told/);
   // eslint-disable-next-line no-control-regex -- the escape character is what is looked for: ANSI colour codes start with it
   assert.doesNotMatch(output, /\x1b\[/, 'no colour when the output is not a terminal');
+  assert.match(output, /access control on \(AUTH=on\)/);
   const lines = output.split('\n');
 
   const headings = lines.filter((line) => /^(\d\. |The cast|The service stops)/.test(line)).map((line) => line.split(/[.:]/)[0]);
@@ -80,6 +82,7 @@ test('the demo plays the seed story with real processes: one lease and one 409 n
     new RegExp(`demo +replays ${winner}'s write of flavor-switched with its old token ${winnerToken}`),
     new RegExp(`hypervisor +409 refused: the fencing check says token ${winnerToken} is not valid; instances/i-42 is held by conductor-c \\(token ${claimerToken}, active\\)`),
     new RegExp(`lease-service +410 lease_expired to ${winner}'s late renew`),
+    new RegExp(`lease-service +403 forbidden to ${winner}'s revoke of conductor-c's lease`),
   ]);
 
   inOrder(section(lines, '6. '), [

@@ -1,5 +1,5 @@
-// The demo's side of a conductor process: starts it with its orders, reads its JSON lines
-// into an EventLog the story waits on, sends it the Go line, and kills it.
+// The demo's side of a conductor process: starts it and sends it its orders, reads its JSON
+// lines into an EventLog the story waits on, sends it the Go line, and kills it.
 import { spawn } from 'node:child_process';
 import { conductorProgram } from './entry-points.js';
 import { EventLog } from './event-log.js';
@@ -24,7 +24,7 @@ export interface ConductorProcess {
 const DEFAULT_TIMEOUT_MS = 15_000;
 
 export function spawnConductor(orders: Orders): ConductorProcess {
-  const program = conductorProgram(orders);
+  const program = conductorProgram();
   const child = spawn(program.command, program.args, { cwd: program.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   const events = new EventLog<ConductorEvent>();
   let stderr = '';
@@ -37,6 +37,7 @@ export function spawnConductor(orders: Orders): ConductorProcess {
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   // A conductor that is killed cannot read its stdin any more; that is not the demo's error.
   child.stdin.on('error', () => {});
+  child.stdin.write(`${JSON.stringify(orders)}\n`);
   let exit: Exit | null = null;
   const exited = new Promise<Exit>((resolve) =>
     child.once('close', (code, signal) => {

@@ -9,25 +9,31 @@
 // then checkpointed (the checkpoint rides on the next heartbeat). Everything it does is one
 // JSON line on stdout (protocol.ts). Exit 0 when its work is done, 2 when the lease was
 // refused, 1 on anything else; it also exits when its stdin closes, so a demo that died
-// does not leave it heartbeating.
+// does not leave it heartbeating. Its orders come as the first line on stdin, with its
+// bearer token: a conductor token that lets it act as its own holder name and no other.
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Conductor, ConflictError, LeaseClient, type Lease, type LeaseHandle, type Tombstone } from '../client/index.js';
 import { RESIZE_STEPS, wallClock, type ConductorReport, type Go, type Orders, type ResizeStep } from './protocol.js';
 
-const orders = JSON.parse(process.argv[2] ?? '{}') as Orders;
-const client = new LeaseClient({ baseUrl: orders.service });
+// The process ends if the demo goes away (its stdin closes), whatever it is doing.
+const input = createInterface({ input: process.stdin });
+input.once('close', () => process.exit(1));
+const lines = input[Symbol.asyncIterator]();
+
+/** The demo's next line on stdin: the orders, then the Go line. */
+async function nextLine<T>(): Promise<T> {
+  const line = await lines.next();
+  if (line.done) process.exit(1);
+  return JSON.parse(line.value) as T;
+}
+
+const orders = await nextLine<Orders>();
+const client = new LeaseClient({ baseUrl: orders.service, token: orders.token });
 
 function say(report: ConductorReport): void {
   process.stdout.write(`${JSON.stringify({ ...report, at: wallClock() })}\n`);
 }
-
-/** The demo's Go line; the process ends if the demo goes away first. */
-const go = new Promise<Go>((resolve) => {
-  const lines = createInterface({ input: process.stdin });
-  lines.once('line', (line) => resolve(JSON.parse(line) as Go));
-  lines.once('close', () => process.exit(1));
-});
 
 /**
  * Runs the steps after `doneStep` (all of them when null). A real conductor would first ask
@@ -89,7 +95,7 @@ async function resize(): Promise<void> {
   await (await fetch(`${orders.service}/readyz`)).arrayBuffer();
   if (orders.waitForGo) {
     say({ event: 'ready' });
-    await until((await go).sendAt);
+    await until((await nextLine<Go>()).sendAt);
   }
   say({ event: 'sending', path });
   try {

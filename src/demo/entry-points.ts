@@ -29,5 +29,5 @@ function program(relative: string, ...args: string[]): Program {
 /** The lease service, as `npm start` runs it. */
 export const serviceProgram = (): Program => program('../main');
 
-/** One conductor process, with its orders as its one argument. */
-export const conductorProgram = (orders: unknown): Program => program('./conductor', JSON.stringify(orders));
+/** One conductor process; it reads its orders on stdin (protocol.ts). */
+export const conductorProgram = (): Program => program('./conductor');

@@ -1,6 +1,6 @@
 // The service's own account of what happens, read as an operator would: GET /v1/events
-// (Server-Sent Events, through the SDK's iterator). The demo shows the orphan being
-// published and resolved from here, since no conductor sees those moments itself.
+// (Server-Sent Events, through the SDK's iterator), with an operator's token. The demo shows
+// the orphan being published and resolved from here, since no conductor sees those moments itself.
 import { streamEvents, type LeaseEvent } from '../client/index.js';
 import { EventLog } from './event-log.js';
 
@@ -12,14 +12,14 @@ export interface EventStream {
 }
 
 /** Resolves once the service has answered, so every later event is seen. */
-export async function watchEvents(baseUrl: string, query: { prefix: string; types: string[] }): Promise<EventStream> {
+export async function watchEvents(baseUrl: string, query: { prefix: string; types: string[] }, token: string): Promise<EventStream> {
   const stopped = new AbortController();
   const events = new EventLog<ServiceEvent>();
   let resolveOpen!: () => void;
   let rejectOpen!: (error: unknown) => void;
   const opened = new Promise<void>((resolve, reject) => ((resolveOpen = resolve), (rejectOpen = reject)));
   // No reconnecting: in the demo a broken stream is a failure to report, not to hide.
-  const stream = streamEvents(baseUrl, query, { signal: stopped.signal, onOpen: () => resolveOpen(), reconnect: false });
+  const stream = streamEvents(baseUrl, query, { token, signal: stopped.signal, onOpen: () => resolveOpen(), reconnect: false });
   void (async () => {
     for await (const event of stream) events.push(event);
     events.end(stopped.signal.aborted ? 'the demo stopped watching' : 'the service ended the event stream');

@@ -6,7 +6,7 @@
 // (`node --import tsx src/demo/main.ts`).
 import { StoryError } from './checks.js';
 import { openStage, type Stage } from './stage.js';
-import { INSTANCE, playStory } from './story.js';
+import { CONDUCTORS, INSTANCE, playStory } from './story.js';
 import { Timeline } from './timeline.js';
 import { wallClock } from './protocol.js';
 
@@ -28,11 +28,13 @@ async function main(): Promise<number> {
     if (stage) void stage.tearDown().finally(() => process.exit(130));
   });
   try {
-    stage = await openStage({ ttlMs: TTL_MS, reaperIntervalMs: REAPER_INTERVAL_MS, watchPrefix: INSTANCE });
+    stage = await openStage({ ttlMs: TTL_MS, reaperIntervalMs: REAPER_INTERVAL_MS, watchPrefix: INSTANCE, conductors: CONDUCTORS });
     if (interrupted) return 130;
     timeline.say(
       `  service ${stage.service.url} (pid ${stage.service.pid}) with its own redis-server (pid ${stage.service.redisPid ?? '?'}) in ${stage.dataDir}\n` +
-        `  hypervisor ${stage.hypervisor.url}; leases live ${TTL_MS} ms without a heartbeat; the reaper looks every ${REAPER_INTERVAL_MS} ms`,
+        `  hypervisor ${stage.hypervisor.url}; leases live ${TTL_MS} ms without a heartbeat; the reaper looks every ${REAPER_INTERVAL_MS} ms\n` +
+        '  access control on (AUTH=on): the demo calls with an operator token, the hypervisor checks fencing with a resource-server token,\n' +
+        '  and each conductor has a conductor token that may act as its own holder name only',
       'dim',
     );
     await playStory(stage, timeline);

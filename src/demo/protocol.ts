@@ -1,7 +1,8 @@
 // What the demo and its conductor processes say to each other. The demo starts each
-// conductor with its Orders as one JSON argument; the conductor reports what it does as
-// JSON lines on stdout (one ConductorEvent each) and, when told to wait, reads one Go line
-// on stdin. Every event carries `at`, read from wallClock(): the processes share the
+// conductor and sends its Orders as the first JSON line on its stdin (not as an argument:
+// they carry its bearer token, and a command line is shown to every user of the machine);
+// the conductor reports what it does as JSON lines on stdout (one ConductorEvent each) and,
+// when told to wait, reads one Go line on stdin after its orders. Every event carries `at`, read from wallClock(): the processes share the
 // machine's clock, so the demo can put their events on one timeline.
 import { performance } from 'node:perf_hooks';
 
@@ -14,6 +15,8 @@ export interface Orders {
   role: 'resize' | 'takeover';
   holder: string;
   service: string;
+  /** Its bearer token for the service: a conductor token that may act as `holder` only. */
+  token: string;
   hypervisor: string;
   ttlMs: number;
   /** How long each step takes; the one the demo kills the conductor in is long on purpose. */

@@ -1,6 +1,7 @@
 // The lease service as its own process, started the way `npm start` starts it: no
 // REDIS_URL, so it runs a redis-server of its own under DATA_DIR (here a temporary folder)
-// and stops it when it gets SIGTERM.
+// and stops it when it gets SIGTERM. Access control is on (AUTH=on), as in production: every
+// /v1 call needs a bearer token, which the demo makes in that Redis once the service is ready.
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findFreePort, isAlive, readEmbeddedState } from '../redis/embedded.js';
@@ -31,6 +32,9 @@ export interface ServiceProcess {
   terminate(): Promise<void>;
 }
 
+/** The service's keys' prefix, named here so that the tokens the demo makes are where the service looks. */
+export const KEY_PREFIX = 'lease';
+
 const READY_TIMEOUT_MS = 30_000;
 const TERMINATE_GRACE_MS = 5_000;
 
@@ -46,6 +50,8 @@ export async function startService(program: Program, settings: ServiceSettings):
       PORT: String(port),
       HOST: '127.0.0.1',
       DATA_DIR: settings.dataDir,
+      KEY_PREFIX,
+      AUTH: 'on',
       LOG_LEVEL: 'warn',
       REAPER_INTERVAL_MS: String(settings.reaperIntervalMs),
     },

@@ -5,10 +5,12 @@
 //   3. the winning conductor killed with SIGKILL after its "disk-copied" checkpoint;
 //   4. its lease expires, the orphan is published, and a conductor standing by claims it
 //      (greater fencing token, attempt 2, the dead one's checkpoint) and resumes after it;
-//   5. the dead conductor's late write refused by the hypervisor's fencing check;
+//   5. the dead conductor's late write refused by the hypervisor's fencing check (and, sent
+//      with its own token, its late renew refused, and its revoke of the claimer's lease);
 //   6. the claimer finishes, the orphan is resolved, and the volume delete goes through;
 // and the service is stopped as an operator would stop it. Each act checks what it shows.
-import { ConflictError, LeaseLostError } from '../client/index.js';
+// Access control is on: each conductor acts with a token for its own holder name only.
+import { ConflictError, LeaseLostError, LeaseServiceError } from '../client/index.js';
 import type { FencingCheck } from '../client/types.js';
 import { isAlive } from '../redis/embedded.js';
 import { check } from './checks.js';
@@ -20,6 +22,10 @@ import { preciseMs, type Timeline } from './timeline.js';
 
 export const INSTANCE = 'instances/i-42';
 const VOLUME = `${INSTANCE}/volumes/v-7`;
+const RACERS = ['conductor-a', 'conductor-b'];
+const CLAIMER = 'conductor-c';
+/** Every conductor the story starts: the stage makes each a token for its own name. */
+export const CONDUCTORS = [...RACERS, CLAIMER];
 /** Steps long enough to be seen; the first attempt's flavor switch long enough that the kill lands inside it. */
 const FIRST_ATTEMPT_MS: Record<ResizeStep, number> = { snapshot: 300, 'disk-copied': 300, 'flavor-switched': 60_000, restarted: 300 };
 /** The takeover's remaining steps leave the demo time to replay the dead conductor's write meanwhile. */
@@ -47,10 +53,8 @@ export async function playStory(stage: Stage, timeline: Timeline): Promise<void>
 
 async function cast({ stage, timeline }: Play) {
   timeline.act('The cast: three conductor processes');
-  const racers = ['conductor-a', 'conductor-b'].map((holder) =>
-    stage.conductor({ role: 'resize', holder, path: INSTANCE, waitForGo: true, stepMs: FIRST_ATTEMPT_MS }),
-  );
-  const claimer = stage.conductor({ role: 'takeover', holder: 'conductor-c', stepMs: TAKEOVER_MS });
+  const racers = RACERS.map((holder) => stage.conductor({ role: 'resize', holder, path: INSTANCE, waitForGo: true, stepMs: FIRST_ATTEMPT_MS }));
+  const claimer = stage.conductor({ role: 'takeover', holder: CLAIMER, stepMs: TAKEOVER_MS });
   timeline.introduce(...racers.map((racer) => racer.name), claimer.name, 'volume-deleter', 'lease-service', 'hypervisor');
   const ready = await Promise.all(racers.map((racer) => racer.next('ready', undefined, START_TIMEOUT_MS)));
   const standing = await claimer.next('standing-by', undefined, START_TIMEOUT_MS);
@@ -177,13 +181,23 @@ async function lateWriteFenced({ stage, timeline }: Play, winner: ConductorProce
   const holders = current.map((lease) => `${lease.holder} (token ${lease.fencingToken}, ${lease.state})`).join(', ');
   timeline.event(wallClock(), 'hypervisor', `409 refused: the fencing check says token ${granted.fencingToken} is not valid; ${INSTANCE} is held by ${holders || 'nobody'}`, 'refused');
 
+  // Its calls to the service go with its own token, as it would send them.
+  const late = stage.clientOf(winner.name);
   try {
-    await stage.client.renew(granted.leaseId, { progress: { step: 'flavor-switched' } });
+    await late.renew(granted.leaseId, { progress: { step: 'flavor-switched' } });
     check(false, () => `${winner.name}'s lease was renewed after ${claimer.name} claimed its orphan`);
   } catch (error) {
     if (!(error instanceof LeaseLostError)) throw error;
     check(error.status === 410 && error.code === 'lease_expired', () => `the late renew got ${error.status} ${error.code}, not 410 lease_expired`);
     timeline.event(wallClock(), 'lease-service', `410 ${error.code} to ${winner.name}'s late renew (its orphan ${error.tombstone?.orphanId ?? claimed.orphanId} is ${claimer.name}'s now)`, 'refused');
+  }
+  try {
+    await late.revoke(claimed.leaseId);
+    check(false, () => `${winner.name}'s token revoked ${claimer.name}'s lease`);
+  } catch (error) {
+    if (!(error instanceof LeaseServiceError)) throw error;
+    check(error.status === 403 && error.code === 'forbidden', () => `${winner.name}'s revoke of ${claimer.name}'s lease got ${error.status} ${error.code}, not 403 forbidden`);
+    timeline.event(wallClock(), 'lease-service', `403 forbidden to ${winner.name}'s revoke of ${claimer.name}'s lease: ${error.message}`, 'refused');
   }
 }
 
