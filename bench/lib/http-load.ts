@@ -20,6 +20,8 @@ export interface LoadSpec {
   requests: LoadRequest[];
   /** Statuses that mean "worked as intended"; any other status or a socket error fails the phase. */
   expect: number[];
+  /** Sent with every request besides content-type (e.g. authorization). */
+  headers?: Record<string, string>;
 }
 
 export interface LoadResult {
@@ -56,7 +58,7 @@ export async function runLoad(spec: LoadSpec, length: LoadLength, onTick?: (resp
     // sampling tick, 1 s by default: a 0.5 s warm-up would last 1 s and a fill would end on
     // a whole second. Its per-sample statistics are not used here.
     sampleInt: SAMPLE_INTERVAL_MS,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...spec.headers },
     requests: spec.requests,
     ...('amount' in length ? { amount: length.amount } : { duration: length.durationS }),
   }) as unknown as NodeJS.EventEmitter & PromiseLike<autocannon.Result>;

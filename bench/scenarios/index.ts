@@ -2,6 +2,7 @@
 // matters twice: baselines run first (before the service even starts; etcd among them), and
 // live-leases runs right before orphans, which reuses its 100 000 live leases.
 import { contended, multiResource, uncontended } from './acquire.js';
+import { auth } from './auth.js';
 import { cycle } from './cycle.js';
 import { etcd } from './etcd.js';
 import { httpFloor, redisFloor, redlockDirect } from './floors.js';
@@ -20,6 +21,7 @@ export const SCENARIOS: Scenario[] = [
   uncontended,
   cycle,
   replicaAcks,
+  auth,
   renew,
   holderRenew,
   contended,
@@ -57,6 +59,12 @@ export const COMPARISONS: Comparison[] = [
   { figure: ['replica-acks', 'p50One'], baseline: ['replica-acks', 'p50None'] },
   { figure: ['replica-acks', 'p99One'], baseline: ['replica-acks', 'p99None'] },
   { figure: ['replica-acks', 'releaseP50One'], baseline: ['replica-acks', 'releaseP50None'] },
+  // What access control costs against none, same Redis, same run: a token lookup (one HGET) per
+  // request by default, none with AUTH_CACHE_MS.
+  { figure: ['auth', 'pairsOn'], baseline: ['auth', 'pairsOff'], target: { op: '>=', bound: 0.6 } },
+  { figure: ['auth', 'pairsCached'], baseline: ['auth', 'pairsOff'], target: { op: '>=', bound: 0.8 } },
+  { figure: ['auth', 'p50On'], baseline: ['auth', 'p50Off'] },
+  { figure: ['auth', 'p50Cached'], baseline: ['auth', 'p50Off'] },
   { figure: ['renew', 'rps'], baseline: ['http-floor', 'rps'] },
   { figure: ['holder-renew', 'leases'], baseline: ['renew', 'rps'] },
   { figure: ['contended', 'rps'], baseline: ['uncontended', 'rps'] },
