@@ -6,6 +6,7 @@
 // have missed one). With 0, the default, a service token is looked up on every request, so
 // a revoked one fails on the very next. JWTs cannot be revoked; their checks are remembered.
 import type { Redis } from 'ioredis';
+import { subscriberOf } from '../redis/connection.js';
 import type { Grant } from './grants.js';
 import { JwtRefusal, type JwtVerifier } from './jwt.js';
 import { looksLikeServiceToken, type ServiceTokens, type TokenKeys } from './service-tokens.js';
@@ -37,16 +38,8 @@ export class Authenticator {
   async start(): Promise<void> {
     // Nothing remembered, nothing to forget: no subscription needed.
     if (this.rememberMs === 0) return;
-    const subscriber = this.redis.duplicate({
-      lazyConnect: true,
-      enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
-      autoResubscribe: true,
-      commandTimeout: undefined,
-      enableAutoPipelining: false,
-    });
+    const subscriber = subscriberOf(this.redis);
     this.subscriber = subscriber;
-    subscriber.on('error', () => {}); // reported by the request client and /readyz
     subscriber.on('message', (_channel: string, id: string) => this.forget(id));
     // Every (re)connection may have missed a revocation: forget everything once subscribed.
     subscriber.on('ready', () => {

@@ -8,6 +8,7 @@
 // again. There is no polling: a waiter costs Redis work only when what it waits on changes.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
+import { subscriberOf } from '../redis/connection.js';
 import { namespaceOfKey } from '../namespaces/names.js';
 import { storeKeys } from '../store/keys.js';
 
@@ -40,18 +41,8 @@ export class Notifications {
   }
 
   async start(): Promise<void> {
-    // Unlike the request client, the subscriber may queue its SUBSCRIBE until connected
-    // and re-subscribes by itself after a reconnect.
-    const subscriber = this.redis.duplicate({
-      lazyConnect: true,
-      enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
-      autoResubscribe: true,
-      commandTimeout: undefined,
-      enableAutoPipelining: false,
-    });
+    const subscriber = subscriberOf(this.redis);
     this.subscriber = subscriber;
-    subscriber.on('error', () => {}); // reported by the request client and /readyz
     // ioredis says 'ready' before its own resubscription is sent: subscribe here too (the
     // same SUBSCRIBE twice is harmless) and wake the waiters only once Redis confirmed it,
     // so that a change made before that moment is seen by the look it triggers.

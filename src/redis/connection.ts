@@ -82,6 +82,24 @@ export function createRedisClient({ target, commandTimeoutMs }: ConnectionOption
   }));
 }
 
+/**
+ * A connection of its own for SUBSCRIBE, beside the request client: unlike that one, it may
+ * queue its SUBSCRIBE until connected, re-subscribes by itself after a reconnect, and never
+ * times out (a subscriber waits for messages). Its errors are the request client's to report.
+ */
+export function subscriberOf(client: Redis): Redis {
+  const subscriber = client.duplicate({
+    lazyConnect: true,
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    autoResubscribe: true,
+    commandTimeout: undefined,
+    enableAutoPipelining: false,
+  });
+  subscriber.on('error', () => {}); // reported by the request client and /readyz
+  return subscriber;
+}
+
 /** How long a client that ioredis gave up on waits before it connects again. */
 const REVIVE_DELAY_MS = 1000;
 
