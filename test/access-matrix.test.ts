@@ -204,11 +204,15 @@ describe('the access matrix: role × route × own or other holder × own or othe
     assert.equal(claimed.statusCode, 204, 'no pending orphan of kind resize: the others are not its to claim');
   });
 
-  test('a lease records the token that acquired it', async () => {
+  test('a lease, and its tombstone, record the token that acquired it', async () => {
     const store = new ServiceTokens(t.redis, tokenKeys(t.config.KEY_PREFIX));
     const { token, record } = await store.create({ role: 'conductor', namespaces: [HOME], holders: 'cond-*' });
     const lease = await as(token, 'POST', `${base(HOME)}/leases`, acquireBody('cond-9', [`instances/${unique('i')}`]));
     assert.equal(lease.statusCode, 201, lease.body);
     assert.equal(lease.json<{ acquiredBy: string }>().acquiredBy, record.id);
+    // And its tombstone still says so.
+    const released = await as(token, 'POST', `${base(HOME)}/leases/${lease.json<{ id: string }>().id}/release`, {});
+    assert.equal(released.statusCode, 200, released.body);
+    assert.equal(released.json<{ acquiredBy: string }>().acquiredBy, record.id);
   });
 });

@@ -3274,6 +3274,8 @@ export interface components {
             action: components["schemas"]["Action"] | null;
             /** @description The orphan its action became, if it had one. */
             orphanId?: string;
+            /** @description With access control on: the id of the token that acquired (or claimed) it. */
+            acquiredBy?: string;
         };
         Conflict: {
             path: components["schemas"]["ResourcePath"];
@@ -3481,6 +3483,8 @@ export interface components {
             action: components["schemas"]["Action"] | null;
             /** @description The orphan its action became, if it had one. */
             orphanId?: string;
+            /** @description With access control on: the id of the token that acquired (or claimed) it. */
+            acquiredBy?: string;
         };
         /**
          * @description One lifecycle event, as the data: of a GET /v1/events frame.

@@ -15,6 +15,7 @@ export function tombstoneView(record: LeaseRecord) {
     endedAt: iso(record.endedAt ?? record.expiresAt),
     action: actionView(record),
     ...(record.orphanId ? { orphanId: record.orphanId } : {}),
+    ...(record.acquiredBy !== null ? { acquiredBy: record.acquiredBy } : {}),
   };
 }
 

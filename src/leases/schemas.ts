@@ -27,6 +27,7 @@ const tombstoneFields = {
   endedAt: Timestamp('When it ended: its expiresAt for an expired lease, else the time of the release or revocation.'),
   action: Type.Union([ref(ActionView), Type.Null()]),
   orphanId: Type.Optional(Type.String({ description: 'The orphan its action became, if it had one.' })),
+  acquiredBy: Type.Optional(Type.String({ description: 'With access control on: the id of the token that acquired (or claimed) it.' })),
 };
 
 export const TombstoneView = named(
