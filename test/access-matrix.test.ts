@@ -215,4 +215,27 @@ describe('the access matrix: role × route × own or other holder × own or othe
     assert.equal(released.statusCode, 200, released.body);
     assert.equal(released.json<{ acquiredBy: string }>().acquiredBy, record.id);
   });
+
+  test('a token for every namespace uses the namespaces that exist, and creates none unless it is an operator\'s', async () => {
+    const store = new ServiceTokens(t.redis, tokenKeys(t.config.KEY_PREFIX));
+    const { token } = await store.create({ role: 'conductor', namespaces: '*', holders: 'cond-*' });
+    const fresh = unique('fresh');
+    const registry = `{${t.config.KEY_PREFIX}}:namespaces`;
+    const refused = await as(token, 'POST', `${base(fresh)}/leases`, acquireBody('cond-1', ['instances/i-1'], { ttlMs: TTL_MS }));
+    assert.equal(refused.statusCode, 403, refused.body);
+    assert.equal(await t.redis.sismember(registry, fresh), 0, 'the refused acquire registered nothing');
+    assert.deepEqual(await t.redis.keys(`{${t.config.KEY_PREFIX}/${fresh}}:*`), []);
+    // An operator's first acquire creates it; from then on the conductor works there.
+    assert.equal((await as(tokens.admin!, 'POST', `${base(fresh)}/leases`, acquireBody('other-1', ['instances/i-1'], { ttlMs: TTL_MS }))).statusCode, 201);
+    assert.equal((await as(token, 'POST', `${base(fresh)}/leases`, acquireBody('cond-1', ['instances/i-2'], { ttlMs: TTL_MS }))).statusCode, 201);
+  });
+
+  test('grants: orphan kinds are any printable text (no control characters), and a holder glob has at most two stars', async () => {
+    const store = new ServiceTokens(t.redis, tokenKeys(t.config.KEY_PREFIX));
+    const conductor = { role: 'conductor' as const, namespaces: [HOME] };
+    await store.create({ ...conductor, holders: 'cond-*', kinds: ['snapshot', 'Create', 'x}y'] });
+    await store.create({ ...conductor, holders: 'cell-*-cond-*' });
+    await assert.rejects(store.create({ ...conductor, holders: 'cond-*', kinds: ['a\nb'] }), TypeError, 'a newline would split one kind into two');
+    await assert.rejects(store.create({ ...conductor, holders: '*-*-*' }), TypeError, 'three stars');
+  });
 });

@@ -374,6 +374,7 @@ describe('JWTs', () => {
     const base = conductorClaims(unique('conductor-sub'));
     const { exp: _exp, ...withoutExp } = base;
     const { iss: _iss, ...withoutIssuer } = base;
+    const { sub: _sub, ...withoutSubject } = base;
     const refused: [string, Promise<string>][] = [
       ['signed by another key', sign(base, otherKey)],
       ['expired a minute ago', sign({ ...base, exp: now() - 60 })],
@@ -384,6 +385,8 @@ describe('JWTs', () => {
       // The classic confusion: the public key taken for an HMAC secret.
       ['HS256 with the public key as its secret', sign(base, new TextEncoder().encode(publicPem), 'HS256')],
       ['not carrying a valid role', sign({ ...base, role: 'admin' })],
+      // Events, leases, quotas and slots name the caller by it: without one all would share one.
+      ['without a sub', sign(withoutSubject)],
     ];
     const before = await snapshotAll(jwtApp);
     for (const [what, signing] of refused) {

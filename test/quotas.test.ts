@@ -150,6 +150,16 @@ describe('RATE_LIMIT_PER_SECOND with access control on: per token and namespace,
     assert.equal(await app.redis.hget(`${prefixOf(app, 'cell-1')}l:${again.json<LeaseBody>().id}`, 'by'), alice.id);
   });
 
+  test('a malformed namespace counts in the default namespace\'s bucket: no key is named after it', async () => {
+    const caller = await makeToken(app, { role: 'reader', namespaces: ['cell-1'] });
+    const forged = `zz${encodeURIComponent('}:h:conductor-x')}`;
+    const res = await as(app, caller, 'GET', `/v1/namespaces/${forged}/leases?holder=a`);
+    assert.equal(res.statusCode, 400, res.body);
+    const stray = (await app.redis.keys(`{${app.config.KEY_PREFIX}*`)).filter((key) => key.includes('conductor-x') || key.includes('zz'));
+    assert.deepEqual(stray, []);
+    assert.ok((await app.redis.exists(`${prefixOf(app, 'default')}rate:${caller.id}`)) === 1, 'it was counted, in the default bucket');
+  });
+
   test('/healthz, /readyz and /metrics are never limited, with or without a token', async () => {
     const alice = await makeToken(app, { role: 'conductor', namespaces: ['cell-1'], holders: 'c-*' });
     const rateKeysBefore = (await app.redis.keys(`*rate*`)).sort();

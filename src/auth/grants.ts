@@ -17,9 +17,18 @@ export const GrantClaims = Type.Object({
   role: Type.Union(ROLES.map((role) => Type.Literal(role)), { description: 'What the token may do (see the README\'s access matrix).' }),
   namespaces: AllOrList('^[a-z0-9][a-z0-9-]{0,62}$', 'The namespaces it may use: "*" or a list.'),
   holders: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 128, description: 'conductor: the holders it may act as, a glob in which * matches any run of characters (e.g. conductor-*).' }),
+    Type.String({
+      minLength: 1,
+      maxLength: 128,
+      // At most two stars: matching backtracks (in Node and in Redis' Lua), and a glob of many
+      // stars against a long holder would take seconds, with Redis blocked for all of them.
+      pattern: '^[^*]*(\\*[^*]*){0,2}$',
+      description: 'conductor: the holders it may act as, a glob in which * matches any run of characters (e.g. conductor-*), with at most two *.',
+    }),
   ),
-  kinds: Type.Optional(AllOrList('^[^\\p{C}]{1,64}$', 'conductor: the orphan kinds it may claim ("*" for all, the default).')),
+  // No control characters (a newline would split one granted kind into two in claim-1.lua).
+  // Written without \p{...}: TypeBox compiles patterns without the u flag.
+  kinds: Type.Optional(AllOrList('^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$', 'conductor: the orphan kinds it may claim ("*" for all, the default).')),
   payload: Type.Optional(Type.Boolean({ description: 'reader: whether answers show action.payload and progress (hidden by default).' })),
 });
 export type GrantClaimsValue = Static<typeof GrantClaims>;

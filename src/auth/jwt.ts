@@ -57,7 +57,8 @@ export class JwtVerifier {
     };
     if (!Value.Check(GrantClaims, claims)) throw new JwtRefusal('The JWT does not carry a valid grant (role, namespaces, holders, kinds, payload).');
     if (typeof payload.exp !== 'number') throw new JwtRefusal('The JWT has no exp: only JWTs that expire are accepted.');
-    const subject = typeof payload.sub === 'string' ? payload.sub : typeof payload.jti === 'string' ? payload.jti : 'anonymous';
-    return { ...claims, actor: `jwt:${subject.slice(0, 128)}`, expiresAt: payload.exp * 1000 };
+    // The actor that events, leases, quotas and slots name: JWTs without one would all share it.
+    if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 128) throw new JwtRefusal('The JWT needs a sub (1 to 128 characters): it names the caller.');
+    return { ...claims, actor: `jwt:${payload.sub}`, expiresAt: payload.exp * 1000 };
   }
 }

@@ -7,7 +7,10 @@ import rateLimit from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
 import { ProblemError } from '../errors.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
+import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN } from '../namespaces/names.js';
 import { namespaceOf } from '../namespaces/routing.js';
+
+const WELL_FORMED = new RegExp(NAMESPACE_PATTERN);
 
 export async function registerRateLimit(app: FastifyInstance, redis: Redis, namespaces: Namespaces, perSecond: number): Promise<void> {
   if (perSecond === 0) return;
@@ -18,7 +21,13 @@ export async function registerRateLimit(app: FastifyInstance, redis: Redis, name
     redis,
     // The whole key comes from keyGenerator, which starts with the namespace's hash tag.
     nameSpace: '',
-    keyGenerator: (request) => `${namespaces.prefix(namespaceOf(request))}rate:${request.grant?.actor ?? `ip:${request.ip}`}`,
+    // The limiter runs before the route's schema checks the namespace: a malformed one (it
+    // would reach a key name, and could forge another key's) counts in the default's bucket.
+    keyGenerator: (request) => {
+      const namespace = namespaceOf(request);
+      const bucket = WELL_FORMED.test(namespace) ? namespace : DEFAULT_NAMESPACE;
+      return `${namespaces.prefix(bucket)}rate:${request.grant?.actor ?? `ip:${request.ip}`}`;
+    },
     // /v1 only: health, metrics and docs are never limited.
     allowList: (request) => request.routeOptions.config.access === undefined,
     // Redis trouble is a 503 like any other, not a free pass.

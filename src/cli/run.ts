@@ -134,7 +134,8 @@ async function run(ctx: Context, paths: string[], options: RunOptions, commandLi
     const child = spawn(file, args, {
       stdio: 'inherit',
       detached: true,
-      env: { ...process.env, LEASE_ID: lease.id, LEASE_FENCING_TOKEN: String(lease.fencingToken) },
+      // Not LEASE_TOKEN: the command works under the lease, it does not call the service as us.
+      env: { ...withoutToken(process.env), LEASE_ID: lease.id, LEASE_FENCING_TOKEN: String(lease.fencingToken) },
     });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>((resolve) => {
       child.once('error', (error: NodeJS.ErrnoException) => resolve({ error }));
@@ -207,4 +208,9 @@ async function run(ctx: Context, paths: string[], options: RunOptions, commandLi
 
 function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (constants.signals[signal] ?? 0);
+}
+
+function withoutToken(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { LEASE_TOKEN: _token, ...rest } = env;
+  return rest;
 }

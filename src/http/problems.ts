@@ -86,7 +86,9 @@ export function installProblemHandling(app: FastifyInstance): void {
     }
     const known = classify(error);
     if (known) return sendProblem(reply, problem(known.code, known.detail));
-    request.log.error({ err: error }, 'unexpected error');
+    // Name, message and stack only: an ioredis ReplyError carries the command it failed on,
+    // arguments and all (a lease's payload, which may hold secrets).
+    request.log.error({ err: { type: error.name, message: error.message, stack: error.stack } }, 'unexpected error');
     return sendProblem(reply, problem('internal_error', 'The service failed to handle this request; it has been logged.'));
   });
 }

@@ -42,9 +42,12 @@ export class Namespaces {
     return namespaceKeyPrefix(this.keyPrefix, namespace);
   }
 
-  /** Registers a namespace before its first write; throws NamespaceFullError past NAMESPACES_MAX. */
-  admit(namespace: string): Promise<void> {
-    return this.registry.admit(namespace);
+  /**
+   * Registers a namespace before its first write; throws NamespaceFullError past
+   * NAMESPACES_MAX, NamespaceUnknownError for a new one when `mayCreate` is false.
+   */
+  admit(namespace: string, mayCreate = true): Promise<void> {
+    return this.registry.admit(namespace, mayCreate);
   }
 
   /** Every namespace that may hold state, "default" first. */

@@ -9,10 +9,12 @@ import { DEFAULT_NAMESPACE } from './names.js';
 
 /**
  * Admits ARGV[1] unless the set already holds ARGV[2] names: 1 admitted (or already there),
- * 0 full. One script, so replicas admitting at once never pass the cap together.
+ * 0 full, -1 new and ARGV[3] is not "1" (the caller may not create one). One script, so
+ * replicas admitting at once never pass the cap together.
  */
 const ADMIT = `
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if ARGV[3] ~= '1' then return -1 end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
 return 1`;
@@ -26,7 +28,14 @@ const REMEMBER_MS = 60_000;
 
 /** The client with ADMIT defined on it (as EVALSHA, falling back to EVAL). */
 interface AdmittingRedis {
-  leaseAdmitNamespace(key: string, namespace: string, max: number): Promise<number>;
+  leaseAdmitNamespace(key: string, namespace: string, max: number, mayCreate: '1' | '0'): Promise<number>;
+}
+
+/** A namespace that does not exist yet, asked for by a caller that may not create one. */
+export class NamespaceUnknownError extends Error {
+  constructor(readonly namespace: string) {
+    super(`The namespace "${namespace}" does not exist yet, and this token may not create one.`);
+  }
 }
 
 export class NamespaceFullError extends Error {
@@ -47,14 +56,18 @@ export class NamespaceRegistry {
     redis.defineCommand('leaseAdmitNamespace', { numberOfKeys: 1, lua: ADMIT });
   }
 
-  /** Registers `namespace` (the default one always is), or throws NamespaceFullError. */
-  async admit(namespace: string): Promise<void> {
+  /**
+   * Registers `namespace` (the default one always is), or throws NamespaceFullError, or
+   * NamespaceUnknownError when it is new and `mayCreate` is false.
+   */
+  async admit(namespace: string, mayCreate = true): Promise<void> {
     if (namespace === DEFAULT_NAMESPACE) return;
     const at = this.admittedAt.get(namespace);
     if (at !== undefined && performance.now() - at < REMEMBER_MS) return;
     const redis = this.redis as unknown as AdmittingRedis;
-    const admitted = (await redis.leaseAdmitNamespace(this.key, namespace, this.max)) === 1;
-    if (!admitted) throw new NamespaceFullError(this.max);
+    const answer = await redis.leaseAdmitNamespace(this.key, namespace, this.max, mayCreate ? '1' : '0');
+    if (answer === -1) throw new NamespaceUnknownError(namespace);
+    if (answer !== 1) throw new NamespaceFullError(this.max);
     // At most NAMESPACES_MAX names get here, so the map stays as small as the set.
     this.admittedAt.set(namespace, performance.now());
   }

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, FastifySchema
 import { ProblemError } from '../errors.js';
 import { DEFAULT_NAMESPACE, NamespaceName } from './names.js';
 import type { Namespaces } from './namespaces.js';
-import { NamespaceFullError } from './registry.js';
+import { NamespaceFullError, NamespaceUnknownError } from './registry.js';
 import type { LeaseStore } from '../store/lease-store.js';
 
 export const NAMESPACED_PREFIX = '/v1/namespaces/:namespace';
@@ -31,12 +31,20 @@ function asCaller(namespaces: Namespaces, store: LeaseStore, request: FastifyReq
 /**
  * The store of the request's namespace, for a request that may create state in it (an
  * acquire): the namespace is registered first, or the request is 429 past NAMESPACES_MAX.
+ * With access control on, only a token that names the namespace, or an operator's, creates
+ * one: a token for every namespace ("*") that is not an operator's uses those that exist, so
+ * it cannot fill the registry with names of its own (403 for a new one).
  */
 export async function writableStoreOf(namespaces: Namespaces, request: FastifyRequest): Promise<LeaseStore> {
   const namespace = namespaceOf(request);
+  const grant = request.grant;
+  const mayCreate = grant === null || grant.role === 'operator' || grant.namespaces !== '*';
   try {
-    await namespaces.admit(namespace);
+    await namespaces.admit(namespace, mayCreate);
   } catch (error) {
+    if (error instanceof NamespaceUnknownError) {
+      throw new ProblemError('forbidden', `${error.message} An operator's first acquire in it, or one with a token that names it, creates it.`);
+    }
     if (!(error instanceof NamespaceFullError)) throw error;
     throw new ProblemError('rate_limited', `${error.message} Use an existing namespace.`, {}, { 'retry-after': '60' });
   }

@@ -16,6 +16,14 @@ export interface MetricsRoutesOptions {
 
 export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (app, { metrics, namespaces }) => {
   const shared = new SharedMetrics(metrics.registry);
+  // One read at a time: scrapes that arrive while one is on its way share its answer, so a
+  // flood of scrapes costs Redis no more than one scraper does (a read is one script call per
+  // namespace, NAMESPACES_MAX + 1 at most).
+  let reading: Promise<SharedStats> | undefined;
+  const readShared = (): Promise<SharedStats> =>
+    (reading ??= readAllNamespaces(namespaces).finally(() => {
+      reading = undefined;
+    }));
   app.get(
     '/metrics',
     {
@@ -41,12 +49,7 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
     },
     async (request, reply) => {
       try {
-        // The namespace "default" is read alongside the list of the others (one round trip less).
-        const [defaults, others] = await Promise.all([
-          namespaces.store().stats(),
-          namespaces.list().then((names) => Promise.all(names.slice(1).map((name) => namespaces.store(name).stats()))),
-        ]);
-        shared.update(sumStats([defaults, ...others]));
+        shared.update(await readShared());
         metrics.redisUp.set(1);
       } catch (error) {
         request.log.warn({ err: (error as Error).message }, 'metrics: Redis could not be read');
@@ -56,6 +59,15 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
     },
   );
 };
+
+/** The stats of every namespace; "default" is read alongside the list of the others (one round trip less). */
+async function readAllNamespaces(namespaces: Namespaces): Promise<SharedStats> {
+  const [defaults, others] = await Promise.all([
+    namespaces.store().stats(),
+    namespaces.list().then((names) => Promise.all(names.slice(1).map((name) => namespaces.store(name).stats()))),
+  ]);
+  return sumStats([defaults, ...others]);
+}
 
 /** The stats of every namespace as one: counts and counters added up. */
 function sumStats(all: SharedStats[]): SharedStats {
