@@ -238,4 +238,19 @@ describe('the access matrix: role × route × own or other holder × own or othe
     await assert.rejects(store.create({ ...conductor, holders: 'cond-*', kinds: ['a\nb'] }), TypeError, 'a newline would split one kind into two');
     await assert.rejects(store.create({ ...conductor, holders: '*-*-*' }), TypeError, 'three stars');
   });
+
+  test('a conductor\'s read of another holder\'s expired lease is 403 and settles nothing (its own holder\'s read would)', async () => {
+    const store = new ServiceTokens(t.redis, tokenKeys(t.config.KEY_PREFIX));
+    const { token } = await store.create({ role: 'conductor', namespaces: [HOME], holders: 'cond-*' });
+    const lease = await as(tokens.admin!, 'POST', `${base(HOME)}/leases`, acquireBody('other-9', [`instances/${unique('i')}`], { ttlMs: 1000, action: { kind: 'resize' } }));
+    assert.equal(lease.statusCode, 201, lease.body);
+    const { id, expiresAt } = lease.json<{ id: string; expiresAt: string }>();
+    await new Promise((resolve) => setTimeout(resolve, Date.parse(expiresAt) - Date.now() + 300));
+    const before = await snapshot(t.redis, t.config.KEY_PREFIX);
+    const refused = await as(token, 'GET', `${base(HOME)}/leases/${id}`);
+    assert.equal(refused.statusCode, 403, refused.body);
+    assert.deepEqual(await snapshot(t.redis, t.config.KEY_PREFIX), before, 'the expired lease was not settled by the refused read');
+    // The operator's read settles it: orphaned, its orphan published.
+    assert.equal((await as(tokens.admin!, 'GET', `${base(HOME)}/leases/${id}`)).json<{ state: string }>().state, 'orphaned');
+  });
 });

@@ -2,8 +2,8 @@
 // configured so) needs a bearer token: onRequest turns it into a grant or answers 401, and
 // preHandler, once the body is parsed, answers 403 to a call the grant does not allow
 // (role, namespace, the holder a conductor acts as, the kinds it claims). Checks that need
-// the lease (renew, release, read by id) are made by the route, in the script that would
-// change it. Readers see no payload or progress unless their grant says so. With access
+// the lease (renew, release, read by id) are made by the route's script, before it writes
+// or settles anything. Readers see no payload or progress unless their grant says so. With access
 // control off, nothing here runs.
 import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } from 'fastify';
 import { problem, ProblemError } from '../errors.js';
@@ -140,14 +140,6 @@ export function holdersOf(request: FastifyRequest): string | null {
   const grant = request.grant;
   if (grant === null || grant.role !== 'conductor') return null;
   return grant.holders ?? '';
-}
-
-/** Refuses (403) a conductor's read of a lease that is not one of its holders'. */
-export function assertMayRead(request: FastifyRequest, holder: string): void {
-  const grant = request.grant;
-  if (grant !== null && grant.role === 'conductor' && !mayActAs(grant, holder)) {
-    throw forbidden(`This token may read the leases of holders ${grant.holders ?? '(none)'}, not of ${holder}.`);
-  }
 }
 
 /** The orphan kinds a claim looks at: those asked for, or, for a conductor limited to some kinds, those. */

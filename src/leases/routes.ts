@@ -9,7 +9,7 @@ import { ProblemError, type ProblemCode } from '../errors.js';
 import type { AcquireResult, LeaseChange, RenewResult } from '../store/lease-store.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
 import { namespaceOf, storeOf, writableStoreOf } from '../namespaces/routing.js';
-import { assertMayRead, holdersOf, overQuota } from '../auth/access-control.js';
+import { holdersOf, overQuota } from '../auth/access-control.js';
 import type { LeaseRecord, Outcome } from '../store/records.js';
 import type { ResourceClaim } from '../store/resource-codec.js';
 import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome, type ServiceMetrics } from '../observability/metrics.js';
@@ -215,8 +215,7 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
     },
     async (request, reply) => {
       const store = storeOf(namespaces, request);
-      const result = await store.get(request.params.id);
-      if (result.kind === 'done' || result.kind === 'ended') assertMayRead(request, result.lease.holder);
+      const result = await store.get(request.params.id, holdersOf(request));
       if (result.kind === 'done' && !holdsResources(result.lease)) throw gone(result.lease);
       return reply.send(leaseView(present(result, request.params.id), result.now));
     },

@@ -296,8 +296,9 @@ export class LeaseStore {
     return toChange(await this.call('revoke', id), 'revoked');
   }
 
-  async get(id: string): Promise<LeaseChange> {
-    return toChange(await this.call('get', id), 'found');
+  /** `holders`: the caller may read only leases of these holders (refused before anything is settled). */
+  async get(id: string, holders: HolderGlob = null): Promise<LeaseChange> {
+    return toChange(await this.call('get', id, luaPattern(holders)), 'found');
   }
 
   async list(query: ListQuery): Promise<{ now: number; nextToken: string | null; items: LeaseRecord[] }> {
