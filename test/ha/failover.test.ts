@@ -248,8 +248,11 @@ describe('Sentinel mode: what a service replica keeps across failovers, without 
         }
       }
     })().catch(() => {});
-    const { oldPrimary } = await runFailover((primary) => primary.kill());
-    await oldPrimary.restart();
+    await runFailover((primary) => primary.kill());
+    // The killed primary back as a replica, and every replica in sync again: with
+    // REDIS_MIN_REPLICAS=1 a write right after a promotion may find its replicas resyncing
+    // (503, not durable yet), which is not what these tests are about.
+    await topology.heal(20000);
   });
   after(async () => {
     closeStream();
@@ -259,7 +262,7 @@ describe('Sentinel mode: what a service replica keeps across failovers, without 
   test('an event stream opened before the failover carries the events after it', async () => {
     const [a, b] = services;
     const lease = await post(a!, '/v1/leases', { holder: 'after-failover', resources: [{ path: 'networks/n-events' }] });
-    assert.equal(lease.status, 201);
+    assert.equal(lease.status, 201, await lease.clone().text());
     const { id } = (await lease.json()) as { id: string };
     await waitFor(() => events.some((e) => e.type === 'granted' && e.leaseId === id), { timeoutMs: 10000, what: `the grant of ${id} on the stream of ${b!.url}` });
   });
@@ -267,7 +270,7 @@ describe('Sentinel mode: what a service replica keeps across failovers, without 
   test('a waiting acquire is woken by a release on another replica (the subscription moved to the new primary)', async () => {
     const [a, b, c] = services;
     const first = await post(a!, '/v1/leases', { holder: 'first', resources: [{ path: 'networks/n-wait' }], ttlMs: 60000 });
-    assert.equal(first.status, 201);
+    assert.equal(first.status, 201, await first.clone().text());
     const { id } = (await first.json()) as { id: string };
     const sentAt = Date.now();
     const waiting = post(b!, '/v1/leases', { holder: 'second', resources: [{ path: 'networks/n-wait' }], waitMs: 20000 });
@@ -284,7 +287,7 @@ describe('Sentinel mode: what a service replica keeps across failovers, without 
     const sentAt = Date.now();
     const claim = post(b!, '/v1/orphans/claim', { holder: 'claimer', kinds: ['after-failover'], waitMs: 20000 });
     const dying = await post(a!, '/v1/leases', { holder: 'dies', resources: [{ path: 'networks/n-orphan' }], ttlMs: 1000, action: { kind: 'after-failover' } });
-    assert.equal(dying.status, 201);
+    assert.equal(dying.status, 201, await dying.clone().text());
     const { id } = (await dying.json()) as { id: string };
     const claimed = await claim;
     assert.equal(claimed.status, 200);
