@@ -21,6 +21,7 @@ import { eventRoutes, eventStreamSlots } from './events/routes.js';
 import { EventView } from './events/schemas.js';
 import { StreamWatchers } from './events/stream-watchers.js';
 import { registerInEveryNamespace } from './namespaces/routing.js';
+import { DEFAULT_NAMESPACE, namespaceKeyPrefix } from './namespaces/names.js';
 import { Namespaces } from './namespaces/namespaces.js';
 import { NamespaceRegistry } from './namespaces/registry.js';
 import { healthRoutes } from './observability/health.js';
@@ -86,7 +87,7 @@ function closeConnectionsWhenClosing(app: FastifyInstance): void {
 
 /** The key prefix of the namespace "default" (every other namespace's is built from KEY_PREFIX too). */
 export function keyPrefix(config: Config): string {
-  return `{${config.KEY_PREFIX}}:`;
+  return namespaceKeyPrefix(config.KEY_PREFIX, DEFAULT_NAMESPACE);
 }
 
 /** The Fastify server options; the benchmark's HTTP floor uses them too, to compare like with like. */

@@ -32,6 +32,7 @@ import { ServiceTokens, tokenKeys } from '../../src/auth/service-tokens.js';
 import type { Context, Phase } from '../lib/context.js';
 import { checkLoad, pooledLatency, rateOf, runLoad, type LoadSpec } from '../lib/http-load.js';
 import { startChildServer, type ChildServer } from '../lib/service-process.js';
+import { roundsOf, warmUpSides } from '../lib/side-by-side.js';
 import { formatMs, formatNumber } from '../lib/stats.js';
 import { describeUsage, takeUsage, usageBetween, type Usage } from '../lib/usage.js';
 import { acquireThenRelease } from './cycle.js';
@@ -155,14 +156,8 @@ export const auth: Scenario = {
       const [off, on, cached] = sides as [Side, Side, Side];
       ctx.progress(`    ready in ${since(t0)}`);
 
-      for (const side of sides) {
-        ctx.progress(`  warm-up ${side.label}: ${ctx.options.warmupS} s at ${side.spec.connections} connections`);
-        checkLoad(`${side.label} (warm-up)`, side.spec, await runLoad(side.spec, { durationS: ctx.options.warmupS }));
-      }
-
-      // Smoke: one round of quarter phases (each side measured half of --duration); the numbers mean little there.
-      const rounds = ctx.options.smoke ? 1 : ROUNDS;
-      const phaseS = ctx.options.durationS / (ctx.options.smoke ? 4 : 2 * rounds);
+      await warmUpSides(ctx, sides);
+      const { rounds, phaseS } = roundsOf(ctx, ROUNDS);
       const measure = async (side: Side, name: string) => {
         ctx.progress(`  ${name} ${side.label}: ${phaseS} s at ${side.spec.connections} connections`);
         await ctx.compactAof();

@@ -2,6 +2,7 @@
 // it may act as and the orphan kinds it may claim. Service tokens and JWTs carry the same
 // grant; the routes ask it questions, and never look at where it came from.
 import { Type, type Static } from '@sinclair/typebox';
+import { NAMESPACE_PATTERN } from '../namespaces/names.js';
 
 export const ROLES = ['conductor', 'operator', 'reader', 'resource-server'] as const;
 export type Role = (typeof ROLES)[number];
@@ -15,7 +16,7 @@ const AllOrList = (item: string, description: string) => Type.Union([Type.Litera
  */
 export const GrantClaims = Type.Object({
   role: Type.Union(ROLES.map((role) => Type.Literal(role)), { description: 'What the token may do (see the README\'s access matrix).' }),
-  namespaces: AllOrList('^[a-z0-9][a-z0-9-]{0,62}$', 'The namespaces it may use: "*" or a list.'),
+  namespaces: AllOrList(NAMESPACE_PATTERN, 'The namespaces it may use: "*" or a list.'),
   holders: Type.Optional(
     Type.String({
       minLength: 1,

@@ -5,6 +5,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Value } from '@sinclair/typebox/value';
+import { DEFAULT_NAMESPACE, namespaceKeyPrefix } from '../namespaces/names.js';
 import { GrantClaims, type Grant, type GrantClaimsValue } from './grants.js';
 
 const TOKEN = /^lst_([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$/;
@@ -29,7 +30,8 @@ export interface TokenKeys {
 }
 
 export function tokenKeys(keyPrefix: string): TokenKeys {
-  return { tokens: `{${keyPrefix}}:tokens`, revokedChannel: `{${keyPrefix}}:tokens-revoked` };
+  const prefix = namespaceKeyPrefix(keyPrefix, DEFAULT_NAMESPACE);
+  return { tokens: `${prefix}tokens`, revokedChannel: `${prefix}tokens-revoked` };
 }
 
 export function looksLikeServiceToken(token: string): boolean {

@@ -10,7 +10,7 @@ import { ROLES, type GrantClaimsValue, type Role } from '../auth/grants.js';
 import { ServiceTokens, tokenKeys, type TokenRecord } from '../auth/service-tokens.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createRedisClient, redisTargetOf, waitUntilReady } from '../redis/connection.js';
-import { readEmbeddedState } from '../redis/embedded.js';
+import { embeddedRedisUrl } from '../redis/embedded.js';
 import { UsageError } from './exit-codes.js';
 import { integer, list } from './options.js';
 import { makeOutput, printJson, printLine, printTable, type Output } from './output.js';
@@ -156,11 +156,10 @@ async function withTokens(work: (store: ServiceTokens) => Promise<void>): Promis
   }
   let managedUrl: string | undefined;
   if (!config.REDIS_URL && !config.REDIS_SENTINELS) {
-    const state = readEmbeddedState(config.DATA_DIR);
-    if (state?.password === undefined) {
+    managedUrl = embeddedRedisUrl(config.DATA_DIR) ?? undefined;
+    if (managedUrl === undefined) {
       throw new UsageError(`No REDIS_URL or REDIS_SENTINELS, and no managed redis-server under DATA_DIR=${config.DATA_DIR}: start the service first, or set REDIS_URL.`);
     }
-    managedUrl = `redis://:${state.password}@127.0.0.1:${state.port}`;
   }
   const redis: Redis = createRedisClient({ target: redisTargetOf(config, managedUrl), commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', () => {});

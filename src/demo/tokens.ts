@@ -7,7 +7,7 @@
 import { ServiceTokens, tokenKeys } from '../auth/service-tokens.js';
 import type { GrantClaimsValue } from '../auth/grants.js';
 import { createRedisClient, waitUntilReady } from '../redis/connection.js';
-import { readEmbeddedState } from '../redis/embedded.js';
+import { embeddedRedisUrl } from '../redis/embedded.js';
 import { StoryError } from './checks.js';
 
 export interface DemoTokens {
@@ -25,10 +25,9 @@ const NAMESPACES = ['default'];
 export async function makeTokens(dataDir: string, keyPrefix: string, holders: readonly string[]): Promise<DemoTokens> {
   const wildcard = holders.find((holder) => holder.includes('*'));
   if (wildcard !== undefined) throw new StoryError(`the conductor name ${wildcard} is a glob: its token would act as other conductors too`);
-  const state = readEmbeddedState(dataDir);
-  if (!state) throw new StoryError(`the service's redis-server left no state file in ${dataDir}`);
-  const credentials = state.password === undefined ? '' : `:${state.password}@`;
-  const redis = createRedisClient({ target: { mode: 'single', url: `redis://${credentials}127.0.0.1:${state.port}` }, commandTimeoutMs: REDIS_WAIT_MS });
+  const url = embeddedRedisUrl(dataDir);
+  if (!url) throw new StoryError(`the service's redis-server left no state file in ${dataDir}`);
+  const redis = createRedisClient({ target: { mode: 'single', url }, commandTimeoutMs: REDIS_WAIT_MS });
   try {
     await waitUntilReady(redis, REDIS_WAIT_MS);
     const store = new ServiceTokens(redis, tokenKeys(keyPrefix));

@@ -19,7 +19,9 @@ Namespaces: every /v1 route also exists as /v1/namespaces/{namespace}/... (a ten
 without that prefix are the namespace "default". Leases, orphans, waiters, events and fencing tokens of one namespace never
 meet another's: the same path in two namespaces never conflicts, an id of another namespace is 404, and fencing tokens
 increase within a namespace. A namespace needs no creation step (the first acquire in it registers it; at most
-NAMESPACES_MAX exist, past that an acquire in a new one is 429 rate_limited). Each namespace is one Redis Cluster slot.
+NAMESPACES_MAX exist, past that an acquire in a new one is 429 rate_limited). With access control on, a new
+namespace is created only by an operator's token or by one that names it; a token for every namespace that is not
+an operator's gets 403 forbidden in one that does not exist yet. Each namespace is one Redis Cluster slot.
 
 Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached or does not answer
 within the command timeout the service answers 503 backend_unavailable with Retry-After. Every call carries a deadline on

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { subscriberOf } from '../redis/connection.js';
-import { namespaceOfKey } from '../namespaces/names.js';
+import { DEFAULT_NAMESPACE, namespaceKeyPrefix, namespaceOfKey } from '../namespaces/names.js';
 import { storeKeys } from '../store/keys.js';
 
 /** How long start() waits for the subscription before going on without it. */
@@ -33,10 +33,11 @@ export class Notifications {
   ) {
     // One listener per waiting request; thousands may wait at once.
     this.events.setMaxListeners(0);
-    const defaults = storeKeys(`{${keyPrefix}}:`);
+    const defaults = storeKeys(namespaceKeyPrefix(keyPrefix, DEFAULT_NAMESPACE));
     this.channels = [defaults.freedChannel, defaults.pendingChannel];
-    // KEY_PREFIX holds no glob character ([A-Za-z0-9._:-]), so the pattern matches only these.
-    const others = storeKeys(`{${keyPrefix}/*}:`);
+    // Every other namespace's, by "*" in its place: KEY_PREFIX holds no glob character
+    // ([A-Za-z0-9._:-]), so the pattern matches only these.
+    const others = storeKeys(namespaceKeyPrefix(keyPrefix, '*'));
     this.patterns = [others.freedChannel, others.pendingChannel];
   }
 

@@ -236,6 +236,16 @@ function handle(port: number, pid: number, password: string, dataDir: string, ad
  * The redis-server a service started under `dataDir` (the file it keeps there while that
  * server runs), or null. Other processes (the demo, tests) read it to find that server.
  */
+/**
+ * The URL of the redis-server a service started under `dataDir`, for another process that
+ * must reach it (the CLI's `lease tokens`, the demo), or null when none runs there.
+ */
+export function embeddedRedisUrl(dataDir: string): string | null {
+  const state = readEmbeddedState(dataDir);
+  if (!state) return null;
+  return state.password === undefined ? `redis://127.0.0.1:${state.port}` : redisUrl(state.port, state.password);
+}
+
 export function readEmbeddedState(dataDir: string): EmbeddedState | null {
   try {
     return JSON.parse(readFileSync(join(dataDir, STATE_FILE), 'utf8')) as EmbeddedState;
