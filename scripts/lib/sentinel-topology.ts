@@ -62,7 +62,7 @@ export interface SentinelTopology {
   stop(): Promise<void>;
 }
 
-const HOST = '127.0.0.1';
+export const HOST = '127.0.0.1';
 
 export async function startSentinelTopology(options: TopologyOptions = {}): Promise<SentinelTopology> {
   const {
@@ -188,7 +188,8 @@ export async function startSentinelTopology(options: TopologyOptions = {}): Prom
   }
 }
 
-class ProcessNode implements RedisNode {
+/** One redis-server or redis-sentinel process with its folder and configuration file (the cluster topology uses it too). */
+export class ProcessNode implements RedisNode {
   private child: ChildProcess | undefined;
 
   constructor(
@@ -324,7 +325,7 @@ async function waitForSentinels(sentinels: ProcessNode[], master: string, replic
 const PORT_RANGE = { low: 20000, high: 32000 };
 
 /** A port of PORT_RANGE that nothing listens on now. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const port = PORT_RANGE.low + Math.floor(Math.random() * (PORT_RANGE.high - PORT_RANGE.low));
     if (await canListen(port)) return port;
