@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis/connection.js';
 import type { Config } from './config.js';
 import { clientErrorHandler, frameworkErrorHandler, installProblemHandling } from './http/problems.js';
 import { registerLoadShedding } from './http/load-shedding.js';
@@ -51,7 +51,7 @@ export const SERVICE_VERSION = '0.1.0';
 export interface AppDeps {
   config: Config;
   /** A connected client made by createRedisClient (fail-fast options). */
-  redis: Redis;
+  redis: RedisClient;
   /** Run the reaper, which settles expired leases in the background (default true). */
   sweep?: boolean;
   /** pino options, or false for no logging. */
@@ -155,7 +155,7 @@ export function useSharedSchemas(app: FastifyInstance): void {
  * Runs the Lua scripts on `redis`; with REDIS_MIN_REPLICAS above 0, state changes go through
  * connections of their own, each followed by WAIT (see store/acknowledged-scripts.ts).
  */
-function scriptRunner(app: FastifyInstance, config: Config, redis: Redis, scripts: LuaScript[], metrics: ServiceMetrics): ScriptRunner {
+function scriptRunner(app: FastifyInstance, config: Config, redis: RedisClient, scripts: LuaScript[], metrics: ServiceMetrics): ScriptRunner {
   const plain = defineScripts(redis, scripts);
   if (config.REDIS_MIN_REPLICAS === 0) return plain;
   const acknowledged = new AcknowledgedScripts(redis, scripts, {
@@ -170,7 +170,7 @@ function scriptRunner(app: FastifyInstance, config: Config, redis: Redis, script
 }
 
 /** With AUTH=on, what checks bearer tokens (started and stopped with the app); else null. */
-function authenticatorOf(app: FastifyInstance, config: Config, redis: Redis): Authenticator | null {
+function authenticatorOf(app: FastifyInstance, config: Config, redis: RedisClient): Authenticator | null {
   if (config.AUTH !== 'on') return null;
   const keys = tokenKeys(config.KEY_PREFIX);
   const jwt =
@@ -235,7 +235,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   });
   app.addHook('onClose', async () => stopWatchingPrimary());
 
-  const notifications = new Notifications(redis, config.KEY_PREFIX);
+  const notifications = new Notifications(redis, (namespace) => namespaces.keys(namespace));
   app.addHook('onReady', async () => notifications.start());
   app.addHook('preClose', async () => notifications.stop());
 

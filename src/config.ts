@@ -43,9 +43,9 @@ export const ConfigSchema = Type.Object({
   ),
   AUTH_METRICS: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public', description: 'AUTH=on: whether /metrics needs a bearer token (any valid one).' }),
   AUTH_DOCS: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public', description: 'AUTH=on: whether /docs and /openapi.json need a bearer token (any valid one).' }),
-  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL of an existing Redis. With neither it nor REDIS_SENTINELS set, the service starts and manages its own redis-server under DATA_DIR.' })),
-  DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Where the managed redis-server keeps its append-only file (only used without REDIS_URL and REDIS_SENTINELS).' }),
-  REDIS_SERVER_BIN: Type.String({ default: 'redis-server', minLength: 1, description: 'The redis-server executable to manage when neither REDIS_URL nor REDIS_SENTINELS is set.' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL of an existing Redis. With none of it, REDIS_SENTINELS and REDIS_CLUSTER_NODES set, the service starts and manages its own redis-server under DATA_DIR.' })),
+  DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Where the managed redis-server keeps its append-only file (only used without REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES).' }),
+  REDIS_SERVER_BIN: Type.String({ default: 'redis-server', minLength: 1, description: 'The redis-server executable to manage when none of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES is set.' }),
   REDIS_APPENDFSYNC: Type.Union([Type.Literal('everysec'), Type.Literal('always')], {
     default: 'everysec',
     description: 'fsync policy of the managed redis-server: everysec may lose the last second of writes on a crash (fencing tokens stay safe), always loses none.',
@@ -63,10 +63,18 @@ export const ConfigSchema = Type.Object({
       description: 'Sentinel mode: host:port,host:port,... of the Redis Sentinels to ask for the primary of REDIS_SENTINEL_MASTER (instead of REDIS_URL). The service follows a failover by itself.',
     }),
   ),
+  REDIS_CLUSTER_NODES: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$',
+      description:
+        'Cluster mode: host:port,host:port,... of some nodes of a Redis Cluster (instead of REDIS_URL or REDIS_SENTINELS); the service finds the rest. ' +
+        'Each namespace lives in one hash slot, so namespaces spread over the primaries. The service follows failovers and slot moves by itself.',
+    }),
+  ),
   REDIS_SENTINEL_MASTER: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'Sentinel mode: the name the sentinels monitor the primary under (sentinel monitor <name> ...).' })),
   REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'Password of the Redis servers (primary and replicas); with REDIS_URL, used when the URL carries none.' })),
   REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'Sentinel mode: password of the sentinels themselves (their requirepass), if any.' })),
-  REDIS_MIN_REPLICAS: int(0, 0, 16, 'Above 0, a state change answers 2xx only once this many replicas confirm it (Redis WAIT); when fewer do within REDIS_REPLICA_ACK_TIMEOUT_MS the answer is 503 backend_unavailable. Needs REDIS_URL or REDIS_SENTINELS.'),
+  REDIS_MIN_REPLICAS: int(0, 0, 16, 'Above 0, a state change answers 2xx only once this many replicas confirm it (Redis WAIT); when fewer do within REDIS_REPLICA_ACK_TIMEOUT_MS the answer is 503 backend_unavailable. Needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; in Cluster mode each write waits for the replicas of its own shard.'),
   REDIS_REPLICA_ACK_TIMEOUT_MS: int(500, 1, 60000, 'How long a state change waits for REDIS_MIN_REPLICAS replicas to confirm it (less than REDIS_COMMAND_TIMEOUT_MS).'),
   REDIS_COMMAND_TIMEOUT_MS: int(2000, 100, 60000, 'A Redis call that takes longer fails the request with 503 backend_unavailable.'),
   TTL_DEFAULT_MS: int(15000, 1, 86400000, 'ttlMs when a request gives none.'),
@@ -178,13 +186,19 @@ function checkAuth(config: Config): Config {
   return config;
 }
 
-/** One way to reach Redis: REDIS_URL, or Sentinel (both variables), or the managed redis-server. */
+/** True when no Redis is named: the service starts and manages its own redis-server. */
+export function usesManagedRedis(config: Config): boolean {
+  return !config.REDIS_URL && !config.REDIS_SENTINELS && !config.REDIS_CLUSTER_NODES;
+}
+
+/** One way to reach Redis: REDIS_URL, or Sentinel (both variables), or Cluster, or the managed redis-server. */
 function checkRedisMode(config: Config): Config {
-  if (config.REDIS_SENTINELS && config.REDIS_URL) throw new ConfigError('invalid REDIS_SENTINELS: set either REDIS_URL or REDIS_SENTINELS, not both');
+  const named = [config.REDIS_URL && 'REDIS_URL', config.REDIS_SENTINELS && 'REDIS_SENTINELS', config.REDIS_CLUSTER_NODES && 'REDIS_CLUSTER_NODES'].filter(Boolean);
+  if (named.length > 1) throw new ConfigError(`invalid ${named[named.length - 1]}: set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES, not ${named.join(' and ')}`);
   if (config.REDIS_SENTINELS && !config.REDIS_SENTINEL_MASTER) throw new ConfigError('missing REDIS_SENTINEL_MASTER: REDIS_SENTINELS needs the name of the primary the sentinels monitor');
   if (config.REDIS_SENTINEL_MASTER && !config.REDIS_SENTINELS) throw new ConfigError('missing REDIS_SENTINELS: REDIS_SENTINEL_MASTER needs the sentinels to ask');
-  if (config.REDIS_MIN_REPLICAS > 0 && !config.REDIS_URL && !config.REDIS_SENTINELS) {
-    throw new ConfigError(`invalid REDIS_MIN_REPLICAS=${config.REDIS_MIN_REPLICAS}: the managed redis-server has no replicas; set REDIS_URL or REDIS_SENTINELS`);
+  if (config.REDIS_MIN_REPLICAS > 0 && usesManagedRedis(config)) {
+    throw new ConfigError(`invalid REDIS_MIN_REPLICAS=${config.REDIS_MIN_REPLICAS}: the managed redis-server has no replicas; set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES`);
   }
   if (config.REDIS_MIN_REPLICAS > 0 && config.REDIS_REPLICA_ACK_TIMEOUT_MS >= config.REDIS_COMMAND_TIMEOUT_MS) {
     throw new ConfigError(

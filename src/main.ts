@@ -3,7 +3,7 @@
 import closeWithGrace from 'close-with-grace';
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, loadConfig, usesManagedRedis, type Config } from './config.js';
 import { createRedisClient, describeTarget, redisTargetOf, waitUntilReady } from './redis/connection.js';
 import { RedisServerMissingError, startEmbeddedRedis, type EmbeddedRedis, type EmbeddedRedisOptions } from './redis/embedded.js';
 import { EmbeddedRedisSupervisor } from './redis/supervisor.js';
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   }
 
   let embedded: EmbeddedRedis | undefined;
-  if (!config.REDIS_URL && !config.REDIS_SENTINELS) {
+  if (usesManagedRedis(config)) {
     try {
       embedded = await startEmbeddedRedis(embeddedOptions(config));
     } catch (error) {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { createRedisClient, describeTarget, redisTargetOf } from '../src/redis/connection.js';
+import type { Redis } from 'ioredis';
 
 const SENTINEL = { REDIS_SENTINELS: '10.0.0.1:26379,sentinel-b:26380', REDIS_SENTINEL_MASTER: 'lease-primary' };
 
@@ -22,7 +23,7 @@ test('Sentinel mode: the sentinels, the master name and both passwords make the 
   });
   // Logs and metrics name where Redis is, never a password.
   assert.equal(describeTarget(target), 'sentinel lease-primary via 10.0.0.1:26379,sentinel-b:26380');
-  const client = createRedisClient({ target, commandTimeoutMs: 1000 });
+  const client = createRedisClient({ target, commandTimeoutMs: 1000 }) as Redis;
   assert.equal(client.options.name, 'lease-primary');
   assert.equal(client.options.role, 'master');
   assert.equal(client.options.failoverDetector, true);
@@ -39,9 +40,12 @@ test('a half-configured or contradictory Redis is refused at start, naming the v
   const refused = (env: Record<string, string>, message: RegExp) => assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && message.test(error.message));
   refused({ REDIS_SENTINELS: '127.0.0.1:26379' }, /missing REDIS_SENTINEL_MASTER/);
   refused({ REDIS_SENTINEL_MASTER: 'm' }, /missing REDIS_SENTINELS/);
-  refused({ ...SENTINEL, REDIS_URL: 'redis://x:6379' }, /either REDIS_URL or REDIS_SENTINELS/);
+  refused({ ...SENTINEL, REDIS_URL: 'redis://x:6379' }, /one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES/);
   refused({ REDIS_SENTINELS: '127.0.0.1', REDIS_SENTINEL_MASTER: 'm' }, /REDIS_SENTINELS/);
   refused({ REDIS_SENTINELS: '127.0.0.1:26379,', REDIS_SENTINEL_MASTER: 'm' }, /REDIS_SENTINELS/);
+  refused({ ...SENTINEL, REDIS_CLUSTER_NODES: '127.0.0.1:7000' }, /not REDIS_SENTINELS and REDIS_CLUSTER_NODES/);
+  refused({ REDIS_URL: 'redis://x:6379', REDIS_CLUSTER_NODES: '127.0.0.1:7000' }, /invalid REDIS_CLUSTER_NODES/);
+  refused({ REDIS_CLUSTER_NODES: '127.0.0.1' }, /REDIS_CLUSTER_NODES/);
   // The managed redis-server has no replica: every state change would be 503.
   refused({ REDIS_MIN_REPLICAS: '1' }, /REDIS_MIN_REPLICAS=1: the managed redis-server has no replicas/);
   // A confirmation that may take longer than the call's own timeout would never be seen.

@@ -5,7 +5,7 @@
 // replica whose subscription was down forgets every token when it is back, since it may
 // have missed one). With 0, the default, a service token is looked up on every request, so
 // a revoked one fails on the very next. JWTs cannot be revoked; their checks are remembered.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { subscriberOf } from '../redis/connection.js';
 import type { Grant } from './grants.js';
 import { JwtRefusal, type JwtVerifier } from './jwt.js';
@@ -25,10 +25,10 @@ interface Remembered {
 
 export class Authenticator {
   private readonly remembered = new Map<string, Remembered>();
-  private subscriber: Redis | undefined;
+  private subscriber: RedisClient | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly tokens: ServiceTokens,
     private readonly keys: TokenKeys,
     private readonly jwt: JwtVerifier | undefined,

@@ -4,7 +4,7 @@
 // Redis one small script (INCR, PEXPIRE) on a key in its namespace's slot.
 import type { FastifyInstance } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { ProblemError } from '../errors.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
 import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN } from '../namespaces/names.js';
@@ -12,7 +12,7 @@ import { namespaceOf } from '../namespaces/routing.js';
 
 const WELL_FORMED = new RegExp(NAMESPACE_PATTERN);
 
-export async function registerRateLimit(app: FastifyInstance, redis: Redis, namespaces: Namespaces, perSecond: number): Promise<void> {
+export async function registerRateLimit(app: FastifyInstance, redis: RedisClient, namespaces: Namespaces, perSecond: number): Promise<void> {
   if (perSecond === 0) return;
   await app.register(rateLimit, {
     global: true,

@@ -3,7 +3,7 @@
 // so a copy of Redis' data gives nobody a token. A token reads "lst_<id>.<secret>": the id
 // names it (in listings, events and lease records), the secret proves it.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { Value } from '@sinclair/typebox/value';
 import { DEFAULT_NAMESPACE, namespaceKeyPrefix } from '../namespaces/names.js';
 import { GrantClaims, type Grant, type GrantClaimsValue } from './grants.js';
@@ -44,7 +44,7 @@ function sha256(text: string): string {
 
 export class ServiceTokens {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: TokenKeys,
   ) {}
 

@@ -5,10 +5,10 @@
 // KEY_PREFIX), so run them where the service runs: `kubectl exec deploy/lease-service -- ...`.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { ROLES, type GrantClaimsValue, type Role } from '../auth/grants.js';
 import { ServiceTokens, tokenKeys, type TokenRecord } from '../auth/service-tokens.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, usesManagedRedis } from '../config.js';
 import { createRedisClient, redisTargetOf, waitUntilReady } from '../redis/connection.js';
 import { embeddedRedisUrl } from '../redis/embedded.js';
 import { UsageError } from './exit-codes.js';
@@ -32,7 +32,7 @@ export function registerTokenCommands(program: Command): void {
     .description("service tokens of access control (AUTH=on), kept in the service's Redis: create, ls, revoke")
     .addHelpText(
       'after',
-      '\nThese commands reach Redis as the service does (REDIS_URL, REDIS_SENTINELS and REDIS_SENTINEL_MASTER, REDIS_PASSWORD, ' +
+      '\nThese commands reach Redis as the service does (REDIS_URL, REDIS_SENTINELS and REDIS_SENTINEL_MASTER, REDIS_CLUSTER_NODES, REDIS_PASSWORD, ' +
         'KEY_PREFIX; or the managed redis-server under DATA_DIR), not the service itself: run them where the service runs.',
     );
 
@@ -155,13 +155,13 @@ async function withTokens(work: (store: ServiceTokens) => Promise<void>): Promis
     throw error;
   }
   let managedUrl: string | undefined;
-  if (!config.REDIS_URL && !config.REDIS_SENTINELS) {
+  if (usesManagedRedis(config)) {
     managedUrl = embeddedRedisUrl(config.DATA_DIR) ?? undefined;
     if (managedUrl === undefined) {
-      throw new UsageError(`No REDIS_URL or REDIS_SENTINELS, and no managed redis-server under DATA_DIR=${config.DATA_DIR}: start the service first, or set REDIS_URL.`);
+      throw new UsageError(`No REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES, and no managed redis-server under DATA_DIR=${config.DATA_DIR}: start the service first, or set REDIS_URL.`);
     }
   }
-  const redis: Redis = createRedisClient({ target: redisTargetOf(config, managedUrl), commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
+  const redis: RedisClient = createRedisClient({ target: redisTargetOf(config, managedUrl), commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', () => {});
   try {
     await waitUntilReady(redis, REDIS_WAIT_MS);

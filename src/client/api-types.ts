@@ -60,7 +60,7 @@ export interface paths {
         };
         /**
          * Redis is reachable and the scripts are loaded
-         * @description Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the Lua scripts (they are loaded again after a Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503.
+         * @description Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the Lua scripts (they are loaded again after a Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503. In Cluster mode, 200 while any primary answers (each is given the scripts), naming those that do not in unreachablePrimaries.
          */
         get: {
             parameters: {
@@ -71,7 +71,7 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Redis answers and holds the scripts. */
+                /** @description Redis answers and holds the scripts (in Cluster mode: at least one primary does). */
                 200: {
                     headers: {
                         [name: string]: unknown;
@@ -85,6 +85,8 @@ export interface paths {
                         "application/json": {
                             /** @enum {string} */
                             status: "ready";
+                            /** @description Cluster mode: primaries of the slot map that did not answer (their namespaces answer 503 until a replica takes over). */
+                            unreachablePrimaries?: string[];
                         };
                     };
                 };
@@ -99,7 +101,7 @@ export interface paths {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
                          *       "title": "The service cannot serve this now",
                          *       "status": 503,
-                         *       "detail": "Not ready: Redis connection is reconnecting",
+                         *       "detail": "Not ready: RedisClient connection is reconnecting",
                          *       "code": "backend_unavailable"
                          *     }
                          */

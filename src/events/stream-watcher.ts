@@ -4,19 +4,19 @@
 // appended after start() is signalled, and a client that subscribes before its first read
 // misses nothing.
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
+import { duplicateClient, type RedisClient } from '../redis/connection.js';
 
 /** How long one XREAD blocks before it is sent again (it also notices stop() then). */
 const BLOCK_MS = 5000;
 
 export class StreamWatcher {
   private readonly events = new EventEmitter();
-  private connection: Redis | undefined;
+  private connection: RedisClient | undefined;
   private loop: Promise<void> | undefined;
   private stopped = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly streamKey: string,
   ) {
     this.events.setMaxListeners(0);
@@ -43,7 +43,7 @@ export class StreamWatcher {
     // Blocking reads need a connection of their own, and a timeout longer than they block:
     // an XREAD sent just before Redis went away then fails and is sent again, rather than
     // waiting for ever (a read is safe to resend).
-    const connection = this.redis.duplicate({
+    const connection = duplicateClient(this.redis, {
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
       autoResendUnfulfilledCommands: true,

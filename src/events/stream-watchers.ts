@@ -1,7 +1,7 @@
 // One StreamWatcher per namespace that has event-stream clients on this replica, started by
 // its first client and stopped when its last one leaves. Each is one blocking connection,
 // so their number is bounded by the replica's open streams (EVENT_STREAMS_MAX).
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { StreamWatcher } from './stream-watcher.js';
 
 interface Watched {
@@ -13,7 +13,7 @@ export class StreamWatchers {
   private readonly watched = new Map<string, Watched>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     /** The events stream's key of a namespace. */
     private readonly streamKeyOf: (namespace: string) => string,
   ) {}

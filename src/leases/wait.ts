@@ -35,12 +35,13 @@ export async function acquireWaiting(
   const concernsUs = (freed: string[]) => freed.some((f) => paths.some((p) => covers(f, p) || covers(p, f)));
   // Listening starts before the first attempt, so a path freed while Redis' answer is on its
   // way back still wakes us.
-  const watch = notifications.watch((wakeup) => wakeup.type === 'freed' && wakeup.namespace === namespace && concernsUs(wakeup.paths));
+  const watch = notifications.watch(namespace, (wakeup) => wakeup.type === 'freed' && wakeup.namespace === namespace && concernsUs(wakeup.paths));
   // A ticket outlives the wait by a grace, so the last attempt still finds it.
   const ticketTtlMs = () => Math.max(0, deadline - performance.now()) + ticketGraceMs;
   let result: AcquireResult;
   let queued: boolean;
   try {
+    await watch.subscribed;
     result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: ticketTtlMs() } });
     queued = result.kind === 'waiting';
     while (result.kind === 'waiting') {

@@ -26,16 +26,3 @@ export const NamespaceName = Type.String({
 export function namespaceKeyPrefix(keyPrefix: string, namespace: string): string {
   return namespace === DEFAULT_NAMESPACE ? `{${keyPrefix}}:` : `{${keyPrefix}/${namespace}}:`;
 }
-
-/**
- * The namespace a key prefix or channel belongs to, or undefined when it is not one of
- * KEY_PREFIX's (the inverse of namespaceKeyPrefix, for names read back from Redis).
- */
-export function namespaceOfKey(keyPrefix: string, key: string): string | undefined {
-  if (key.startsWith(`{${keyPrefix}}:`)) return DEFAULT_NAMESPACE;
-  const start = `{${keyPrefix}/`;
-  if (!key.startsWith(start)) return undefined;
-  const end = key.indexOf('}:', start.length);
-  const namespace = end < 0 ? '' : key.slice(start.length, end);
-  return new RegExp(NAMESPACE_PATTERN).test(namespace) ? namespace : undefined;
-}

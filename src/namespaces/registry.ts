@@ -4,7 +4,7 @@
 // which bounds what the reaper and a scrape do per round (one script call per namespace).
 // A namespace is never dropped: an empty one costs a sweep that finds nothing.
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
+import { isBackendUnavailable, type RedisClient } from '../redis/connection.js';
 import { DEFAULT_NAMESPACE } from './names.js';
 
 /**
@@ -48,7 +48,7 @@ export class NamespaceRegistry {
   private readonly admittedAt = new Map<string, number>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     /** "{KEY_PREFIX}:namespaces": in the namespace "default"'s slot. */
     private readonly key: string,
     private readonly max: number,
@@ -65,7 +65,15 @@ export class NamespaceRegistry {
     const at = this.admittedAt.get(namespace);
     if (at !== undefined && performance.now() - at < REMEMBER_MS) return;
     const redis = this.redis as unknown as AdmittingRedis;
-    const answer = await redis.leaseAdmitNamespace(this.key, namespace, this.max, mayCreate ? '1' : '0');
+    let answer: number;
+    try {
+      answer = await redis.leaseAdmitNamespace(this.key, namespace, this.max, mayCreate ? '1' : '0');
+    } catch (error) {
+      // In Cluster mode the registry is on the namespace "default"'s shard: while that one
+      // fails over, a namespace admitted before goes on (it is admitted again next time).
+      if (at !== undefined && isBackendUnavailable(error)) return;
+      throw error;
+    }
     if (answer === -1) throw new NamespaceUnknownError(namespace);
     if (answer !== 1) throw new NamespaceFullError(this.max);
     // At most NAMESPACES_MAX names get here, so the map stays as small as the set.

@@ -1,71 +1,80 @@
-// What the scripts announce on Redis pub/sub, for requests that wait: "freed" (paths that
-// may have stopped being blocked) wakes waiting acquires, "pending" (the kind of a newly
-// pending orphan) wakes waiting claims. One subscriber connection per replica, for every
-// namespace: the namespace "default"'s channels by name, the others' by one pattern each.
+// What the scripts announce on Redis sharded pub/sub, for requests that wait: "freed" (paths
+// that may have stopped being blocked) wakes waiting acquires, "pending" (the kind of a newly
+// pending orphan) wakes waiting claims. The scripts SPUBLISH on their namespace's channels,
+// which hash to the namespace's slot: in a Redis Cluster a notice travels only to the
+// subscribers on that shard. One subscriber per service replica (in Cluster mode one
+// connection per primary) SSUBSCRIBEs the channels of the namespaces that have waiters, and
+// only while they do (and a little after, so a busy namespace is not subscribed again and
+// again).
+//
 // Pub/sub delivers at most once, and only while subscribed: a notice is lost only while the
-// subscriber is disconnected (Redis also disconnects a subscriber that falls behind). So
-// each time the subscription is confirmed again, every waiter is woken ("resync") to look
-// again. There is no polling: a waiter costs Redis work only when what it waits on changes.
+// subscriber is disconnected (Redis also disconnects a subscriber that falls behind). So each
+// time the subscriptions are confirmed again, every waiter is woken ("resync") to look again;
+// in Cluster mode also when the set of primaries changes (a failover moved a shard). There is
+// no polling: a waiter costs Redis work only when what it waits on changes.
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
-import { subscriberOf } from '../redis/connection.js';
-import { DEFAULT_NAMESPACE, namespaceKeyPrefix, namespaceOfKey } from '../namespaces/names.js';
-import { storeKeys } from '../store/keys.js';
+import { Cluster } from 'ioredis';
+import { subscriberOf, type RedisClient } from '../redis/connection.js';
+import type { StoreKeys } from '../store/keys.js';
 
-/** How long start() waits for the subscription before going on without it. */
+/** How long a watch waits for its namespace's subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
+/** How long a namespace stays subscribed after its last watch closed. */
+const LINGER_MS = 30_000;
+/** After the primaries changed, time for ioredis to subscribe again on the new ones. */
+const RESUBSCRIBE_SETTLE_MS = 500;
 
 /** A notice of one namespace, or a resync (which concerns every waiter). */
 export type Wakeup = { type: 'freed'; namespace: string; paths: string[] } | { type: 'pending'; namespace: string; kind: string } | { type: 'resync' };
 
+interface Subscription {
+  channels: [freed: string, pending: string];
+  watches: number;
+  /** Settles once Redis confirmed the SSUBSCRIBE (or it failed). */
+  confirmed: Promise<void>;
+  linger: NodeJS.Timeout | undefined;
+}
+
 export class Notifications {
   private readonly events = new EventEmitter();
-  private subscriber: Redis | undefined;
+  private subscriber: RedisClient | undefined;
   private closed = false;
-
-  private readonly channels: string[];
-  private readonly patterns: string[];
+  private readonly subscriptions = new Map<string, Subscription>();
+  /** Channel name to its namespace, for the subscribed ones. */
+  private readonly namespaceOfChannel = new Map<string, string>();
+  private stopWatchingPrimaries: (() => void) | undefined;
 
   constructor(
-    private readonly redis: Redis,
-    /** KEY_PREFIX: the channels are "{KEY_PREFIX}:freed" and "{KEY_PREFIX/<namespace>}:freed" (and :pending). */
-    private readonly keyPrefix: string,
+    private readonly redis: RedisClient,
+    /** The keys (channels included) of a namespace. */
+    private readonly keysOf: (namespace: string) => StoreKeys,
   ) {
     // One listener per waiting request; thousands may wait at once.
     this.events.setMaxListeners(0);
-    const defaults = storeKeys(namespaceKeyPrefix(keyPrefix, DEFAULT_NAMESPACE));
-    this.channels = [defaults.freedChannel, defaults.pendingChannel];
-    // Every other namespace's, by "*" in its place: KEY_PREFIX holds no glob character
-    // ([A-Za-z0-9._:-]), so the pattern matches only these.
-    const others = storeKeys(namespaceKeyPrefix(keyPrefix, '*'));
-    this.patterns = [others.freedChannel, others.pendingChannel];
   }
 
-  async start(): Promise<void> {
+  start(): void {
     const subscriber = subscriberOf(this.redis);
     this.subscriber = subscriber;
     // ioredis says 'ready' before its own resubscription is sent: subscribe here too (the
-    // same SUBSCRIBE twice is harmless) and wake the waiters only once Redis confirmed it,
+    // same SSUBSCRIBE twice is harmless) and wake the waiters only once Redis confirmed it,
     // so that a change made before that moment is seen by the look it triggers.
     subscriber.on('ready', () => {
-      this.subscribe(subscriber)
-        .then(() => this.events.emit('wake', { type: 'resync' } satisfies Wakeup))
+      Promise.all([...this.subscriptions.values()].map((s) => subscriber.ssubscribe(...s.channels)))
+        .then(() => this.resync())
         .catch(() => undefined);
     });
-    subscriber.on('message', (channel: string, message: string) => this.deliver(channel, message));
-    subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => this.deliver(channel, message));
-    // Starting must not hang while Redis is down: the SUBSCRIBE waits in the offline queue,
-    // and waiters are woken when it lands (above).
-    const subscribed = this.subscribe(subscriber).catch(() => undefined);
-    await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]);
+    subscriber.on('smessage', (channel: string, message: string) => this.deliver(channel, message));
+    if (subscriber instanceof Cluster) this.stopWatchingPrimaries = resyncWhenPrimariesChange(subscriber, () => this.resync());
+    subscriber.connect().catch(() => undefined);
   }
 
-  private async subscribe(subscriber: Redis): Promise<void> {
-    await Promise.all([subscriber.subscribe(...this.channels), subscriber.psubscribe(...this.patterns)]);
+  private resync(): void {
+    this.events.emit('wake', { type: 'resync' } satisfies Wakeup);
   }
 
   private deliver(channel: string, message: string): void {
-    const namespace = namespaceOfKey(this.keyPrefix, channel);
+    const namespace = this.namespaceOfChannel.get(channel);
     if (namespace === undefined) return;
     if (channel.endsWith(':freed')) this.events.emit('wake', { type: 'freed', namespace, paths: parsePaths(message) } satisfies Wakeup);
     else if (channel.endsWith(':pending')) this.events.emit('wake', { type: 'pending', namespace, kind: message } satisfies Wakeup);
@@ -74,7 +83,9 @@ export class Notifications {
   /** Wakes every waiter (they answer with what they have) and closes the subscriber. */
   async stop(): Promise<void> {
     this.closed = true;
-    this.events.emit('wake', { type: 'resync' } satisfies Wakeup);
+    this.resync();
+    this.stopWatchingPrimaries?.();
+    for (const subscription of this.subscriptions.values()) clearTimeout(subscription.linger);
     this.subscriber?.disconnect();
   }
 
@@ -83,19 +94,87 @@ export class Notifications {
   }
 
   /**
-   * Starts listening for wakeups that `matches` (and resyncs). Take the watch *before* asking
-   * Redis whether to wait: a notice published between Redis' answer and the wait is then
-   * kept, not lost. Close it when done.
+   * Starts listening for wakeups of `namespace` that `matches` (and resyncs). Take the watch,
+   * and wait for `watch.subscribed`, *before* asking Redis whether to wait: a notice
+   * published between Redis' answer and the wait is then kept, not lost. Close it when done.
    */
-  watch(matches: (wakeup: Wakeup) => boolean): Watch {
-    return new Watch(this.events, matches, () => this.closed);
+  watch(namespace: string, matches: (wakeup: Wakeup) => boolean): Watch {
+    const subscription = this.subscribe(namespace);
+    return new Watch(this.events, matches, () => this.closed, subscription.confirmed, () => this.release(namespace));
   }
+
+  private subscribe(namespace: string): Subscription {
+    let subscription = this.subscriptions.get(namespace);
+    if (!subscription) {
+      const keys = this.keysOf(namespace);
+      const channels: [string, string] = [keys.freedChannel, keys.pendingChannel];
+      for (const channel of channels) this.namespaceOfChannel.set(channel, namespace);
+      subscription = { channels, watches: 0, confirmed: this.confirm(channels), linger: undefined };
+      this.subscriptions.set(namespace, subscription);
+    }
+    clearTimeout(subscription.linger);
+    subscription.linger = undefined;
+    subscription.watches++;
+    return subscription;
+  }
+
+  /**
+   * Sends the SSUBSCRIBE (queued while disconnected) and settles once Redis confirmed it, or
+   * after SUBSCRIBE_WAIT_MS: a waiter does not hang on a Redis that is away (its first look
+   * then fails anyway). Confirmed later, it wakes everyone to look again.
+   */
+  private confirm(channels: [string, string]): Promise<void> {
+    if (!this.subscriber || this.closed) return Promise.resolve();
+    let late = false;
+    const subscribed = this.subscriber.ssubscribe(...channels).then(
+      () => {
+        if (late) this.resync();
+      },
+      () => undefined,
+    );
+    const timeout = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        late = true;
+        resolve();
+      }, SUBSCRIBE_WAIT_MS).unref(),
+    );
+    return Promise.race([subscribed, timeout]);
+  }
+
+  private release(namespace: string): void {
+    const subscription = this.subscriptions.get(namespace);
+    if (!subscription || --subscription.watches > 0) return;
+    subscription.linger = setTimeout(() => {
+      if (subscription.watches > 0) return;
+      this.subscriptions.delete(namespace);
+      for (const channel of subscription.channels) this.namespaceOfChannel.delete(channel);
+      if (!this.closed) this.subscriber?.sunsubscribe(...subscription.channels).catch(() => undefined);
+    }, LINGER_MS);
+    subscription.linger.unref();
+  }
+}
+
+/** Calls `onChange` (after ioredis has had time to subscribe again) when the primaries of the slot map change. */
+function resyncWhenPrimariesChange(cluster: Cluster, onChange: () => void): () => void {
+  let known = '';
+  const look = () => {
+    const primaries = cluster
+      .nodes('master')
+      .map((node) => `${node.options.host}:${node.options.port}`)
+      .sort()
+      .join(',');
+    if (known !== '' && primaries !== known) setTimeout(onChange, RESUBSCRIBE_SETTLE_MS).unref();
+    known = primaries;
+  };
+  cluster.on('refresh', look);
+  return () => cluster.off('refresh', look);
 }
 
 /** Wakeups seen since a watch was taken; wait() returns at once if one came already. */
 export class Watch {
   private woken = false;
   private notify: (() => void) | undefined;
+  private closedAlready = false;
   private readonly onWake = (wakeup: Wakeup) => {
     if (wakeup.type !== 'resync' && !this.matches(wakeup)) return;
     this.woken = true;
@@ -106,6 +185,9 @@ export class Watch {
     private readonly events: EventEmitter,
     private readonly matches: (wakeup: Wakeup) => boolean,
     private readonly closed: () => boolean,
+    /** Settles once the namespace's channels are subscribed (or that was given up on). */
+    readonly subscribed: Promise<void>,
+    private readonly onClose: () => void,
   ) {
     events.on('wake', this.onWake);
   }
@@ -132,7 +214,10 @@ export class Watch {
   }
 
   close(): void {
+    if (this.closedAlready) return;
+    this.closedAlready = true;
     this.events.off('wake', this.onWake);
+    this.onClose();
   }
 }
 

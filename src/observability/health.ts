@@ -1,7 +1,10 @@
 // /healthz says the process answers; /readyz says it can serve: Redis answers within the
-// command timeout and holds our scripts (it loads them again after a Redis restart).
+// command timeout and holds our scripts (it loads them again after a Redis restart). In
+// Cluster mode a shard that is down does not make the replica unready: every replica sees
+// the same cluster, and taking them all out of the load balancer would stop the namespaces
+// of the healthy shards too. The answer names the primaries that did not answer.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { Type } from '@sinclair/typebox';
 import type { LuaScript } from '../store/scripts.js';
 import { ensureScriptsLoaded } from '../store/scripts.js';
@@ -10,7 +13,7 @@ import { sendProblem } from '../http/problems.js';
 import { problemResponse } from '../http/schemas/problems.js';
 
 export interface HealthOptions {
-  redis: Redis;
+  redis: RedisClient;
   scripts: LuaScript[];
 }
 
@@ -39,18 +42,29 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { red
         summary: 'Redis is reachable and the scripts are loaded',
         description:
           'Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the Lua scripts (they are loaded again after a ' +
-          'Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503.',
+          'Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503. In Cluster mode, 200 while ' +
+          'any primary answers (each is given the scripts), naming those that do not in unreachablePrimaries.',
         response: {
-          200: Status('ready', 'Redis answers and holds the scripts.'),
-          503: problemResponse('backend_unavailable: not ready to serve.', problem('backend_unavailable', 'Not ready: Redis connection is reconnecting')),
+          200: Type.Object(
+            {
+              status: Type.Literal('ready'),
+              unreachablePrimaries: Type.Optional(
+                Type.Array(Type.String(), {
+                  description: 'Cluster mode: primaries of the slot map that did not answer (their namespaces answer 503 until a replica takes over).',
+                }),
+              ),
+            },
+            { description: 'Redis answers and holds the scripts (in Cluster mode: at least one primary does).', examples: [{ status: 'ready' }] },
+          ),
+          503: problemResponse('backend_unavailable: not ready to serve.', problem('backend_unavailable', 'Not ready: RedisClient connection is reconnecting')),
         },
       },
     },
     async (request, reply) => {
       try {
         if (redis.status !== 'ready') throw new Error(`Redis connection is ${redis.status}`);
-        await ensureScriptsLoaded(redis, scripts);
-        return { status: 'ready' };
+        const { unreachable } = await ensureScriptsLoaded(redis, scripts);
+        return unreachable.length > 0 ? { status: 'ready', unreachablePrimaries: unreachable } : { status: 'ready' };
       } catch (error) {
         return sendProblem(reply, problem('backend_unavailable', `Not ready: ${(error as Error).message}`), { 'retry-after': '1' });
       }

@@ -111,13 +111,13 @@ export class ServiceMetrics {
 
   readonly redisPrimary = new Gauge({
     name: 'lease_redis_primary_info',
-    help: 'The Redis primary this replica is connected to: 1 for its address while connected, 0 while the connection is down and for the primaries it wrote to before; none before the first connection.',
+    help: 'The Redis primary this replica is connected to: 1 for its address while connected, 0 while the connection is down and for the primaries it wrote to before; none before the first connection. In Cluster mode one series per primary of the slot map.',
     labelNames: ['address'] as const,
     registers: [this.registry],
   });
   readonly redisFailovers = new Counter({
     name: 'lease_redis_failovers_total',
-    help: 'Times this replica found the Redis primary at a new address on reconnecting (a Sentinel failover, or a Redis moved).',
+    help: 'Times this replica found the Redis primary at a new address on reconnecting (a Sentinel failover, or a Redis moved); in Cluster mode, times a primary of the slot map was replaced by another.',
     registers: [this.registry],
   });
   readonly replicaAckShortfalls = new Counter({

@@ -68,11 +68,12 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
       const namespace = namespaceOf(request);
       const freeSlot = waitMs ? waiters.take(waiterOf(request, namespace, holder)) : () => {};
       // Listening starts before the first look, so an orphan published while Redis' answer
-      // is on its way back still wakes us.
-      const watch = notifications.watch(
-        (wakeup) => wakeup.type === 'pending' && wakeup.namespace === namespace && (!kinds || kinds.includes(wakeup.kind)),
-      );
+      // is on its way back still wakes us. A claim that does not wait listens to nothing.
+      const watch = waitMs
+        ? notifications.watch(namespace, (wakeup) => wakeup.type === 'pending' && wakeup.namespace === namespace && (!kinds || kinds.includes(wakeup.kind)))
+        : null;
       try {
+        await watch?.subscribed;
         for (;;) {
           const result = await store.claim({
             id: newLeaseId(),
@@ -90,13 +91,13 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
             return reply.send({ orphan: orphanView(result.orphan), lease: leaseView(result.lease, result.now) });
           }
           const left = deadline - performance.now();
-          if (left <= 0 || gone.aborted || notifications.isClosed) return reply.code(204).send(null);
+          if (!watch || left <= 0 || gone.aborted || notifications.isClosed) return reply.code(204).send(null);
           // Woken by a newly pending orphan of these kinds (the reaper publishes expired
           // claims too), or at the deadline: no polling.
           await watch.wait(left, gone);
         }
       } finally {
-        watch.close();
+        watch?.close();
         freeSlot();
       }
     },

@@ -4,9 +4,11 @@
 // script settles what it meets. Every replica runs one; one at a time leads, by a redlock
 // lock on Redis that the leader extends. A brief overlap of two leaders (a paused leader
 // whose lock ran out) is harmless: each transition happens once, inside a script. The
-// leader sweeps every namespace in turn (at most NAMESPACES_MAX + 1 per round).
+// leader sweeps every namespace (at most NAMESPACES_MAX + 1 per round), a few at a time, each
+// on its own: in Redis Cluster mode namespaces live on different shards, and one shard that
+// is down (until its replica takes over) holds up only its own namespaces' sweeps.
 import type { FastifyBaseLogger } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import Redlock, { type Lock } from 'redlock';
 import { performance } from 'node:perf_hooks';
 import type { ServiceMetrics } from '../observability/metrics.js';
@@ -31,6 +33,8 @@ export interface ReaperOptions {
 const MAX_BATCHES_PER_TICK = 20;
 /** Least time between two sweeps, so a burst of due times cannot make the reaper spin. */
 const MIN_GAP_MS = 5;
+/** Namespaces swept at once: round trips overlap, and the shards of a cluster work side by side. */
+const SWEEPS_IN_FLIGHT = 8;
 
 export class Reaper {
   private readonly redlock: Redlock;
@@ -41,7 +45,7 @@ export class Reaper {
   private failing = false;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly namespaces: Namespaces,
     private readonly options: ReaperOptions,
   ) {
@@ -82,19 +86,34 @@ export class Reaper {
       if (!(await this.lead())) return this.options.intervalMs;
       // The leader must come back before its lock runs out, however long the interval.
       let next = Math.min(this.options.intervalMs, this.options.lockMs / 3);
-      for (const namespace of await this.namespaces.list()) {
-        if (this.stopped) break;
-        next = Math.min(next, await this.sweepNamespace(namespace));
+      const namespaces = await this.namespaces.list();
+      const failed: { namespace: string; error: Error }[] = [];
+      await forEachAtMost(SWEEPS_IN_FLIGHT, namespaces, async (namespace) => {
+        if (this.stopped) return;
+        try {
+          next = Math.min(next, await this.sweepNamespace(namespace));
+        } catch (error) {
+          failed.push({ namespace, error: error as Error });
+        }
+      });
+      if (failed.length > 0) {
+        // The others are due again by their own times; the interval bounds the wait of these.
+        this.failed(new SweepFailure(failed, namespaces.length));
+        return Math.min(next, this.options.intervalMs);
       }
       if (this.failing) this.options.log.info('reaper reaches Redis again');
       this.failing = false;
       return next;
     } catch (error) {
-      // Log the first failure of a streak only: Redis being down is reported elsewhere.
-      if (!this.failing) this.options.log.warn({ err: (error as Error).message }, 'reaper sweep failed; retrying every interval');
-      this.failing = true;
+      this.failed(error as Error);
       return this.options.intervalMs;
     }
+  }
+
+  /** Logs the first failure of a streak only: Redis being down is reported elsewhere. */
+  private failed(error: Error): void {
+    if (!this.failing) this.options.log.warn({ err: error.message }, 'reaper sweep failed; retrying every interval');
+    this.failing = true;
   }
 
   /** Sweeps one namespace, a few batches at most; returns when it wants the next sweep (ms). */
@@ -154,4 +173,20 @@ export class Reaper {
       return false;
     }
   }
+}
+
+/** Some namespaces could not be swept (the others were). */
+class SweepFailure extends Error {
+  constructor(failed: { namespace: string; error: Error }[], of: number) {
+    super(`${failed.length} of ${of} namespaces could not be swept (first: ${failed[0]!.namespace}: ${failed[0]!.error.message})`);
+  }
+}
+
+/** Runs `work` on every item, at most `limit` at a time. */
+async function forEachAtMost<T>(limit: number, items: T[], work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

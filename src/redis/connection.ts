@@ -1,15 +1,28 @@
 // The one ioredis client of the service, set up to fail fast: when Redis is gone or stuck,
 // a request must get 503 within seconds, not wait in a queue that replays it later.
-import { Redis, ReplyError, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, ReplyError, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 
 /**
- * Where Redis is: one server by URL (given, or the managed redis-server), or the primary that
- * Redis Sentinel names. A third mode (Redis Cluster) is another member of this union.
+ * Where Redis is: one server by URL (given, or the managed redis-server), the primary that
+ * Redis Sentinel names, or a Redis Cluster (each namespace in the slot of its hash tag).
  */
 export type RedisTarget =
   | { mode: 'single'; url: string; password?: string }
-  | { mode: 'sentinel'; sentinels: { host: string; port: number }[]; master: string; password?: string; sentinelPassword?: string };
+  | { mode: 'sentinel'; sentinels: HostPort[]; master: string; password?: string; sentinelPassword?: string }
+  | { mode: 'cluster'; nodes: HostPort[]; password?: string };
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/**
+ * A client of one Redis (single or Sentinel mode) or of a Redis Cluster. Both run the same
+ * commands; a Cluster routes each by the slot of its first key (every script's KEYS[1] is
+ * its namespace's fencing counter, so a script runs on its namespace's primary).
+ */
+export type RedisClient = Redis | Cluster;
 
 export interface ConnectionOptions {
   target: RedisTarget;
@@ -18,13 +31,11 @@ export interface ConnectionOptions {
 
 /** The target the configuration names; `managedUrl` is the managed redis-server's, if it runs. */
 export function redisTargetOf(config: Config, managedUrl?: string): RedisTarget {
+  if (config.REDIS_CLUSTER_NODES) return { mode: 'cluster', nodes: hostPorts(config.REDIS_CLUSTER_NODES), password: config.REDIS_PASSWORD };
   if (config.REDIS_SENTINELS) {
     return {
       mode: 'sentinel',
-      sentinels: config.REDIS_SENTINELS.split(',').map((address) => {
-        const [host, port] = address.split(':');
-        return { host: host!, port: Number(port) };
-      }),
+      sentinels: hostPorts(config.REDIS_SENTINELS),
       master: config.REDIS_SENTINEL_MASTER!,
       password: config.REDIS_PASSWORD,
       sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
@@ -35,8 +46,17 @@ export function redisTargetOf(config: Config, managedUrl?: string): RedisTarget 
   return { mode: 'single', url, password: config.REDIS_URL ? config.REDIS_PASSWORD : undefined };
 }
 
+/** "host:port,host:port" (as the configuration checked it) as a list. */
+function hostPorts(addresses: string): HostPort[] {
+  return addresses.split(',').map((address) => {
+    const [host, port] = address.split(':');
+    return { host: host!, port: Number(port) };
+  });
+}
+
 /** For logs and metrics: where the target is, never its passwords. */
 export function describeTarget(target: RedisTarget): string {
+  if (target.mode === 'cluster') return `cluster via ${target.nodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
   if (target.mode === 'sentinel') return `sentinel ${target.master} via ${target.sentinels.map((s) => `${s.host}:${s.port}`).join(',')}`;
   const url = new URL(target.url);
   return `${url.protocol}//${url.host}`;
@@ -45,7 +65,10 @@ export function describeTarget(target: RedisTarget): string {
 /** Backs off to one attempt a second, for ever. */
 const retryStrategy = (attempt: number) => Math.min(50 * attempt, 1000);
 
-export function createRedisClient({ target, commandTimeoutMs }: ConnectionOptions): Redis {
+/** A client of one Redis (not a Cluster) when the target says so. */
+export function createRedisClient(options: ConnectionOptions & { target: Exclude<RedisTarget, { mode: 'cluster' }> }): Redis;
+export function createRedisClient(options: ConnectionOptions): RedisClient;
+export function createRedisClient({ target, commandTimeoutMs }: ConnectionOptions): RedisClient {
   const options: RedisOptions = {
     // No offline queue: a command sent while disconnected fails at once instead of being
     // queued and run, perhaps much later, after the caller was told it failed.
@@ -65,6 +88,7 @@ export function createRedisClient({ target, commandTimeoutMs }: ConnectionOption
     // write; the acquire profile spent a fifth of its time in socket writes.
     enableAutoPipelining: true,
   };
+  if (target.mode === 'cluster') return createClusterClient(target, options, commandTimeoutMs);
   if (target.mode === 'single') return reviveWhenEndedUnasked(new Redis(target.url, { ...options, ...(target.password && { password: target.password }) }));
   return reviveWhenEndedUnasked(new Redis({
     ...options,
@@ -83,18 +107,84 @@ export function createRedisClient({ target, commandTimeoutMs }: ConnectionOption
 }
 
 /**
- * A connection of its own for SUBSCRIBE, beside the request client: unlike that one, it may
- * queue its SUBSCRIBE until connected, re-subscribes by itself after a reconnect, and never
- * times out (a subscriber waits for messages). Its errors are the request client's to report.
+ * How long a Cluster client waits between two reads of the slot map. A failover moves a
+ * dead primary's slots to its replica; commands for them fail (503) until the client reads
+ * the map again, so this bounds how long a namespace stays unavailable after its promotion.
+ * One CLUSTER SLOTS a second per client is little work for Redis.
  */
-export function subscriberOf(client: Redis): Redis {
-  const subscriber = client.duplicate({
+const CLUSTER_SLOTS_REFRESH_MS = 1000;
+
+function createClusterClient(target: Extract<RedisTarget, { mode: 'cluster' }>, options: RedisOptions, commandTimeoutMs: number): Cluster {
+  const { enableOfflineQueue, enableAutoPipelining, lazyConnect, retryStrategy: _perNode, ...redisOptions } = options;
+  const clusterOptions: ClusterOptions = {
+    enableOfflineQueue,
+    enableAutoPipelining,
+    lazyConnect,
+    clusterRetryStrategy: retryStrategy,
+    redisOptions: { ...redisOptions, ...(target.password && { password: target.password }) },
+    slotsRefreshInterval: CLUSTER_SLOTS_REFRESH_MS,
+    slotsRefreshTimeout: Math.max(commandTimeoutMs, 1000),
+    // A command whose connection closed may have run: it is not resent (its caller is
+    // answered 503), as in the other modes. MOVED, ASK, TRYAGAIN and CLUSTERDOWN say the
+    // command did not run, and ioredis sends it again where the slot is now; a script that
+    // gets there after its deadline changes nothing (includes/prelude.lua).
+    retryDelayOnFailover: 0,
+    retryDelayOnClusterDown: 100,
+    maxRedirections: 8,
+  };
+  const cluster = new Cluster(target.nodes, clusterOptions);
+  // A node that went away (its primary killed) is reason to read the slot map at once,
+  // not at the next interval.
+  cluster.on('-node', () => {
+    if (cluster.status === 'ready') cluster.refreshSlotsCache();
+  });
+  return cluster;
+}
+
+/**
+ * A client like `client` (same Redis, same options) with `override`; in Cluster mode a new
+ * Cluster client, whose per-node options take the override.
+ */
+export function duplicateClient(client: RedisClient, override: Partial<RedisOptions> & { shardedSubscribers?: boolean } = {}): RedisClient {
+  if (!(client instanceof Cluster)) {
+    const { shardedSubscribers: _clusterOnly, ...options } = override;
+    return client.duplicate(options);
+  }
+  const { enableOfflineQueue, enableAutoPipelining, lazyConnect, shardedSubscribers, retryStrategy: _perNode, ...redisOptions } = override;
+  const duplicate = client.duplicate([], {
+    ...(enableOfflineQueue !== undefined && { enableOfflineQueue }),
+    ...(enableAutoPipelining !== undefined && { enableAutoPipelining }),
+    ...(lazyConnect !== undefined && { lazyConnect }),
+    ...(shardedSubscribers !== undefined && { shardedSubscribers }),
+    redisOptions: { ...client.options.redisOptions, ...redisOptions },
+  });
+  duplicate.on('-node', () => {
+    if (duplicate.status === 'ready') duplicate.refreshSlotsCache();
+  });
+  return duplicate;
+}
+
+/** The clients of every primary: the one Redis, or each primary of the Cluster now. */
+export function primariesOf(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client];
+}
+
+/**
+ * A connection of its own for SUBSCRIBE and SSUBSCRIBE, beside the request client: unlike
+ * that one, it may queue its subscriptions until connected, re-subscribes by itself after a
+ * reconnect, and never times out (a subscriber waits for messages). In Cluster mode it holds
+ * one connection per primary for sharded channels, each subscribed where its slot is.
+ * Its errors are the request client's to report.
+ */
+export function subscriberOf(client: RedisClient): RedisClient {
+  const subscriber = duplicateClient(client, {
     lazyConnect: true,
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
     autoResubscribe: true,
     commandTimeout: undefined,
     enableAutoPipelining: false,
+    shardedSubscribers: true,
   });
   subscriber.on('error', () => {}); // reported by the request client and /readyz
   return subscriber;
@@ -148,6 +238,11 @@ const UNAVAILABLE_PATTERNS = [
   /^READONLY /,
   /^TRYAGAIN /,
   /^CLUSTERDOWN /,
+  // Redis Cluster: the slot is served elsewhere (a failover this client has not heard of
+  // yet, or a resharding); the command did not run. Also ioredis giving up after following
+  // a few such redirections.
+  /^(MOVED|ASK) /,
+  /Too many Cluster redirections/,
   /MaxRetriesPerRequestError|Reached the max retries/i,
 ];
 
@@ -183,7 +278,7 @@ export function isRedisOutOfMemory(error: unknown): boolean {
 }
 
 /** Resolves once the client is ready, retrying until `timeoutMs` passes. */
-export async function waitUntilReady(client: Redis, timeoutMs: number): Promise<void> {
+export async function waitUntilReady(client: RedisClient, timeoutMs: number): Promise<void> {
   if (client.status === 'ready') return;
   if (client.status === 'wait') client.connect().catch(() => {});
   await new Promise<void>((resolveReady, reject) => {

@@ -1,12 +1,15 @@
 // With REDIS_MIN_REPLICAS above 0, a script that changes state is answered only once Redis'
 // WAIT says that many replicas have it. The script and its WAIT are written together on one
-// connection (one round trip), so the WAIT covers that script on the node that ran it, even
-// while a failover moves the other connections elsewhere.
+// connection (one round trip, one pipeline), so the WAIT covers that script on the node that
+// ran it, even while a failover moves the other connections elsewhere. In Cluster mode the
+// pipeline goes to the primary of the script's slot (WAIT names no key), so each write waits
+// for the replicas of its own shard.
 //
 // WAIT blocks the connection it is sent on until the replicas confirm, so the pairs travel
 // on connections of their own (reads stay on the shared client and never queue behind a
 // confirmation), and on several, so one slow confirmation holds up few writes.
-import type { Redis } from 'ioredis';
+import { Cluster, type ChainableCommander } from 'ioredis';
+import { duplicateClient, type RedisClient } from '../redis/connection.js';
 import { ReplicaShortfallError } from '../redis/connection.js';
 import type { LuaScript, ScriptRunner } from './scripts.js';
 
@@ -34,18 +37,18 @@ export interface ReplicaAckOptions {
 }
 
 export class AcknowledgedScripts {
-  private readonly connections: { redis: Redis; inFlight: number }[];
+  private readonly connections: { redis: RedisClient; inFlight: number }[];
   private readonly byName: Map<string, LuaScript>;
 
   /** `client` is duplicated (same target, same options) for each connection. */
   constructor(
-    client: Redis,
+    client: RedisClient,
     scripts: LuaScript[],
     private readonly options: ReplicaAckOptions,
   ) {
     this.byName = new Map(scripts.map((script) => [script.name, script]));
     this.connections = Array.from({ length: ACK_CONNECTIONS }, () => {
-      const redis = client.duplicate();
+      const redis = duplicateClient(client);
       redis.on('error', () => {}); // reported by the shared client and /readyz
       return { redis, inFlight: 0 };
     });
@@ -79,30 +82,64 @@ export class AcknowledgedScripts {
     }
   }
 
-  private async runAndWait(redis: Redis, script: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> {
-    const { minReplicas, timeoutMs } = this.options;
-    // Both are written before either answers. Redis runs them in order, so WAIT counts the
-    // replicas that have this script's writes. A WAIT after a failed script waits for
-    // nothing new and answers at once.
-    const evalSha = redis.evalsha(script.sha, keys.length, ...keys, ...args);
-    const waited = redis.wait(minReplicas, timeoutMs);
-    let reply: unknown;
-    let confirmed: number;
-    try {
-      reply = await evalSha;
-      confirmed = await waited;
-    } catch (error) {
-      waited.catch(() => undefined);
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      // Redis lost its script cache (a restart, a failover to a replica): send the source,
-      // then wait again, since the WAIT above ran before this script did.
-      reply = await redis.eval(script.source, keys.length, ...keys, ...args);
-      confirmed = await redis.wait(minReplicas, timeoutMs);
+  private async runAndWait(redis: RedisClient, script: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+    let [reply, confirmed] = await this.sendOnce(redis, script, keys, args);
+    if (reply instanceof Error && isRedirection(reply)) {
+      // Cluster mode: the slot moved (a failover, a resharding) and this client had not
+      // heard yet. The script did not run; with the slot map read again, send it once more.
+      await slotMapReadAgain(redis);
+      [reply, confirmed] = await this.sendOnce(redis, script, keys, args);
     }
+    if (reply instanceof Error) throw reply;
+    const { minReplicas, timeoutMs } = this.options;
     if (confirmed < minReplicas) {
       this.options.onShortfall?.(confirmed);
       throw new ReplicaShortfallError(confirmed, minReplicas, timeoutMs);
     }
     return reply;
   }
+
+  /** The script (by its SHA, by its source if Redis lacks it) with its WAIT: its reply or error, and the replicas that confirmed. */
+  private async sendOnce(redis: RedisClient, script: LuaScript, keys: string[], args: (string | number)[]): Promise<[unknown, number]> {
+    const { minReplicas, timeoutMs } = this.options;
+    // Both are written before either answers. Redis runs them in order, so WAIT counts the
+    // replicas that have this script's writes. A WAIT after a failed script waits for
+    // nothing new and answers at once.
+    const sent = await scriptThenWait(redis.pipeline().evalsha(script.sha, keys.length, ...keys, ...args), minReplicas, timeoutMs);
+    if (!(sent[0] instanceof Error) || !sent[0].message.startsWith('NOSCRIPT')) return sent;
+    // Redis lost its script cache (a restart, a failover to a replica): send the source,
+    // then wait again, since the WAIT above ran before this script did.
+    return scriptThenWait(redis.pipeline().eval(script.source, keys.length, ...keys, ...args), minReplicas, timeoutMs);
+  }
+}
+
+/**
+ * Sends a pipeline of one script, then WAIT; the script's reply (or error) and WAIT's count.
+ * WAIT's own error matters only when the script ran: a script refused by a replica (MOVED)
+ * makes that replica refuse WAIT too.
+ */
+async function scriptThenWait(pipeline: ChainableCommander, minReplicas: number, timeoutMs: number): Promise<[unknown, number]> {
+  const replies = await pipeline.wait(minReplicas, timeoutMs).exec();
+  // exec() answers null only for a MULTI that a WATCH aborted: never here.
+  const [[scriptError, reply], [waitError, confirmed]] = replies as [[Error | null, unknown], [Error | null, number]];
+  if (scriptError) return [scriptError, 0];
+  if (waitError) throw waitError;
+  return [reply, confirmed];
+}
+
+/** Redis Cluster said the slot is served elsewhere: the command did not run. */
+function isRedirection(error: Error): boolean {
+  return /^(MOVED|ASK) /.test(error.message);
+}
+
+/** In Cluster mode, resolves once the client has read the slot map again (at most a second). */
+async function slotMapReadAgain(redis: RedisClient): Promise<void> {
+  if (!(redis instanceof Cluster)) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 1000);
+    redis.refreshSlotsCache(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -2,7 +2,7 @@
 // GET /v1/events: where it starts and ends, and the entries after a client's cursor. Plain
 // reads with no script, on the request client; a failure reaches the caller as it came, so
 // the route can tell a Redis outage (wait it out) from anything else.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { toEvent } from './decoders.js';
 import type { StoreKeys } from './keys.js';
 import type { EventRecord } from './records.js';
@@ -20,7 +20,7 @@ export class EventStream {
   private readonly key: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     keys: StoreKeys,
   ) {
     this.key = keys.events;

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
+import { primariesOf, type RedisClient } from '../redis/connection.js';
 
 export interface LuaScript {
   name: string;
@@ -46,7 +46,7 @@ function sha1(text: string): string {
 export type ScriptRunner = (name: string, keys: string[], args: (string | number)[]) => Promise<unknown>;
 
 /** Defines every script on the client and returns a typed-enough way to run them by name. */
-export function defineScripts(client: Redis, scripts: LuaScript[]): ScriptRunner {
+export function defineScripts(client: RedisClient, scripts: LuaScript[]): ScriptRunner {
   // Prefixed, so a script called "get" never shadows the client's own GET.
   const commandName = (name: string) => `lease_${name}`;
   for (const script of scripts) {
@@ -60,8 +60,22 @@ export function defineScripts(client: Redis, scripts: LuaScript[]): ScriptRunner
   };
 }
 
-/** Loads into Redis' script cache whatever it lacks (after a restart it lacks all). */
-export async function ensureScriptsLoaded(client: Redis, scripts: LuaScript[]): Promise<void> {
-  const present = (await client.script('EXISTS', ...scripts.map((s) => s.sha))) as number[];
-  await Promise.all(scripts.filter((_, i) => present[i] !== 1).map((s) => client.script('LOAD', s.source)));
+/**
+ * Loads into Redis' script cache whatever it lacks (after a restart it lacks all); in Cluster
+ * mode into every primary's (a promoted replica, or a primary added later, starts empty).
+ * Throws when no primary answers. In Cluster mode one shard that is down (until its replica
+ * is promoted) does not stop the others' namespaces: it is reported, not thrown.
+ */
+export async function ensureScriptsLoaded(client: RedisClient, scripts: LuaScript[]): Promise<{ primaries: number; unreachable: string[] }> {
+  const primaries = primariesOf(client);
+  if (primaries.length === 0) throw new Error('no Redis primary is known yet');
+  const loads = await Promise.allSettled(
+    primaries.map(async (primary) => {
+      const present = (await primary.script('EXISTS', ...scripts.map((s) => s.sha))) as number[];
+      await Promise.all(scripts.filter((_, i) => present[i] !== 1).map((s) => primary.script('LOAD', s.source)));
+    }),
+  );
+  const failed = loads.flatMap((load, i) => (load.status === 'rejected' ? [{ primary: primaries[i]!, reason: load.reason as Error }] : []));
+  if (failed.length === primaries.length) throw failed[0]!.reason;
+  return { primaries: primaries.length, unreachable: failed.map(({ primary }) => `${primary.options.host}:${primary.options.port}`) };
 }

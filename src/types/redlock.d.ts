@@ -3,7 +3,7 @@
 // the 5.0 betas). This declares the part of its API the reaper uses, as that file states it.
 declare module 'redlock' {
   import { EventEmitter } from 'node:events';
-  import type { Redis } from 'ioredis';
+  import type { Cluster, Redis } from 'ioredis';
 
   export interface Settings {
     readonly driftFactor: number;
@@ -26,7 +26,7 @@ declare module 'redlock' {
   export class ExecutionError extends Error {}
 
   export default class Redlock extends EventEmitter {
-    constructor(clients: Iterable<Redis>, settings?: Partial<Settings>);
+    constructor(clients: Iterable<Redis | Cluster>, settings?: Partial<Settings>);
     acquire(resources: string[], duration: number, settings?: Partial<Settings>): Promise<Lock>;
     release(lock: Lock, settings?: Partial<Settings>): Promise<unknown>;
     extend(existing: Lock, duration: number, settings?: Partial<Settings>): Promise<Lock>;

@@ -28,7 +28,7 @@ function switchMasterArrives(client: Redis): void {
 
 test('a client whose connection attempt a +switch-master aborts connects again by itself, and so do its duplicates', async () => {
   const config = loadConfig(topology.env);
-  const client = createRedisClient({ target: redisTargetOf(config), commandTimeoutMs: 1000 });
+  const client = createRedisClient({ target: redisTargetOf(config), commandTimeoutMs: 1000 }) as Redis;
   client.on('error', () => {});
   const duplicate = client.duplicate();
   duplicate.on('error', () => {});
@@ -59,7 +59,7 @@ test('a client whose connection attempt a +switch-master aborts connects again b
 
 test('a client closed on purpose stays closed', async () => {
   const config = loadConfig(topology.env);
-  const client = createRedisClient({ target: redisTargetOf(config), commandTimeoutMs: 1000 });
+  const client = createRedisClient({ target: redisTargetOf(config), commandTimeoutMs: 1000 }) as Redis;
   client.on('error', () => {});
   await waitUntilReady(client, 10000);
   client.disconnect();

@@ -8,6 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Grant {
   leaseId: string;
+  /** The namespace it was acquired in ("" for the unprefixed routes, namespace "default"). */
+  namespace: string;
   holder: string;
   path: string;
   token: number;
@@ -20,6 +22,7 @@ export interface Grant {
 
 export interface Write {
   leaseId: string;
+  namespace: string;
   holder: string;
   path: string;
   token: number;
@@ -31,7 +34,8 @@ export interface LoadRecord {
   writes: Write[];
   /** Every status by count, and the times of the answers that were 2xx. */
   statuses: Map<number, number>;
-  okAt: { url: string; at: number }[];
+  /** `url` is the service's origin, `route` the path asked (its namespace's routes). */
+  okAt: { url: string; route: string; at: number }[];
   /** Answers that were no HTTP answer at all (a refused or broken connection, or none within 10 s). */
   networkErrors: number;
   /** 503 answers without a Retry-After header. */
@@ -45,10 +49,17 @@ export interface LoadOptions {
   ttlMs: number;
   /** About one lease in this many is left to expire with an action, to be orphaned (0: none). */
   abandonEvery?: number;
+  /** Conductor n works in namespaces[n % length] (default: the unprefixed routes only). */
+  namespaces?: string[];
+}
+
+/** The routes' base of a namespace: /v1/namespaces/{namespace}, or /v1 for "". */
+export function routesOf(namespace: string): string {
+  return namespace === '' ? '/v1' : `/v1/namespaces/${namespace}`;
 }
 
 /** Starts the conductors; `stop()` ends their loops and resolves with the record. */
-export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery = 0 }: LoadOptions): { record: LoadRecord; stop(): Promise<LoadRecord> } {
+export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery = 0, namespaces = [''] }: LoadOptions): { record: LoadRecord; stop(): Promise<LoadRecord> } {
   const record: LoadRecord = { grants: [], writes: [], statuses: new Map(), okAt: [], networkErrors: 0, unavailableWithoutRetryAfter: 0 };
   let running = true;
   let turn = 0;
@@ -65,7 +76,7 @@ export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery =
       });
       const text = await res.text();
       record.statuses.set(res.status, (record.statuses.get(res.status) ?? 0) + 1);
-      if (res.status < 300) record.okAt.push({ url: new URL(url).origin, at: Date.now() });
+      if (res.status < 300) record.okAt.push({ url: new URL(url).origin, route: new URL(url).pathname, at: Date.now() });
       if (res.status === 503 && !res.headers.get('retry-after')) record.unavailableWithoutRetryAfter++;
       return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
     } catch {
@@ -76,13 +87,14 @@ export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery =
 
   const conductor = async (n: number) => {
     const holder = `conductor-${n}`;
+    const namespace = namespaces[n % namespaces.length]!;
     for (let round = 0; running; round++) {
-      const base = urls[turn++ % urls.length]!;
+      const base = `${urls[turn++ % urls.length]!}${routesOf(namespace)}`;
       const abandon = abandonEvery > 0 && (n * 7 + round) % abandonEvery === 0;
       // An orphan keeps its paths reserved until claimed: abandoned leases get paths of their own.
       const path = abandon ? `volumes/abandoned-${n}-${round}` : paths[(n + round) % paths.length]!;
       const sentAt = Date.now();
-      const acquired = await call('POST', `${base}/v1/leases`, {
+      const acquired = await call('POST', `${base}/leases`, {
         holder,
         resources: [{ path }],
         ttlMs,
@@ -94,12 +106,12 @@ export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery =
         continue;
       }
       const lease = acquired.json as { id: string; fencingToken: number };
-      record.grants.push({ leaseId: lease.id, holder, path, token: lease.fencingToken, abandoned: abandon, sentAt, answeredAt: Date.now() });
-      record.writes.push({ leaseId: lease.id, holder, path, token: lease.fencingToken, at: Date.now() });
+      record.grants.push({ leaseId: lease.id, namespace, holder, path, token: lease.fencingToken, abandoned: abandon, sentAt, answeredAt: Date.now() });
+      record.writes.push({ leaseId: lease.id, namespace, holder, path, token: lease.fencingToken, at: Date.now() });
       if (abandon) continue; // this conductor "dies": its lease expires and is orphaned
-      await call('POST', `${base}/v1/leases/${lease.id}/renew`, {});
-      record.writes.push({ leaseId: lease.id, holder, path, token: lease.fencingToken, at: Date.now() });
-      await call('POST', `${base}/v1/leases/${lease.id}/release`, { outcome: 'completed' });
+      await call('POST', `${base}/leases/${lease.id}/renew`, {});
+      record.writes.push({ leaseId: lease.id, namespace, holder, path, token: lease.fencingToken, at: Date.now() });
+      await call('POST', `${base}/leases/${lease.id}/release`, { outcome: 'completed' });
     }
   };
 
@@ -122,7 +134,8 @@ export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery =
 export function fencingInversions(grants: Grant[]): [Grant, Grant][] {
   const inversions: [Grant, Grant][] = [];
   const byPath = new Map<string, Grant[]>();
-  for (const grant of grants) byPath.set(grant.path, [...(byPath.get(grant.path) ?? []), grant]);
+  // One path of two namespaces is two resources, each with its own counter.
+  for (const grant of grants) byPath.set(resourceOf(grant), [...(byPath.get(resourceOf(grant)) ?? []), grant]);
   for (const list of byPath.values()) {
     for (const earlier of list) {
       for (const later of list) {
@@ -140,7 +153,7 @@ export function fencingInversions(grants: Grant[]): [Grant, Grant][] {
 export function interleavedWriters(writes: Write[]): { path: string; leases: string[] }[] {
   const found: { path: string; leases: string[] }[] = [];
   const byPath = new Map<string, Write[]>();
-  for (const write of [...writes].sort((a, b) => a.at - b.at)) byPath.set(write.path, [...(byPath.get(write.path) ?? []), write]);
+  for (const write of [...writes].sort((a, b) => a.at - b.at)) byPath.set(resourceOf(write), [...(byPath.get(resourceOf(write)) ?? []), write]);
   for (const [path, list] of byPath) {
     let largest = -Infinity;
     const finished = new Set<string>();
@@ -156,4 +169,8 @@ export function interleavedWriters(writes: Write[]): { path: string; leases: str
     }
   }
   return found;
+}
+
+function resourceOf({ namespace, path }: { namespace: string; path: string }): string {
+  return namespace === '' ? path : `${namespace} ${path}`;
 }

@@ -3,7 +3,9 @@
     P.."ev"          stream lifecycle events (capped)
     P.."stats"       hash   cluster-wide counters for /metrics: expired, revoked, claimed,
                             dead_lettered, "orphaned:"..reason and "resolved:"..resolution
-  Channel: P.."freed" (JSON paths that stopped being blocked; waiters retry).
+  Shard channel: P.."freed" (JSON paths that stopped being blocked; waiters retry). SPUBLISH,
+  not PUBLISH: in a Redis Cluster it reaches only the subscribers on this namespace's shard,
+  where PUBLISH would be sent to every node.
 ]]
 --- @include "includes/prelude"
 --- @include "includes/paths"
@@ -36,7 +38,7 @@ local function emit(kind, at, lease, orphanId)
   if COUNTED_EVENTS[kind] then count(kind) end
 end
 
--- Tells waiting acquires (on every replica) that these paths may have stopped being blocked.
+-- Tells waiting acquires (on every service replica, subscribed on this shard) that these paths may have stopped being blocked.
 local function announceFreed(stored)
-  redis.call('PUBLISH', P .. 'freed', pathsJson(stored))
+  redis.call('SPUBLISH', P .. 'freed', pathsJson(stored))
 end

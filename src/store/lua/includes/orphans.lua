@@ -8,7 +8,7 @@
     P.."ok:"..kind   zset   pending orphans of a kind              score: seq
     P.."oexp"        zset   resolved orphans to drop               score: when
     P.."orphans"     stream each orphaning, once (capped); other systems read it with XREADGROUP
-  Channel: P.."pending" (a kind that has a newly pending orphan; claimers retry).
+  Shard channel: P.."pending" (a kind that has a newly pending orphan; claimers retry; SPUBLISH).
 
   Fields of P.."o:"..oid: st (pending | claimed | dead_letter | resolved),
   why (expired | abandoned | revoked), kind, ma, pay (as a lease holds them),
@@ -92,7 +92,7 @@ local function writeOrphan(lease, endState, at)
     'fencingToken', lease.tok, 'paths', pathsJson(lease.res), 'orphanedAt', int(at))
   emit(state == 'pending' and 'orphaned' or 'dead_lettered', at, lease, oid)
   count('orphaned:' .. REASONS[endState])
-  if state == 'pending' then redis.call('PUBLISH', P .. 'pending', kind) end
+  if state == 'pending' then redis.call('SPUBLISH', P .. 'pending', kind) end
   return oid
 end
 
