@@ -21,7 +21,10 @@ meet another's: the same path in two namespaces never conflicts, an id of anothe
 increase within a namespace. A namespace needs no creation step (the first acquire in it registers it; at most
 NAMESPACES_MAX exist, past that an acquire in a new one is 429 rate_limited). With access control on, a new
 namespace is created only by an operator's token or by one that names it; a token for every namespace that is not
-an operator's gets 403 forbidden in one that does not exist yet. Each namespace is one Redis Cluster slot.
+an operator's gets 403 forbidden in one that does not exist yet. Each namespace is one Redis Cluster slot: in Cluster mode
+namespaces spread over the primaries, and each request works in one namespace, atomically. Nothing fans out over
+namespaces: holder renew, listings, the event stream and orphan claims take the one their route names (a conductor with
+leases in several namespaces renews in each).
 
 Errors are application/problem+json (RFC 9457) with a stable \`code\`. When Redis cannot be reached or does not answer
 within the command timeout the service answers 503 backend_unavailable with Retry-After. Every call carries a deadline on
