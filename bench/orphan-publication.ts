@@ -41,7 +41,7 @@ import { Redis } from 'ioredis';
 import { buildApp, keyPrefix } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { createRedisClient, waitUntilReady } from '../src/redis/connection.js';
-import { ensureScriptsLoaded, loadScripts } from '../src/store/scripts.js';
+import { ensureLibraryLoaded, loadLibrary } from '../src/store/scripts.js';
 import { onCleanup, runBenchmark } from './lib/cleanup.js';
 import {
   acquireExpiringLeases,
@@ -104,7 +104,7 @@ async function startBench(): Promise<Bench> {
   client.on('error', () => {});
   onCleanup(async () => client.quit().catch(() => client.disconnect()));
   await waitUntilReady(client, 10_000);
-  await ensureScriptsLoaded(client, loadScripts());
+  await ensureLibraryLoaded(client, loadLibrary());
 
   const probe = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
   probe.on('error', () => {});

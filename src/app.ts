@@ -43,7 +43,7 @@ import { Authenticator } from './auth/authenticator.js';
 import { JwtVerifier } from './auth/jwt.js';
 import { ServiceTokens, tokenKeys } from './auth/service-tokens.js';
 import { AcknowledgedScripts } from './store/acknowledged-scripts.js';
-import { defineScripts, loadScripts, type LuaScript, type ScriptRunner } from './store/scripts.js';
+import { defineScripts, loadLibrary, type LuaLibrary, type ScriptRunner } from './store/scripts.js';
 import { watchPrimary } from './redis/primary-watch.js';
 
 export const SERVICE_VERSION = '0.1.0';
@@ -155,10 +155,10 @@ export function useSharedSchemas(app: FastifyInstance): void {
  * Runs the Lua scripts on `redis`; with REDIS_MIN_REPLICAS above 0, state changes go through
  * connections of their own, each followed by WAIT (see store/acknowledged-scripts.ts).
  */
-function scriptRunner(app: FastifyInstance, config: Config, redis: RedisClient, scripts: LuaScript[], metrics: ServiceMetrics): ScriptRunner {
-  const plain = defineScripts(redis, scripts);
+function scriptRunner(app: FastifyInstance, config: Config, redis: RedisClient, library: LuaLibrary, metrics: ServiceMetrics): ScriptRunner {
+  const plain = defineScripts(redis, library);
   if (config.REDIS_MIN_REPLICAS === 0) return plain;
-  const acknowledged = new AcknowledgedScripts(redis, scripts, {
+  const acknowledged = new AcknowledgedScripts(redis, library, {
     minReplicas: config.REDIS_MIN_REPLICAS,
     timeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT_MS,
     onShortfall: () => metrics.replicaAckShortfalls.inc(),
@@ -198,8 +198,8 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   instrumentHttp(app, metrics);
   await registerLoadShedding(app, config);
 
-  const scripts = loadScripts();
-  const run = scriptRunner(app, config, redis, scripts, metrics);
+  const library = loadLibrary();
+  const run = scriptRunner(app, config, redis, library, metrics);
   // One clock estimate for every namespace: they all run on the same Redis.
   const clock = new RedisClock();
   const storeOptions = {
@@ -246,7 +246,7 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
   });
   await registerRateLimit(app, redis, namespaces, config.RATE_LIMIT_PER_SECOND);
   await registerOpenApi(app, SERVICE_VERSION);
-  await app.register(healthRoutes, { redis, scripts });
+  await app.register(healthRoutes, { redis, library });
   await app.register(metricsRoutes, { metrics, namespaces });
   // Acquires and claims that wait share one budget of open waits (per holder and in all).
   const waiters = waiterSlots(config);

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig, usesManagedRedis, type Config } from './config
 import { createRedisClient, describeTarget, redisTargetOf, waitUntilReady } from './redis/connection.js';
 import { RedisServerMissingError, startEmbeddedRedis, type EmbeddedRedis, type EmbeddedRedisOptions } from './redis/embedded.js';
 import { EmbeddedRedisSupervisor } from './redis/supervisor.js';
-import { ensureScriptsLoaded, loadScripts } from './store/scripts.js';
+import { ensureLibraryLoaded, loadLibrary } from './store/scripts.js';
 
 const REDIS_START_TIMEOUT_MS = 30000;
 
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     // Connection errors surface as 503s and in /readyz; ioredis reconnects by itself.
   });
   await waitUntilReady(redis, REDIS_START_TIMEOUT_MS);
-  await ensureScriptsLoaded(redis, loadScripts());
+  await ensureLibraryLoaded(redis, loadLibrary());
 
   const app = await buildApp({ config, redis });
   logAccessControl(app.log, config);

@@ -7,13 +7,14 @@ import { after, before, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { createRedisClient, waitUntilReady } from '../src/redis/connection.js';
 import { LeaseStore } from '../src/store/lease-store.js';
-import { defineScripts, loadScripts, type LuaScript } from '../src/store/scripts.js';
+import { defineScripts, loadLibrary, type LuaScript } from '../src/store/scripts.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 
 let server: TestRedis;
 let redis: Redis;
 const sent = new Map<string, { keys: number; args: number }>();
-const scripts = loadScripts();
+const library = loadLibrary();
+const { scripts } = library;
 
 before(async () => {
   server = await startTestRedis();
@@ -33,7 +34,7 @@ function declared(script: LuaScript): { keys: number; args: number } {
 }
 
 test('every script\'s header names exactly the KEYS and ARGV the store passes it', async () => {
-  const run = defineScripts(redis, scripts);
+  const run = defineScripts(redis, library);
   const store = new LeaseStore(
     (name, keys, args) => {
       sent.set(name, { keys: keys.length, args: args.length });

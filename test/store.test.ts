@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { createRedisClient, waitUntilReady } from '../src/redis/connection.js';
 import { LeaseStore } from '../src/store/lease-store.js';
-import { defineScripts, loadScripts } from '../src/store/scripts.js';
+import { defineScripts, loadLibrary } from '../src/store/scripts.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -19,7 +19,7 @@ before(async () => {
   server = await startTestRedis();
   redis = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 2000 });
   await waitUntilReady(redis, 10000);
-  store = new LeaseStore(defineScripts(redis, loadScripts()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, streamCap: 10000, commandTimeoutMs: 2000 });
+  store = new LeaseStore(defineScripts(redis, loadLibrary()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, streamCap: 10000, commandTimeoutMs: 2000 });
 });
 after(async () => {
   redis?.disconnect();

@@ -8,7 +8,7 @@
 // clock). Both times come from Redis, so there is no clock skew between processes.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { loadScripts } from '../../src/store/scripts.js';
+import { loadLibrary } from '../../src/store/scripts.js';
 import { runPool } from './pool.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -216,9 +216,9 @@ export interface CommandLog {
   slow: string[];
 }
 
-/** Reads and stops the command log; script names replace EVALSHA hashes. */
+/** Reads and stops the command log; script names replace the library's function names. */
 export async function readCommandLog(probe: Redis, slowUs: number): Promise<CommandLog> {
-  const names = new Map(loadScripts().map((s) => [s.sha, s.name]));
+  const names = new Map(loadLibrary().scripts.map((s) => [s.functionName, s.name]));
   const entries = (await probe.slowlog('GET', -1)) as [number, number, number, string[], string][];
   await probe.config('SET', 'slowlog-log-slower-than', '-1');
   const scripts = new Map<string, number[]>();
@@ -228,8 +228,8 @@ export async function readCommandLog(probe: Redis, slowUs: number): Promise<Comm
     // Commands a script runs are logged too, from a client without an address.
     const nested = client === '?:0' || client === '';
     const what =
-      command === 'evalsha' ? `script ${names.get(String(args[1])) ?? String(args[1]).slice(0, 8)}` : `${nested ? 'in a script: ' : ''}${command} ${args[1] ?? ''}`;
-    if (command === 'evalsha' && !nested) {
+      command === 'fcall' ? `script ${names.get(String(args[1])) ?? String(args[1])}` : `${nested ? 'in a script: ' : ''}${command} ${args[1] ?? ''}`;
+    if (command === 'fcall' && !nested) {
       const name = what.slice('script '.length);
       scripts.set(name, [...(scripts.get(name) ?? []), micros]);
     }

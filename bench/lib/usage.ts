@@ -62,12 +62,15 @@ export function usageBetween(before: UsageSnapshot, after: UsageSnapshot, ops: n
   };
 }
 
-/** "service 210 µs, redis 160 µs, client 90 µs CPU/op; evalsha 1.0/op at 150 µs" */
+/** The commands that run the service's Lua: FCALL (its functions library), EVALSHA and EVAL (redlock, the registry's, other baselines'). */
+const SCRIPT_COMMANDS = new Set(['fcall', 'evalsha', 'eval']);
+
+/** "service 210 µs, redis 160 µs, client 90 µs CPU/op; fcall 1.0/op at 150 µs" */
 export function describeUsage(usage: Usage, serverName = 'service'): string {
   const parts: string[] = [];
   if (Number.isFinite(usage.perOpUs.server)) parts.push(`${serverName} ${usage.perOpUs.server.toFixed(0)}`);
   parts.push(`redis ${usage.perOpUs.redis.toFixed(0)}`, `client ${usage.perOpUs.client.toFixed(0)} µs CPU/op`);
-  const scripts = Object.entries(usage.commands).filter(([name, s]) => (name === 'evalsha' || name === 'eval') && s.callsPerOp >= 0.01);
+  const scripts = Object.entries(usage.commands).filter(([name, s]) => SCRIPT_COMMANDS.has(name) && s.callsPerOp >= 0.01);
   const script = scripts.map(([name, s]) => `${name} ${s.callsPerOp.toFixed(2)}/op at ${s.usPerCall.toFixed(0)} µs`).join(', ');
   const rewrite = usage.aofRewriteDuring ? '; an AOF rewrite ran meanwhile' : '';
   return `${script ? `${parts.join(', ')}; ${script}` : parts.join(', ')}${rewrite}`;

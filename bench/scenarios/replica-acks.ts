@@ -95,7 +95,7 @@ function sideFigures(side: Side, suffix: string): Record<string, Figure> {
   };
 }
 
-/** CPU µs and Redis calls per response over a side's phases: "service 210, redis 160, client 90 µs CPU/op; evalsha 1.01/op, wait 1.01/op". */
+/** CPU µs and Redis calls per response over a side's phases: "service 210, redis 160, client 90 µs CPU/op; fcall 1.01/op, wait 1.01/op". */
 function describePooledUsage(side: Side): string {
   const responses = side.phases.reduce((total, p) => total + p.load.responses, 0);
   const perOp = (of: (p: Phase) => number) => side.phases.reduce((total, p) => total + of(p) * p.load.responses, 0) / responses;
@@ -103,7 +103,7 @@ function describePooledUsage(side: Side): string {
   const calls = (command: string) => perOp((p) => p.usage.commands[command]?.callsPerOp ?? 0).toFixed(2);
   return (
     `service ${us((p) => p.usage.perOpUs.server)}, redis ${us((p) => p.usage.perOpUs.redis)}, client ${us((p) => p.usage.perOpUs.client)} µs CPU/op ` +
-    `(primary's Redis); evalsha ${calls('evalsha')}/op, wait ${calls('wait')}/op`
+    `(primary's Redis); fcall ${calls('fcall')}/op, wait ${calls('wait')}/op`
   );
 }
 

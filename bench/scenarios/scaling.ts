@@ -54,13 +54,13 @@ function commandCosts(side: Side): Map<string, { usPerOp: number; usPerCall: num
   return new Map([...sums].map(([name, { calls, usec }]) => [name, { usPerOp: usec / ops, usPerCall: usec / calls }]));
 }
 
-/** "EVALSHA 126 -> 277 µs/call; grew most: zadd +12 µs/request (2.1 -> 4.4 µs/call), ..." */
+/** "FCALL 126 -> 277 µs/call; grew most: zadd +12 µs/request (2.1 -> 4.4 µs/call), ..." */
 function describeGrowth(small: Side, large: Side): string {
   const a = commandCosts(small);
   const b = commandCosts(large);
-  const script = `EVALSHA ${(a.get('evalsha')?.usPerCall ?? Number.NaN).toFixed(0)} -> ${(b.get('evalsha')?.usPerCall ?? Number.NaN).toFixed(0)} µs/call`;
+  const script = `FCALL ${(a.get('fcall')?.usPerCall ?? Number.NaN).toFixed(0)} -> ${(b.get('fcall')?.usPerCall ?? Number.NaN).toFixed(0)} µs/call`;
   const grown = [...b]
-    .filter(([name]) => name !== 'evalsha' && name !== 'eval' && a.has(name))
+    .filter(([name]) => name !== 'fcall' && name !== 'evalsha' && name !== 'eval' && a.has(name))
     .map(([name, cost]) => ({ name, delta: cost.usPerOp - a.get(name)!.usPerOp, from: a.get(name)!.usPerCall, to: cost.usPerCall }))
     .sort((x, y) => y.delta - x.delta)
     .slice(0, 3)

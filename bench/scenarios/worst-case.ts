@@ -43,7 +43,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../src/config.js';
-import { loadScripts } from '../../src/store/scripts.js';
+import { loadLibrary } from '../../src/store/scripts.js';
 import { LONG_TTL_MS, payloadOfSize } from '../lib/bodies.js';
 import type { Context, WorstCaseSizes } from '../lib/context.js';
 import { JsonClient, type JsonResponse } from '../lib/json-client.js';
@@ -188,8 +188,6 @@ const SCRIPT_COMMANDS = new Set(['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fc
 /** SLOWLOG threshold: names every script call above it; the commands inside scripts rarely reach it. */
 const SLOWLOG_US = 50;
 const SLOWLOG_LEN = 4096;
-/** SLOWLOG keeps this much of each argument (then "... (n more bytes)"). */
-const SLOWLOG_ARG_CHARS = 128;
 
 type SlowlogEntry = [number, number, number, string[], string, string];
 
@@ -224,18 +222,14 @@ async function patiently<T>(call: () => Promise<T>): Promise<T> {
 
 /** CONFIG RESETSTAT + INFO commandstats for the totals, SLOWLOG for which script each call was. */
 class Meter {
-  private readonly bySha: Map<string, string>;
-  private readonly bySource: Map<string, string>;
+  private readonly byFunction: Map<string, string>;
   private readonly saved: [string, string][] = [];
 
   constructor(
     private readonly probe: Redis,
     private readonly lockKey: string,
   ) {
-    const scripts = loadScripts();
-    this.bySha = new Map(scripts.map((s) => [s.sha, s.name]));
-    // EVAL (the first call of a script on a connection, or after Redis lost its script cache): by its opening.
-    this.bySource = new Map(scripts.map((s) => [s.source.slice(0, SLOWLOG_ARG_CHARS), s.name]));
+    this.byFunction = new Map(loadLibrary().scripts.map((s) => [s.functionName, s.name]));
   }
 
   async open(): Promise<void> {
@@ -294,8 +288,8 @@ class Meter {
   private nameOf(command: string, args: string[]): string {
     if (String(args[3] ?? '') === this.lockKey) return 'redlock';
     const script = String(args[1] ?? '');
-    if (command.startsWith('evalsha')) return this.bySha.get(script) ?? `script ${script.slice(0, 8)}`;
-    return this.bySource.get(script.slice(0, SLOWLOG_ARG_CHARS)) ?? command;
+    if (command.startsWith('fcall')) return this.byFunction.get(script) ?? `function ${script}`;
+    return `script ${script.slice(0, 8)}`;
   }
 }
 

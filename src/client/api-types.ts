@@ -59,8 +59,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Redis is reachable and the scripts are loaded
-         * @description Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the Lua scripts (they are loaded again after a Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503. In Cluster mode, 200 while any primary answers (each is given the scripts), naming those that do not in unreachablePrimaries.
+         * Redis is reachable and holds the Lua library
+         * @description Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the service's Lua functions library (it is loaded again when Redis lacks it: after a FUNCTION FLUSH, on a new primary); 503 otherwise. Take the replica out of a load balancer while it answers 503. In Cluster mode, 200 while any primary answers (each is given the library), naming those that do not in unreachablePrimaries.
          */
         get: {
             parameters: {
@@ -71,7 +71,7 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Redis answers and holds the scripts (in Cluster mode: at least one primary does). */
+                /** @description Redis answers and holds the library (in Cluster mode: at least one primary does). */
                 200: {
                     headers: {
                         [name: string]: unknown;

@@ -1,26 +1,25 @@
 // /healthz says the process answers; /readyz says it can serve: Redis answers within the
-// command timeout and holds our scripts (it loads them again after a Redis restart). In
+// command timeout and holds our Lua functions library (it loads it again when Redis lost it). In
 // Cluster mode a shard that is down does not make the replica unready: every replica sees
 // the same cluster, and taking them all out of the load balancer would stop the namespaces
 // of the healthy shards too. The answer names the primaries that did not answer.
 import type { FastifyPluginAsync } from 'fastify';
 import type { RedisClient } from '../redis/connection.js';
 import { Type } from '@sinclair/typebox';
-import type { LuaScript } from '../store/scripts.js';
-import { ensureScriptsLoaded } from '../store/scripts.js';
+import { ensureLibraryLoaded, type LuaLibrary } from '../store/scripts.js';
 import { problem } from '../errors.js';
 import { sendProblem } from '../http/problems.js';
 import { problemResponse } from '../http/schemas/problems.js';
 
 export interface HealthOptions {
   redis: RedisClient;
-  scripts: LuaScript[];
+  library: LuaLibrary;
 }
 
 const Status = (status: string, description: string) =>
   Type.Object({ status: Type.Literal(status) }, { description, examples: [{ status }] });
 
-export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { redis, scripts }) => {
+export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { redis, library }) => {
   app.get(
     '/healthz',
     {
@@ -39,11 +38,11 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { red
     {
       schema: {
         tags: ['health'],
-        summary: 'Redis is reachable and the scripts are loaded',
+        summary: 'Redis is reachable and holds the Lua library',
         description:
-          'Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the Lua scripts (they are loaded again after a ' +
-          'Redis restart); 503 otherwise. Take the replica out of a load balancer while it answers 503. In Cluster mode, 200 while ' +
-          'any primary answers (each is given the scripts), naming those that do not in unreachablePrimaries.',
+          'Readiness: 200 when Redis answers within REDIS_COMMAND_TIMEOUT_MS and holds the service\'s Lua functions library (it is loaded ' +
+          'again when Redis lacks it: after a FUNCTION FLUSH, on a new primary); 503 otherwise. Take the replica out of a load balancer while it answers 503. In Cluster mode, 200 while ' +
+          'any primary answers (each is given the library), naming those that do not in unreachablePrimaries.',
         response: {
           200: Type.Object(
             {
@@ -54,7 +53,7 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { red
                 }),
               ),
             },
-            { description: 'Redis answers and holds the scripts (in Cluster mode: at least one primary does).', examples: [{ status: 'ready' }] },
+            { description: 'Redis answers and holds the library (in Cluster mode: at least one primary does).', examples: [{ status: 'ready' }] },
           ),
           503: problemResponse('backend_unavailable: not ready to serve.', problem('backend_unavailable', 'Not ready: RedisClient connection is reconnecting')),
         },
@@ -63,7 +62,7 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { red
     async (request, reply) => {
       try {
         if (redis.status !== 'ready') throw new Error(`Redis connection is ${redis.status}`);
-        const { unreachable } = await ensureScriptsLoaded(redis, scripts);
+        const { unreachable } = await ensureLibraryLoaded(redis, library);
         return unreachable.length > 0 ? { status: 'ready', unreachablePrimaries: unreachable } : { status: 'ready' };
       } catch (error) {
         return sendProblem(reply, problem('backend_unavailable', `Not ready: ${(error as Error).message}`), { 'retry-after': '1' });

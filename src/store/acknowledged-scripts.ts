@@ -11,7 +11,7 @@
 import { Cluster, type ChainableCommander } from 'ioredis';
 import { duplicateClient, type RedisClient } from '../redis/connection.js';
 import { ReplicaShortfallError } from '../redis/connection.js';
-import type { LuaScript, ScriptRunner } from './scripts.js';
+import { ensureLibraryLoaded, isMissingFunction, type LuaLibrary, type LuaScript, type ScriptRunner } from './scripts.js';
 
 /** The scripts whose 2xx promises a state change; the others only read (or settle what a read meets). */
 export const STATE_CHANGING_SCRIPTS: ReadonlySet<string> = new Set([
@@ -43,10 +43,10 @@ export class AcknowledgedScripts {
   /** `client` is duplicated (same target, same options) for each connection. */
   constructor(
     client: RedisClient,
-    scripts: LuaScript[],
+    private readonly library: LuaLibrary,
     private readonly options: ReplicaAckOptions,
   ) {
-    this.byName = new Map(scripts.map((script) => [script.name, script]));
+    this.byName = new Map(library.scripts.map((script) => [script.name, script]));
     this.connections = Array.from({ length: ACK_CONNECTIONS }, () => {
       const redis = duplicateClient(client);
       redis.on('error', () => {}); // reported by the shared client and /readyz
@@ -99,17 +99,18 @@ export class AcknowledgedScripts {
     return reply;
   }
 
-  /** The script (by its SHA, by its source if Redis lacks it) with its WAIT: its reply or error, and the replicas that confirmed. */
+  /** The function with its WAIT: its reply or error, and the replicas that confirmed. */
   private async sendOnce(redis: RedisClient, script: LuaScript, keys: string[], args: (string | number)[]): Promise<[unknown, number]> {
     const { minReplicas, timeoutMs } = this.options;
     // Both are written before either answers. Redis runs them in order, so WAIT counts the
-    // replicas that have this script's writes. A WAIT after a failed script waits for
-    // nothing new and answers at once.
-    const sent = await scriptThenWait(redis.pipeline().evalsha(script.sha, keys.length, ...keys, ...args), minReplicas, timeoutMs);
-    if (!(sent[0] instanceof Error) || !sent[0].message.startsWith('NOSCRIPT')) return sent;
-    // Redis lost its script cache (a restart, a failover to a replica): send the source,
-    // then wait again, since the WAIT above ran before this script did.
-    return scriptThenWait(redis.pipeline().eval(script.source, keys.length, ...keys, ...args), minReplicas, timeoutMs);
+    // replicas that have this call's writes. A WAIT after a failed call waits for nothing
+    // new and answers at once.
+    const send = () => scriptThenWait(redis.pipeline().fcall(script.functionName, keys.length, ...keys, ...args), minReplicas, timeoutMs);
+    const sent = await send();
+    if (!isMissingFunction(sent[0])) return sent;
+    // Redis lost the library (a FUNCTION FLUSH, a primary that never had it): nothing ran.
+    await ensureLibraryLoaded(redis, this.library);
+    return send();
   }
 }
 

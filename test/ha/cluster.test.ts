@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { keySlot, startClusterTopology, type ClusterTopology, type RedisNode } from '../../scripts/lib/cluster-topology.js';
 import { fencingInversions, interleavedWriters, routesOf, startConductors, type LoadRecord } from '../helpers/conductor-load.js';
-import { loadScripts } from '../../src/store/scripts.js';
+import { loadLibrary } from '../../src/store/scripts.js';
 import { startService, type ServiceProcess } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -294,13 +294,13 @@ describe('Cluster mode: SIGKILL of a primary under load, REDIS_MIN_REPLICAS=1', 
 
     // The killed primary came back as a replica of the promoted one.
     assert.equal(await victim.role(), 'slave');
-    // /readyz loaded the scripts on the promoted primary, as on every other.
+    // The promoted primary holds the functions library, as every other does.
     assert.equal((await call(services[0]!, 'GET', '/readyz')).status, 200);
-    const shas = loadScripts().map((script) => script.sha);
+    const library = loadLibrary().name;
     for (const primary of await topology.primaries()) {
       const client = primary.client();
       try {
-        assert.deepEqual(await client.script('EXISTS', ...shas), shas.map(() => 1), `scripts on the primary at ${primary.port}`);
+        assert.equal(((await client.call('FUNCTION', 'LIST', 'LIBRARYNAME', library)) as unknown[]).length, 1, `the library on the primary at ${primary.port}`);
       } finally {
         client.disconnect();
       }

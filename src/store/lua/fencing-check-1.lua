@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   For resource servers: is this fencing token the token of an active lease that covers
   this path right now? Like Chubby's CheckSequencer, a write carrying the token of a lease
@@ -8,6 +9,9 @@
   ZCOUNT. Cost: one token lookup, 2 * depth range reads of at most `limit` entries, and at
   most `limit` HMGETs of four fields, never a payload. A lease whose expiresAt has passed
   is not active, whether or not anyone settled it yet.
+
+  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
+  settles or drops on the way frees memory.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

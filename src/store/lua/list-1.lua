@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   One page of leases that hold resources (active or orphaned), in fencing-token order,
   which is the order they were granted: a page boundary stays put while leases renew.
@@ -9,6 +10,9 @@
   when filters match little; the caller gets a cursor to go on from. It writes nothing:
   leases that expired unnoticed are presented as ended (see presentAsOf), not settled. Without ARGV[14] no
   payload or progress is read, so a page costs the same whatever they hold.
+
+  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
+  settles or drops on the way frees memory.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   One page of orphans in the order they were first orphaned (seq), from the index of one
   state or of all, filtered by kind; a claim whose lease has expired is settled first.
@@ -5,6 +6,9 @@
   (TOMBSTONE_TTL ms after resolution).
   Invariant: scans at most ARGV[11] index entries, so one call's cost is bounded even when
   the kind filter matches little; the caller gets a cursor to go on from.
+
+  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
+  settles or drops on the way frees memory.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   What holds a resource path: the leases that cover it (at it or at an ancestor) and the
   leases below it, the first `limit` of each, and how many there are.
@@ -5,6 +6,9 @@
   2 * depth + 2 range reads of at most `limit` entries each, `budget` lease reads in all
   (lock-delayed tombstones read past on the way included), and, with ARGV[9], `limit`
   payloads and progress checkpoints per list.
+
+  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
+  settles or drops on the way frees memory.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

@@ -1,7 +1,11 @@
+#!lua flags=allow-oom
 --[[
   What /metrics reports about the state every replica shares, read in one round trip with
   O(1) commands (ZCARD, and HGETALL of a hash of a few dozen fields), so a scrape costs the
   same with ten leases or ten million. Changes nothing.
+
+  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
+  settles or drops on the way frees memory.
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

@@ -2,12 +2,15 @@
   Paths: a path's ancestors, which paths cover which, and resources as lease, orphan and
   ticket records store them. Reads and writes no key.
 ]]
+--- @include "includes/prelude"
 
 -- Proper ancestors of a path, shallowest first: "a/b/c" -> {"a", "a/b"}. A request's paths
 -- are walked by the conflict check and again by the grant; making a long substring is much
--- of a wide request's cost, so each path's list is made once per script. Do not change it.
-local ancestorsOf = {}
+-- of a wide request's cost, so each path's list is made once per call. Do not change it.
+-- (The library outlives calls: the cache is emptied when a new call asks, so it never grows.)
+local ancestorsOf, ancestorsCall = {}, -1
 local function ancestors(path)
+  if ancestorsCall ~= CALL then ancestorsOf, ancestorsCall = {}, CALL end
   local list = ancestorsOf[path]
   if list then return list end
   list = {}
@@ -31,7 +34,9 @@ end
 -- lease hash stays under Redis' 64-byte listpack value limit (src/store/resource-codec.ts).
 -- (Plain finds, not a pattern: matching %S+ over 64 paths of 512 characters costs 20 times
 -- as much, and every reader of a wide lease pays it.)
-local SHARED, SPACE, SLASH = string.byte('s'), string.byte(' '), string.byte('/')
+-- Byte values of "s", " " and "/" (a library's top level may call no function: Redis gives
+-- it no string library while it loads).
+local SHARED, SPACE, SLASH = 115, 32, 47
 
 local function decodeResources(stored)
   local resources, at = {}, 1

@@ -1,6 +1,6 @@
 --[[
-  The prelude every script starts with: its arguments, Redis' clock and the deadline guard.
-  Every script gets
+  The prelude of the library: every function's arguments, Redis' clock and the deadline guard.
+  Every function gets
     KEYS[1]  P.."token" (the fencing counter; it names the hash slot every other key shares)
     ARGV[1]  P, the key prefix with its hash tag, e.g. "{lease}:"
     ARGV[2]  how long a tombstone (or a resolved orphan) is kept, ms
@@ -15,23 +15,35 @@
   Redis Cluster too. Times are ms on Redis' clock.
 ]]
 
-local P = ARGV[1]
-local TOMBSTONE_TTL = tonumber(ARGV[2])
-local DEADLINE = tonumber(ARGV[3])
-local STREAM_CAP = ARGV[4]
-local ACTOR = ARGV[5]
-local LEASE_QUOTA = tonumber(ARGV[6])
+-- The library's functions take their keys and arguments as parameters; begin() puts them in
+-- these upvalues, which every include reads, at the start of each call (Redis runs one
+-- call at a time, so one set serves all).
+local KEYS, ARGV
+local P, TOMBSTONE_TTL, DEADLINE, STREAM_CAP, ACTOR, LEASE_QUOTA
+-- Counts calls: a cache that must last one call only compares it (see ancestors in includes/paths).
+local CALL = 0
 
 local function nowMs()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A call that reaches Redis after its caller timed out (Redis was paused, or stuck behind a
--- slow command) changes nothing: the caller was told 503, and a grant or release it never
--- hears of would surprise it. Every reply starts with Redis' clock, except this one, which
--- carries it second so that a caller whose deadline was wrong can correct its clock.
-if DEADLINE > 0 and nowMs() > DEADLINE then return { 'too_late', nowMs() } end
+-- Every function starts with this. True when the call reached Redis after its caller timed
+-- out (Redis was paused, or stuck behind a slow command): it then changes nothing, since the
+-- caller was told 503, and a grant or release it never hears of would surprise it. Every
+-- reply starts with Redis' clock, except that one ({ 'too_late', now }), which carries it
+-- second so that a caller whose deadline was wrong can correct its clock.
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  P = ARGV[1]
+  TOMBSTONE_TTL = tonumber(ARGV[2])
+  DEADLINE = tonumber(ARGV[3])
+  STREAM_CAP = ARGV[4]
+  ACTOR = ARGV[5]
+  LEASE_QUOTA = tonumber(ARGV[6])
+  CALL = CALL + 1
+  return DEADLINE > 0 and nowMs() > DEADLINE
+end
 
 local function int(n)
   return string.format('%.0f', n)
