@@ -3,6 +3,7 @@
 // live-leases runs right before orphans, which reuses its 100 000 live leases.
 import { contended, multiResource, uncontended } from './acquire.js';
 import { auth } from './auth.js';
+import { cluster } from './cluster.js';
 import { cycle } from './cycle.js';
 import { etcd } from './etcd.js';
 import { httpFloor, redisFloor, redlockDirect } from './floors.js';
@@ -21,6 +22,7 @@ export const SCENARIOS: Scenario[] = [
   uncontended,
   cycle,
   replicaAcks,
+  cluster,
   auth,
   renew,
   holderRenew,
@@ -59,6 +61,16 @@ export const COMPARISONS: Comparison[] = [
   { figure: ['replica-acks', 'p50One'], baseline: ['replica-acks', 'p50None'] },
   { figure: ['replica-acks', 'p99One'], baseline: ['replica-acks', 'p99None'] },
   { figure: ['replica-acks', 'releaseP50One'], baseline: ['replica-acks', 'releaseP50None'] },
+  // A Redis Cluster of 3 primaries against 1, the same pairs over 64 namespaces, same run: a pair
+  // must not cost Redis more when the namespaces are spread over shards, and they must
+  // spread (the smallest share of the script calls x 3, against 1 for perfectly even). pairs/s is
+  // for information: on a small machine the load generator and the service cap it, not Redis.
+  { figure: ['cluster', 'redisUsThree'], baseline: ['cluster', 'redisUsOne'], target: { op: '<=', bound: 1.3 } },
+  { figure: ['cluster', 'evenness'], baseline: ['cluster', 'evenIdeal'], target: { op: '>=', bound: 0.8 } },
+  { figure: ['cluster', 'pairsThree'], baseline: ['cluster', 'pairsOne'] },
+  { figure: ['cluster', 'p50Three'], baseline: ['cluster', 'p50One'] },
+  // The reaper sweeps every namespace: publication over 64 of them, on 3 shards, within the orphans scenario's budget.
+  { figure: ['cluster', 'orphanP99'], baseline: ['cluster', 'orphanBudget'], target: { op: '<=', bound: 1 } },
   // What access control costs against none, same Redis, same run: a token lookup (one HGET) per
   // request by default, none with AUTH_CACHE_MS.
   { figure: ['auth', 'pairsOn'], baseline: ['auth', 'pairsOff'], target: { op: '>=', bound: 0.6 } },
