@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { ServiceTokens, tokenKeys } from '../src/auth/service-tokens.js';
 import { acquireBody, useTestApp } from './helpers/app.js';
+import { keyContent } from './helpers/key-content.js';
 
 // No reaper, and leases that outlive the test: nothing may change Redis but the calls themselves.
 const { t } = useTestApp({ env: { AUTH: 'on' }, sweep: false });
@@ -66,11 +67,11 @@ let n = 0;
 const unique = (name: string) => `${name}-${++n}`;
 const base = (namespace: string) => `/v1/namespaces/${namespace}`;
 
-/** Every key of this app (all namespaces) with its DUMP, so any change to any of them shows. */
+/** Every key of this app (all namespaces) with its content, so any change to any of them shows. */
 async function snapshot(redis: Redis, keyPrefix: string): Promise<Map<string, string>> {
   const keys = [...(await redis.keys(`{${keyPrefix}}:*`)), ...(await redis.keys(`{${keyPrefix}/*`))].sort();
-  const dumps = await Promise.all(keys.map((key) => redis.dumpBuffer(key)));
-  return new Map(keys.map((key, i) => [key, dumps[i]?.toString('base64') ?? '']));
+  const contents = await Promise.all(keys.map((key) => keyContent(redis, key)));
+  return new Map(keys.map((key, i) => [key, contents[i]!]));
 }
 
 interface Fixture {

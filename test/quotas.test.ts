@@ -10,6 +10,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { GrantClaimsValue } from '../src/auth/grants.js';
 import { ServiceTokens, tokenKeys } from '../src/auth/service-tokens.js';
 import { acquireBody, startTestApp, type TestApp } from './helpers/app.js';
+import { keyContent } from './helpers/key-content.js';
 import { startTestRedis, type TestRedis } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -64,14 +65,14 @@ function prefixOf(app: TestApp, namespace: string): string {
 }
 
 /**
- * Every key of a namespace with its DUMP, so that any change to any of them shows; the
+ * Every key of a namespace with its content, so that any change to any of them shows; the
  * per-second request counters (rate:*) are left out, as every request counts, refused or not.
  */
 async function dumpNamespace(app: TestApp, namespace: string): Promise<Map<string, string>> {
   const prefix = prefixOf(app, namespace);
   const keys = (await app.redis.keys(`${prefix}*`)).filter((key) => !key.startsWith(`${prefix}rate:`)).sort();
-  const dumps = await Promise.all(keys.map((key) => app.redis.dumpBuffer(key)));
-  return new Map(keys.map((key, i) => [key, dumps[i]?.toString('base64') ?? '']));
+  const contents = await Promise.all(keys.map((key) => keyContent(app.redis, key)));
+  return new Map(keys.map((key, i) => [key, contents[i]!]));
 }
 
 function assertRateLimited(res: LightMyRequestResponse, what: string): void {
