@@ -58,3 +58,22 @@ test('REDIS_MIN_REPLICAS defaults to 0 (no WAIT), and its timeout matters only a
   assert.equal(config.REDIS_MIN_REPLICAS, 0);
   assert.equal(config.REDIS_REPLICA_ACK_TIMEOUT_MS, 500);
 });
+
+test("a Cluster client's own failures while it has no usable node are 503s (backend unavailable), not 500s", async () => {
+  const { isBackendUnavailable } = await import('../src/redis/connection.js');
+  for (const message of [
+    "Cluster isn't ready and enableOfflineQueue options is false",
+    'None of startup nodes is available',
+    'Cluster is ended.',
+    'Failed to refresh slots cache.',
+    'MOVED 3696 127.0.0.1:26078',
+    'ASK 3696 127.0.0.1:26078',
+    'Too many Cluster redirections. Last error: Error: Connection is closed.',
+  ]) {
+    assert.equal(isBackendUnavailable(new Error(message)), true, message);
+  }
+  const allFailed = Object.assign(new Error('Failed to connect'), { name: 'ClusterAllFailedError' });
+  assert.equal(isBackendUnavailable(allFailed), true);
+  // A bug is still a bug.
+  assert.equal(isBackendUnavailable(new TypeError("Cannot read properties of undefined (reading 'id')")), false);
+});

@@ -6,7 +6,7 @@
 // have missed one). With 0, the default, a service token is looked up on every request, so
 // a revoked one fails on the very next. JWTs cannot be revoked; their checks are remembered.
 import type { RedisClient } from '../redis/connection.js';
-import { subscriberOf } from '../redis/connection.js';
+import { onResubscribe, subscriberOf } from '../redis/connection.js';
 import type { Grant } from './grants.js';
 import { JwtRefusal, type JwtVerifier } from './jwt.js';
 import { looksLikeServiceToken, type ServiceTokens, type TokenKeys } from './service-tokens.js';
@@ -40,15 +40,18 @@ export class Authenticator {
     if (this.rememberMs === 0) return;
     const subscriber = subscriberOf(this.redis);
     this.subscriber = subscriber;
-    subscriber.on('message', (_channel: string, id: string) => this.forget(id));
+    subscriber.on('smessage', (_channel: string, id: string) => this.forget(id));
     // Every (re)connection may have missed a revocation: forget everything once subscribed.
-    subscriber.on('ready', () => {
+    // (A shard channel beside the tokens, as the scripts' notices are: in Cluster mode ioredis
+    // says when it subscribed a shard's subscriber again, which it does not for plain ones.)
+    onResubscribe(subscriber, () => {
       subscriber
-        .subscribe(this.keys.revokedChannel)
+        .ssubscribe(this.keys.revokedChannel)
         .then(() => this.remembered.clear())
         .catch(() => undefined);
     });
-    await Promise.race([subscriber.subscribe(this.keys.revokedChannel).catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    subscriber.connect().catch(() => undefined);
+    await Promise.race([subscriber.ssubscribe(this.keys.revokedChannel).catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
   }
 
   stop(): void {

@@ -25,7 +25,7 @@ export interface TokenRecord extends GrantClaimsValue {
 export interface TokenKeys {
   /** Hash: token id → JSON TokenRecord. */
   tokens: string;
-  /** Channel: the id of a token just revoked (every replica forgets it at once). */
+  /** Shard channel (SPUBLISH, in the tokens' slot): the id of a token just revoked (every replica forgets it at once). */
   revokedChannel: string;
 }
 
@@ -80,7 +80,7 @@ export class ServiceTokens {
 
   /** Revokes a token; every replica stops accepting it at once. False when there was none. */
   async revoke(id: string): Promise<boolean> {
-    const [[, removed]] = (await this.redis.multi().hdel(this.keys.tokens, id).publish(this.keys.revokedChannel, id).exec()) as [[null, number], [null, number]];
+    const [[, removed]] = (await this.redis.multi().hdel(this.keys.tokens, id).spublish(this.keys.revokedChannel, id).exec()) as [[null, number], [null, number]];
     return removed === 1;
   }
 

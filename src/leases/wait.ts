@@ -41,7 +41,7 @@ export async function acquireWaiting(
   let result: AcquireResult;
   let queued: boolean;
   try {
-    await watch.subscribed;
+    await watch.subscribedWithin(waitMs, gone);
     result = await store.acquire({ ...input, wait: { step: 'open', ticketTtlMs: ticketTtlMs() } });
     queued = result.kind === 'waiting';
     while (result.kind === 'waiting') {

@@ -8,21 +8,18 @@
 // again).
 //
 // Pub/sub delivers at most once, and only while subscribed: a notice is lost only while the
-// subscriber is disconnected (Redis also disconnects a subscriber that falls behind). So each
-// time the subscriptions are confirmed again, every waiter is woken ("resync") to look again;
-// in Cluster mode also when the set of primaries changes (a failover moved a shard). There is
-// no polling: a waiter costs Redis work only when what it waits on changes.
+// subscriber is disconnected (Redis also disconnects a subscriber that falls behind; in
+// Cluster mode a failover moves a shard's subscriber). So each time the subscriptions are
+// confirmed again, every waiter is woken ("resync") to look again. There is no polling: a
+// waiter costs Redis work only when what it waits on changes.
 import { EventEmitter } from 'node:events';
-import { Cluster } from 'ioredis';
-import { subscriberOf, type RedisClient } from '../redis/connection.js';
+import { onResubscribe, subscriberOf, type RedisClient } from '../redis/connection.js';
 import type { StoreKeys } from '../store/keys.js';
 
 /** How long a watch waits for its namespace's subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
 /** How long a namespace stays subscribed after its last watch closed. */
 const LINGER_MS = 30_000;
-/** After the primaries changed, time for ioredis to subscribe again on the new ones. */
-const RESUBSCRIBE_SETTLE_MS = 500;
 
 /** A notice of one namespace, or a resync (which concerns every waiter). */
 export type Wakeup = { type: 'freed'; namespace: string; paths: string[] } | { type: 'pending'; namespace: string; kind: string } | { type: 'resync' };
@@ -42,7 +39,6 @@ export class Notifications {
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channel name to its namespace, for the subscribed ones. */
   private readonly namespaceOfChannel = new Map<string, string>();
-  private stopWatchingPrimaries: (() => void) | undefined;
 
   constructor(
     private readonly redis: RedisClient,
@@ -56,16 +52,15 @@ export class Notifications {
   start(): void {
     const subscriber = subscriberOf(this.redis);
     this.subscriber = subscriber;
-    // ioredis says 'ready' before its own resubscription is sent: subscribe here too (the
+    // ioredis signals before its own resubscription is confirmed: subscribe here too (the
     // same SSUBSCRIBE twice is harmless) and wake the waiters only once Redis confirmed it,
     // so that a change made before that moment is seen by the look it triggers.
-    subscriber.on('ready', () => {
+    onResubscribe(subscriber, () => {
       Promise.all([...this.subscriptions.values()].map((s) => subscriber.ssubscribe(...s.channels)))
         .then(() => this.resync())
         .catch(() => undefined);
     });
     subscriber.on('smessage', (channel: string, message: string) => this.deliver(channel, message));
-    if (subscriber instanceof Cluster) this.stopWatchingPrimaries = resyncWhenPrimariesChange(subscriber, () => this.resync());
     subscriber.connect().catch(() => undefined);
   }
 
@@ -84,7 +79,6 @@ export class Notifications {
   async stop(): Promise<void> {
     this.closed = true;
     this.resync();
-    this.stopWatchingPrimaries?.();
     for (const subscription of this.subscriptions.values()) clearTimeout(subscription.linger);
     this.subscriber?.disconnect();
   }
@@ -95,7 +89,7 @@ export class Notifications {
 
   /**
    * Starts listening for wakeups of `namespace` that `matches` (and resyncs). Take the watch,
-   * and wait for `watch.subscribed`, *before* asking Redis whether to wait: a notice
+   * and wait for its subscription (subscribedWithin), *before* asking Redis whether to wait: a notice
    * published between Redis' answer and the wait is then kept, not lost. Close it when done.
    */
   watch(namespace: string, matches: (wakeup: Wakeup) => boolean): Watch {
@@ -154,22 +148,6 @@ export class Notifications {
   }
 }
 
-/** Calls `onChange` (after ioredis has had time to subscribe again) when the primaries of the slot map change. */
-function resyncWhenPrimariesChange(cluster: Cluster, onChange: () => void): () => void {
-  let known = '';
-  const look = () => {
-    const primaries = cluster
-      .nodes('master')
-      .map((node) => `${node.options.host}:${node.options.port}`)
-      .sort()
-      .join(',');
-    if (known !== '' && primaries !== known) setTimeout(onChange, RESUBSCRIBE_SETTLE_MS).unref();
-    known = primaries;
-  };
-  cluster.on('refresh', look);
-  return () => cluster.off('refresh', look);
-}
-
 /** Wakeups seen since a watch was taken; wait() returns at once if one came already. */
 export class Watch {
   private woken = false;
@@ -190,6 +168,29 @@ export class Watch {
     private readonly onClose: () => void,
   ) {
     events.on('wake', this.onWake);
+  }
+
+  /**
+   * Resolves once the namespace's channels are subscribed, after `timeoutMs`, or when
+   * `signal` aborts: a request that may wait 100 ms does not wait longer for its subscription.
+   */
+  async subscribedWithin(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        this.subscribed,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(0, timeoutMs));
+          onAbort = resolve;
+          signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /**

@@ -73,7 +73,7 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         ? notifications.watch(namespace, (wakeup) => wakeup.type === 'pending' && wakeup.namespace === namespace && (!kinds || kinds.includes(wakeup.kind)))
         : null;
       try {
-        await watch?.subscribed;
+        await watch?.subscribedWithin(waitMs ?? 0, gone);
         for (;;) {
           const result = await store.claim({
             id: newLeaseId(),

@@ -91,7 +91,10 @@ export class Reaper {
       await forEachAtMost(SWEEPS_IN_FLIGHT, namespaces, async (namespace) => {
         if (this.stopped) return;
         try {
-          next = Math.min(next, await this.sweepNamespace(namespace));
+          // Not Math.min(next, await ...): that would read `next` before the await, and a
+          // slow sweep would put back what the faster ones lowered meanwhile.
+          const due = await this.sweepNamespace(namespace);
+          next = Math.min(next, due);
         } catch (error) {
           failed.push({ namespace, error: error as Error });
         }

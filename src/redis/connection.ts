@@ -190,6 +190,16 @@ export function subscriberOf(client: RedisClient): RedisClient {
   return subscriber;
 }
 
+/**
+ * Calls `listener` each time `subscriber` has (re)connected, when messages sent meanwhile are
+ * lost: a Redis client says 'ready'; in Cluster mode ioredis replaces a sharded subscriber
+ * (a lost connection, a failover) and subscribes it again by itself, then says
+ * 'subscribersReady'. The listener should subscribe again itself and act once Redis confirmed.
+ */
+export function onResubscribe(subscriber: RedisClient, listener: () => void): void {
+  subscriber.on(subscriber instanceof Cluster ? 'subscribersReady' : 'ready', listener);
+}
+
 /** How long a client that ioredis gave up on waits before it connects again. */
 const REVIVE_DELAY_MS = 1000;
 
@@ -243,6 +253,9 @@ const UNAVAILABLE_PATTERNS = [
   // a few such redirections.
   /^(MOVED|ASK) /,
   /Too many Cluster redirections/,
+  // ioredis' Cluster client while it has no usable node or slot map (connecting, or every
+  // node it knew is gone); commands are not queued (enableOfflineQueue: false).
+  /Cluster isn't ready|None of startup nodes is available|Cluster is ended|Failed to refresh slots cache/,
   /MaxRetriesPerRequestError|Reached the max retries/i,
 ];
 
@@ -265,7 +278,7 @@ export class ReplicaShortfallError extends Error {
 export function isBackendUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if (isRedisOutOfMemory(error) || error instanceof ReplicaShortfallError) return true;
-  return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message)) || error.name === 'MaxRetriesPerRequestError';
+  return UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message)) || error.name === 'MaxRetriesPerRequestError' || error.name === 'ClusterAllFailedError';
 }
 
 /**

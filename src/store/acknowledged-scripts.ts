@@ -11,7 +11,7 @@
 import { Cluster, type ChainableCommander } from 'ioredis';
 import { duplicateClient, type RedisClient } from '../redis/connection.js';
 import { ReplicaShortfallError } from '../redis/connection.js';
-import { ensureLibraryLoaded, isMissingFunction, type LuaLibrary, type LuaScript, type ScriptRunner } from './scripts.js';
+import { isMissingFunction, reloadLibrary, type LuaLibrary, type LuaScript, type ScriptRunner } from './scripts.js';
 
 /** The scripts whose 2xx promises a state change; the others only read (or settle what a read meets). */
 export const STATE_CHANGING_SCRIPTS: ReadonlySet<string> = new Set([
@@ -109,7 +109,7 @@ export class AcknowledgedScripts {
     const sent = await send();
     if (!isMissingFunction(sent[0])) return sent;
     // Redis lost the library (a FUNCTION FLUSH, a primary that never had it): nothing ran.
-    await ensureLibraryLoaded(redis, this.library);
+    await reloadLibrary(redis, this.library);
     return send();
   }
 }

@@ -43,21 +43,27 @@ export function loadLibrary(dir = LUA_DIR): LuaLibrary {
   const includeLines = texts.flatMap((text) => text.match(INCLUDE) ?? []).join('\n');
   const shared = expandIncludes(includeLines, dir, new Set());
   const bodies = texts.map((text) => text.replace(SHEBANG, '').replace(INCLUDE, ''));
-  const name = `lease_${createHash('sha1').update(shared).update(bodies.join('\n')).digest('hex').slice(0, 16)}`;
-  const scripts = files.map((file, i) => {
-    const [, verb, keys] = /^([a-z-]+)-(\d+)\.lua$/.exec(file)!;
-    return { name: camelCase(verb!), numberOfKeys: Number(keys), source: texts[i]!, functionName: `${name}_${verb!.replace(/-/g, '_')}` };
-  });
-  // Without flags a function may write and is refused while Redis is at its maxmemory
-  // (before it runs); allow-oom lets those that free memory or only read run then.
-  const functions = scripts.map((script, i) => {
-    const flags = (SHEBANG.exec(texts[i]!)?.[1] ?? '').split(',').filter(Boolean);
-    return (
-      `redis.register_function{function_name = '${script.functionName}', flags = { ${flags.map((f) => `'${f}'`).join(', ')} }, callback = function(keys, args)\n` +
-      `if begin(keys, args) then return { 'too_late', nowMs() } end\n${bodies[i]!}\nend}`
-    );
-  });
-  return { name, source: [`#!lua name=${name}`, shared, ...functions].join('\n'), scripts };
+  // The name is a hash of the whole source, built first with a placeholder in its place:
+  // any change (a body, an include, a flag, the wrapper) makes a new library.
+  const build = (name: string) => {
+    const scripts = files.map((file, i) => {
+      const [, verb, keys] = /^([a-z-]+)-(\d+)\.lua$/.exec(file)!;
+      return { name: camelCase(verb!), numberOfKeys: Number(keys), source: texts[i]!, functionName: `${name}_${verb!.replace(/-/g, '_')}` };
+    });
+    // Without flags a function may write and is refused while Redis refuses writes (at its
+    // maxmemory, before it runs); allow-oom lets those that free memory run then, and
+    // no-writes marks those that only read.
+    const functions = scripts.map((script, i) => {
+      const flags = (SHEBANG.exec(texts[i]!)?.[1] ?? '').split(',').filter(Boolean);
+      return (
+        `redis.register_function{function_name = '${script.functionName}', flags = { ${flags.map((f) => `'${f}'`).join(', ')} }, callback = function(keys, args)\n` +
+        `if begin(keys, args) then return { 'too_late', nowMs() } end\n${bodies[i]!}\nend}`
+      );
+    });
+    return { name, source: [`#!lua name=${name}`, shared, ...functions].join('\n'), scripts };
+  };
+  const hash = createHash('sha1').update(build('lease_LIBRARY').source).digest('hex').slice(0, 16);
+  return build(`lease_${hash}`);
 }
 
 function expandIncludes(source: string, dir: string, included: Set<string>): string {
@@ -90,10 +96,23 @@ export function defineScripts(client: RedisClient, library: LuaLibrary): ScriptR
     } catch (error) {
       if (!isMissingFunction(error)) throw error;
       // Nothing ran. Redis lost the library (FUNCTION FLUSH, a primary that never had it).
-      await ensureLibraryLoaded(client, library);
+      await reloadLibrary(client, library);
       return client.fcall(script.functionName, keys.length, ...keys, ...args);
     }
   };
+}
+
+/** Loads in progress, by client: the calls in flight that all found the library missing share one load. */
+const reloading = new WeakMap<RedisClient, Promise<unknown>>();
+
+/** ensureLibraryLoaded, once for all the calls that ask at the same time on one client. */
+export async function reloadLibrary(client: RedisClient, library: LuaLibrary): Promise<void> {
+  let load = reloading.get(client);
+  if (!load) {
+    load = ensureLibraryLoaded(client, library).finally(() => reloading.delete(client));
+    reloading.set(client, load);
+  }
+  await load;
 }
 
 /**

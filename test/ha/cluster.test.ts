@@ -150,6 +150,31 @@ describe('Cluster mode: the lease contract in namespaces on every primary', { co
     }
   });
 
+  test("a waiting acquire whose shard's subscriber connection is cut, and whose notice is lost with it, is still granted at once", async () => {
+    const [a, b] = services;
+    const { namespace, primary } = (await namespacePerPrimary('resubscribe'))[0]!;
+    const v1 = routesOf(namespace);
+    const held = await call(a!, 'POST', `${v1}/leases`, { holder: 'first', resources: [{ path: 'instances/i-3' }], ttlMs: 60000 });
+    assert.equal(held.status, 201);
+    const sentAt = Date.now();
+    const waiting = call(b!, 'POST', `${v1}/leases`, { holder: 'second', resources: [{ path: 'instances/i-3' }], waitMs: 20000 });
+    await sleep(300);
+    // Every subscriber connection on that primary is cut, and the release follows at once:
+    // its notice is published while nobody is subscribed there.
+    const direct = primary.client();
+    try {
+      assert.ok(Number(await direct.call('CLIENT', 'KILL', 'TYPE', 'pubsub')) >= 1, 'subscriber connections on the primary');
+    } finally {
+      direct.disconnect();
+    }
+    assert.equal((await call(a!, 'POST', `${v1}/leases/${String(held.json.id)}/release`, {})).status, 200);
+    const granted = await waiting;
+    assert.equal(granted.status, 201, JSON.stringify(granted.json));
+    // Subscribed again, the waiter looked again: long before its 20 s were up.
+    assert.ok(Date.now() - sentAt < 8000, `granted after ${Date.now() - sentAt} ms`);
+    assert.equal((await call(b!, 'POST', `${v1}/leases/${String(granted.json.id)}/release`, {})).status, 200);
+  });
+
   test('/readyz is 200 and /metrics names the three primaries', async () => {
     const primaries = await topology.primaries();
     for (const service of services) {

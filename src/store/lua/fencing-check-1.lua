@@ -1,4 +1,4 @@
-#!lua flags=allow-oom
+#!lua flags=no-writes
 --[[
   For resource servers: is this fencing token the token of an active lease that covers
   this path right now? Like Chubby's CheckSequencer, a write carrying the token of a lease
@@ -10,8 +10,8 @@
   most `limit` HMGETs of four fields, never a payload. A lease whose expiresAt has passed
   is not active, whether or not anyone settled it yet.
 
-  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
-  settles or drops on the way frees memory.
+  no-writes (the first line): it only reads, so Redis runs it whatever refuses writes (its
+  maxmemory, a failed save, min-replicas-to-write).
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

@@ -1,4 +1,4 @@
-#!lua flags=allow-oom
+#!lua flags=no-writes
 --[[
   What holds a resource path: the leases that cover it (at it or at an ancestor) and the
   leases below it, the first `limit` of each, and how many there are.
@@ -7,8 +7,8 @@
   (lock-delayed tombstones read past on the way included), and, with ARGV[9], `limit`
   payloads and progress checkpoints per list.
 
-  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
-  settles or drops on the way frees memory.
+  no-writes (the first line): it only reads, so Redis runs it whatever refuses writes (its
+  maxmemory, a failed save, min-replicas-to-write).
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)

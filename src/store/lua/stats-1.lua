@@ -1,11 +1,11 @@
-#!lua flags=allow-oom
+#!lua flags=no-writes
 --[[
   What /metrics reports about the state every replica shares, read in one round trip with
   O(1) commands (ZCARD, and HGETALL of a hash of a few dozen fields), so a scrape costs the
   same with ten leases or ten million. Changes nothing.
 
-  allow-oom (the first line): a read answers even when Redis is at its maxmemory; what it
-  settles or drops on the way frees memory.
+  no-writes (the first line): it only reads, so Redis runs it whatever refuses writes (its
+  maxmemory, a failed save, min-replicas-to-write).
 
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
