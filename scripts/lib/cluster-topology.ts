@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { freePort, HOST, ProcessNode, type RedisNode } from './sentinel-topology.js';
+import { freePort, HOST, ProcessNode, replicatedServerLines, type RedisNode } from './sentinel-topology.js';
 
 export type { RedisNode } from './sentinel-topology.js';
 
@@ -224,13 +224,7 @@ function nodeConfig(port: number, busPort: number, folder: string, password: str
     // Relative to dir. Redis keeps the node's id, epoch and slots there: a restart rejoins the cluster.
     'cluster-config-file nodes.conf',
     `cluster-node-timeout ${nodeTimeoutMs}`,
-    `requirepass ${password}`,
-    `masterauth ${password}`,
-    'appendonly yes',
-    'appendfsync everysec',
-    'save ""',
-    // A replica's first sync starts at once, not after the default 5 s wait for others.
-    'repl-diskless-sync-delay 0',
+    ...replicatedServerLines(password),
     // A replica may always be promoted, however long it was cut off: the tests freeze and kill
     // at will, and a shard with no eligible replica would stay down.
     'cluster-replica-validity-factor 0',

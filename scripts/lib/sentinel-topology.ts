@@ -91,13 +91,7 @@ export async function startSentinelTopology(options: TopologyOptions = {}): Prom
         `port ${port}`,
         `bind ${HOST}`,
         `dir ${serverDir}`,
-        `requirepass ${password}`,
-        `masterauth ${password}`,
-        'appendonly yes',
-        'appendfsync everysec',
-        'save ""',
-        // A replica's first sync starts at once, not after the default 5 s wait for others.
-        'repl-diskless-sync-delay 0',
+        ...replicatedServerLines(password),
         // A replica answers reads only; the service never reads from one.
         'replica-read-only yes',
         ...(i === 0 ? [] : [`replicaof ${HOST} ${servers[0]!.port}`]),
@@ -322,6 +316,15 @@ async function waitForSentinels(sentinels: ProcessNode[], master: string, replic
 
 // Ports below Linux's ephemeral range (32768+): a port some client got from the kernel is
 // never one of these, so a node restarted on its old port does not find it taken.
+/**
+ * What every redis-server of a test topology has (Sentinel's or a cluster's): one password for
+ * clients and for its replication, the append-only file as production keeps it, and a
+ * replica's first sync at once, not after the default 5 s wait for others.
+ */
+export function replicatedServerLines(password: string): string[] {
+  return [`requirepass ${password}`, `masterauth ${password}`, 'appendonly yes', 'appendfsync everysec', 'save ""', 'repl-diskless-sync-delay 0'];
+}
+
 const PORT_RANGE = { low: 20000, high: 32000 };
 
 /** A port of PORT_RANGE that nothing listens on now. */
