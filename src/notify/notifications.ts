@@ -94,7 +94,7 @@ export class Notifications {
    */
   watch(namespace: string, matches: (wakeup: Wakeup) => boolean): Watch {
     const subscription = this.subscribe(namespace);
-    return new Watch(this.events, matches, () => this.closed, subscription.confirmed, () => this.release(namespace));
+    return new Watch(this.events, matches, () => this.closed, subscription.confirmed, () => this.release(namespace, subscription));
   }
 
   private subscribe(namespace: string): Subscription {
@@ -103,7 +103,12 @@ export class Notifications {
       const keys = this.keysOf(namespace);
       const channels: [string, string] = [keys.freedChannel, keys.pendingChannel];
       for (const channel of channels) this.namespaceOfChannel.set(channel, namespace);
-      subscription = { channels, watches: 0, confirmed: this.confirm(channels), linger: undefined };
+      const created: Subscription = { channels, watches: 0, confirmed: Promise.resolve(), linger: undefined };
+      created.confirmed = this.confirm(channels, () => {
+        // Refused: the next watch of this namespace subscribes afresh.
+        if (this.subscriptions.get(namespace) === created) this.subscriptions.delete(namespace);
+      });
+      subscription = created;
       this.subscriptions.set(namespace, subscription);
     }
     clearTimeout(subscription.linger);
@@ -117,14 +122,14 @@ export class Notifications {
    * after SUBSCRIBE_WAIT_MS: a waiter does not hang on a Redis that is away (its first look
    * then fails anyway). Confirmed later, it wakes everyone to look again.
    */
-  private confirm(channels: [string, string]): Promise<void> {
+  private confirm(channels: [string, string], refused: () => void): Promise<void> {
     if (!this.subscriber || this.closed) return Promise.resolve();
     let late = false;
     const subscribed = this.subscriber.ssubscribe(...channels).then(
       () => {
         if (late) this.resync();
       },
-      () => undefined,
+      refused,
     );
     const timeout = new Promise<void>((resolve) =>
       setTimeout(() => {
@@ -135,11 +140,10 @@ export class Notifications {
     return Promise.race([subscribed, timeout]);
   }
 
-  private release(namespace: string): void {
-    const subscription = this.subscriptions.get(namespace);
-    if (!subscription || --subscription.watches > 0) return;
+  private release(namespace: string, subscription: Subscription): void {
+    if (--subscription.watches > 0 || this.subscriptions.get(namespace) !== subscription) return;
     subscription.linger = setTimeout(() => {
-      if (subscription.watches > 0) return;
+      if (subscription.watches > 0 || this.subscriptions.get(namespace) !== subscription) return;
       this.subscriptions.delete(namespace);
       for (const channel of subscription.channels) this.namespaceOfChannel.delete(channel);
       if (!this.closed) this.subscriber?.sunsubscribe(...subscription.channels).catch(() => undefined);

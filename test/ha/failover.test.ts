@@ -53,10 +53,16 @@ async function metric(service: ServiceProcess, name: string): Promise<number> {
 async function lostGrants(service: ServiceProcess, record: LoadRecord): Promise<string[]> {
   const lost: string[] = [];
   for (const grant of record.grants) {
-    const res = await fetch(`${service.url}/v1/leases/${grant.leaseId}`);
-    await res.arrayBuffer();
+    // As a client does: a 503 (with Retry-After) is asked again, a few times, before judging.
+    let res = await fetch(`${service.url}/v1/leases/${grant.leaseId}`);
+    for (let retry = 0; res.status === 503 && retry < 10; retry++) {
+      console.log(`lease ${grant.leaseId}: 503 ${await res.text()}; asking again`);
+      await sleep(200);
+      res = await fetch(`${service.url}/v1/leases/${grant.leaseId}`);
+    }
+    const body = await res.text();
     if (res.status === 404) lost.push(grant.leaseId);
-    else assert.ok(res.status === 200 || res.status === 410, `lease ${grant.leaseId}: ${res.status}`);
+    else assert.ok(res.status === 200 || res.status === 410, `lease ${grant.leaseId}: ${res.status} ${body}\n${loggedErrors()}`);
   }
   return lost;
 }
