@@ -4,11 +4,8 @@
 // which namespace and how to kill one and watch its shard fail over while the other shards
 // keep serving; `kill -USR2` brings the killed nodes back. It stops every process on Ctrl-C,
 // as `npm run ha` does for Sentinel.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { runLocalService } from './lib/local-service.js';
 import { keySlot, startClusterTopology, type ClusterTopology, type RedisNode } from './lib/cluster-topology.js';
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 async function main(): Promise<void> {
   // A 2 s node timeout, as `npm run ha` waits 2 s: a failover in a few seconds, and no false
@@ -36,12 +33,6 @@ async function main(): Promise<void> {
     '',
   ]);
 
-  const service = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    env: { REDIS_MIN_REPLICAS: '1', ...process.env, ...topology.env, PORT: port },
-  });
-  let stopping = false;
   let healing: Promise<void> | undefined;
   const heal = async () => {
     try {
@@ -53,24 +44,14 @@ async function main(): Promise<void> {
       healing = undefined;
     }
   };
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    if (service.exitCode === null) {
-      service.kill('SIGTERM');
-      await new Promise((resolve) => service.once('exit', resolve));
-    }
+  const service = runLocalService({ ...topology.env, PORT: port }, async () => {
     // A heal under way may be restarting a node: stopping before it ends would leave that one running.
     await healing;
     await topology.stop();
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
-  process.on('SIGUSR2', () => {
-    if (!stopping && !healing) healing = heal();
   });
-  service.once('exit', (code) => void stop(code ?? 1));
+  process.on('SIGUSR2', () => {
+    if (!service.stopping() && !healing) healing = heal();
+  });
 }
 
 /** A command line with a comment, the comments of consecutive lines in one column. */

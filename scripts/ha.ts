@@ -2,11 +2,8 @@
 // primary, two replicas, three sentinels, from Debian's redis-server and redis-sentinel),
 // with REDIS_MIN_REPLICAS=1 unless the environment says otherwise. It prints how to kill
 // the primary and watch the failover, and stops every process on Ctrl-C.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { runLocalService } from './lib/local-service.js';
 import { startSentinelTopology } from './lib/sentinel-topology.js';
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 async function main(): Promise<void> {
   const topology = await startSentinelTopology({ replicas: 2, sentinels: 3, downAfterMs: 2000, failoverTimeoutMs: 10000 });
@@ -29,25 +26,7 @@ async function main(): Promise<void> {
     ].join('\n') + '\n',
   );
 
-  const service = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    env: { REDIS_MIN_REPLICAS: '1', ...process.env, ...topology.env, PORT: port },
-  });
-  let stopping = false;
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    if (service.exitCode === null) {
-      service.kill('SIGTERM');
-      await new Promise((resolve) => service.once('exit', resolve));
-    }
-    await topology.stop();
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
-  service.once('exit', (code) => void stop(code ?? 1));
+  runLocalService({ ...topology.env, PORT: port }, () => topology.stop());
 }
 
 main().catch((error: unknown) => {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import type { Redis } from 'ioredis';
 import { freePort, HOST, ProcessNode, replicatedServerLines, type RedisNode } from './sentinel-topology.js';
 
 export type { RedisNode } from './sentinel-topology.js';
@@ -325,26 +326,26 @@ interface NodeState {
 }
 
 /** CLUSTER INFO, CLUSTER NODES and INFO replication of one node, or undefined if it does not answer. */
-async function nodeState(node: RedisNode): Promise<NodeState | undefined> {
-  const client = node.client();
-  try {
+function nodeState(node: RedisNode): Promise<NodeState | undefined> {
+  return ask(node, async (client) => {
     const [info, nodesText, replication] = await Promise.all([
       client.call('CLUSTER', 'INFO') as Promise<string>,
       client.call('CLUSTER', 'NODES') as Promise<string>,
       client.info('replication'),
     ]);
     return { info: infoFields(info), view: parseClusterNodes(nodesText), replication: infoFields(replication) };
-  } catch {
-    return undefined;
-  } finally {
-    client.disconnect();
-  }
+  });
 }
 
-async function clusterInfo(node: RedisNode): Promise<Record<string, string> | undefined> {
+function clusterInfo(node: RedisNode): Promise<Record<string, string> | undefined> {
+  return ask(node, async (client) => infoFields((await client.call('CLUSTER', 'INFO')) as string));
+}
+
+/** `question` asked of a fresh client to `node` alone, or undefined if the node does not answer. */
+async function ask<T>(node: RedisNode, question: (client: Redis) => Promise<T>): Promise<T | undefined> {
   const client = node.client();
   try {
-    return infoFields((await client.call('CLUSTER', 'INFO')) as string);
+    return await question(client);
   } catch {
     return undefined;
   } finally {
@@ -408,15 +409,8 @@ async function liveViews(nodes: ProcessNode[]): Promise<NodeLine[][]> {
   return views.filter((view): view is NodeLine[] => view !== undefined);
 }
 
-async function clusterNodes(node: RedisNode): Promise<NodeLine[] | undefined> {
-  const client = node.client();
-  try {
-    return parseClusterNodes((await client.call('CLUSTER', 'NODES')) as string);
-  } catch {
-    return undefined;
-  } finally {
-    client.disconnect();
-  }
+function clusterNodes(node: RedisNode): Promise<NodeLine[] | undefined> {
+  return ask(node, async (client) => parseClusterNodes((await client.call('CLUSTER', 'NODES')) as string));
 }
 
 /**

@@ -34,7 +34,20 @@ const INCLUDE = /^--- @include "([\w/-]+)"\s*$/gm;
 /** A script's first line may give its Redis flags, as for EVAL: `#!lua flags=allow-oom`. */
 const SHEBANG = /^#!lua(?: flags=([\w,-]*))?\n/;
 
+/** Libraries built, by folder: start-up, the app and its health route all ask for the same one. */
+const built = new Map<string, LuaLibrary>();
+
+/** The library of the scripts in `dir`, built once per process. */
 export function loadLibrary(dir = LUA_DIR): LuaLibrary {
+  let library = built.get(dir);
+  if (!library) {
+    library = buildLibrary(dir);
+    built.set(dir, library);
+  }
+  return library;
+}
+
+function buildLibrary(dir: string): LuaLibrary {
   const files = readdirSync(dir)
     .filter((file) => /^[a-z-]+-\d+\.lua$/.test(file))
     .sort();
