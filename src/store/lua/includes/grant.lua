@@ -9,10 +9,9 @@
 
 -- max(last + 1, Redis' clock in µs): strictly increasing, and above every token issued
 -- before even after Redis restarted from an append-only file that lost its last writes.
+-- (The clock as this call began: a call is atomic, and last + 1 keeps two in one µs apart.)
 local function nextToken()
-  local t = redis.call('TIME')
-  local clockMicros = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local token = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, clockMicros)
+  local token = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, NOW_US)
   redis.call('SET', KEYS[1], int(token))
   return int(token)
 end
@@ -54,6 +53,8 @@ local function grant(spec, now, eventType)
     end
   end
   redis.call('HSET', P .. 'l:' .. spec.id, unpack(fields))
+  -- The whole record, as written: flatLease answers with it rather than read it back.
+  lease.written = fields
   indexBlocking(lease, blocksUntil(lease, expiresAt))
   indexListing(lease)
   redis.call('ZADD', P .. 'exp', int(expiresAt), spec.id)

@@ -110,6 +110,7 @@ local function mayActAs(lease, pattern)
 end
 
 local function setFields(lease, fields)
+  lease.written = nil -- (no longer the whole record: see flatLease)
   local flat = {}
   for name, value in pairs(fields) do
     lease[name] = value
@@ -140,6 +141,12 @@ local function presentAsOf(lease, now)
 end
 
 local function flatLease(lease, withoutJson)
+  if lease.written and not withoutJson then
+    -- Just granted (includes/grant): its record is the list it wrote, and nothing since.
+    local flat = { 'id', lease.id }
+    for i = 1, #lease.written do flat[i + 2] = lease.written[i] end
+    return flat
+  end
   if withoutJson and lease.partial then
     -- Read by readLeaseSummary already: answer from what was read.
     local flat = { 'id', lease.id }
