@@ -30,8 +30,7 @@ if not mayActAs(lease, ARGV[9]) then return { now, 'forbidden' } end
 lease = settle(lease, now)
 
 if lease.st == 'active' then
-  setFields(lease, { out = outcome })
-  endLease(lease, 'released', now, now)
+  endLease(lease, 'released', now, now, { out = outcome })
   return { now, 'released', flatLease(lease) }
 end
 

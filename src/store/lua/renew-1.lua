@@ -29,10 +29,7 @@ if not lease then return { now, 'missing' } end
 if not mayActAs(lease, ARGV[10]) then return { now, 'forbidden' } end
 lease = settle(lease, now)
 if lease.st ~= 'active' then return { now, 'ended', flatLease(lease) } end
-if ARGV[9] ~= '' then
-  if not lease.kind then return { now, 'no_action' } end
-  setFields(lease, { prog = ARGV[9] })
-end
-renewLease(lease, tonumber(ARGV[8] ~= '' and ARGV[8] or lease.ttl), now)
+if ARGV[9] ~= '' and not lease.kind then return { now, 'no_action' } end
+renewLease(lease, tonumber(ARGV[8] ~= '' and ARGV[8] or lease.ttl), now, ARGV[9] ~= '' and { prog = ARGV[9] } or nil)
 emit('renewed', now, lease, lease.oid)
 return { now, 'renewed', flatLease(lease) }

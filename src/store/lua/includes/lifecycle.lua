@@ -14,16 +14,15 @@
 -- unless it must keep blocking until `blockedUntil` (lock delay): then they are rescored
 -- and the sweeper drops them once that time has passed. Returns true when it freed the
 -- lease's resources (the caller announces it, unless it hands them on in the same script).
-local function entomb(lease, state, endedAt, now, blockedUntil)
-  setFields(lease, { st = state, ['end'] = int(endedAt) })
+local function entomb(lease, state, endedAt, now, blockedUntil, extra)
+  setFields(lease, withFields({ st = state, ['end'] = int(endedAt) }, extra))
   unindexListing(lease)
   local key = P .. 'l:' .. lease.id
   -- A tombstone is kept an hour and there may be many: drop what it no longer answers with,
   -- the client's JSON included (payload and progress, up to 80 KiB, live on in the orphan
   -- when the action was left unfinished).
   keepLegacyAction(key, lease)
-  redis.call('HDEL', key, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp', 'pay', 'prog', 'act')
-  lease.pay, lease.prog = nil, nil
+  forgetFields(lease, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp', 'pay', 'prog', 'act')
   if lease.rid then
     local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
     -- The requestId may name a newer lease by now; leave that one's key alone.
@@ -56,24 +55,24 @@ end
 -- orphan and keeps its resources reserved (its blocking entries stay at +inf). Any other
 -- lease becomes a tombstone; one without an action that expired or was revoked keeps
 -- blocking for its lockDelayMs. A claim's lease that completed or failed resolves its orphan.
-local function endLease(lease, state, endedAt, now)
+-- `extra`: fields to set with the first write (a release's outcome), or nil.
+local function endLease(lease, state, endedAt, now, extra)
+  for name, value in pairs(extra or {}) do lease[name] = value end
   -- It stops counting towards its actor's quota (includes/grant), whatever comes next.
   if lease.by then redis.call('ZREM', P .. 'live:' .. lease.by, lease.id) end
   if lease.kind and (state ~= 'released' or lease.out == 'abandoned') then
-    setFields(lease, { st = 'orphaned', es = state, ['end'] = int(endedAt) })
+    setFields(lease, withFields({ st = 'orphaned', es = state, ['end'] = int(endedAt) }, extra))
     redis.call('ZREM', P .. 'exp', lease.id)
     emit(state, endedAt, lease, orphanIdOf(lease))
     writeOrphan(lease, state, endedAt)
     -- The orphan holds the payload and progress now (a claim takes them from there); the
     -- orphaned lease keeps only what answers for it, like a tombstone.
-    local key = P .. 'l:' .. lease.id
-    keepLegacyAction(key, lease)
-    redis.call('HDEL', key, 'pay', 'prog', 'act')
-    lease.pay, lease.prog = nil, nil
+    keepLegacyAction(P .. 'l:' .. lease.id, lease)
+    forgetFields(lease, 'pay', 'prog', 'act')
     return
   end
   local blockedUntil = state == 'released' and 0 or endedAt + tonumber(lease.ld or '0')
-  if entomb(lease, state, endedAt, now, blockedUntil) then announceFreed(lease.res) end
+  if entomb(lease, state, endedAt, now, blockedUntil, extra) then announceFreed(lease.res) end
   emit(state, endedAt, lease, lease.oid)
   if lease.oid then resolveOrphan(lease.oid, lease.out or 'completed', now, lease) end
 end

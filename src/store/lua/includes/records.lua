@@ -49,6 +49,8 @@ end
 -- store), every field or only `fields`. Listings leave the client's JSON (pay, prog) out
 -- unless asked, so a page costs the same whatever the payloads hold.
 local SUMMARY_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'att', 'out', 'end', 'oid', 'act', 'by' }
+-- Every field a lease answers with (not act, which a legacy record is read without).
+local LEASE_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'pay', 'att', 'prog', 'rid', 'fp', 'out', 'end', 'oid', 'by' }
 
 -- `overrides`: fields to answer with instead of the stored ones (see presentAsOf).
 local function flatRecord(key, id, fields, overrides)
@@ -79,6 +81,9 @@ local function readLease(id)
   local lease = readHash(P .. 'l:' .. id)
   if not lease then return nil end
   lease.id = id
+  -- Every field of the hash is in the table, and stays so: whatever changes the hash after
+  -- this changes the table too (setFields, forgetFields), so flatLease answers from it.
+  lease.complete = true
   return upgradeLegacyAction(lease)
 end
 
@@ -109,6 +114,12 @@ local function mayActAs(lease, pattern)
   return pattern == '' or string.find(lease.holder, pattern) ~= nil
 end
 
+-- `fields` with the fields of `extra` (a table, or nil) added.
+local function withFields(fields, extra)
+  for name, value in pairs(extra or {}) do fields[name] = value end
+  return fields
+end
+
 local function setFields(lease, fields)
   lease.written = nil -- (no longer the whole record: see flatLease)
   local flat = {}
@@ -118,6 +129,13 @@ local function setFields(lease, fields)
     flat[#flat + 1] = value
   end
   redis.call('HSET', P .. 'l:' .. lease.id, unpack(flat))
+end
+
+-- Drops fields of a lease's hash, and from the table read of it.
+local function forgetFields(lease, ...)
+  local names = { ... }
+  redis.call('HDEL', P .. 'l:' .. lease.id, unpack(names))
+  for _, name in ipairs(names) do lease[name] = nil end
 end
 
 local function holdsResources(lease)
@@ -145,6 +163,18 @@ local function flatLease(lease, withoutJson)
     -- Just granted (includes/grant): its record is the list it wrote, and nothing since.
     local flat = { 'id', lease.id }
     for i = 1, #lease.written do flat[i + 2] = lease.written[i] end
+    return flat
+  end
+  if lease.complete then
+    -- Read whole (readLease) and kept in step with its hash since: answer without reading
+    -- it again (as presented, when presentAsOf changed it).
+    local flat = { 'id', lease.id }
+    for _, name in ipairs(LEASE_FIELDS) do
+      if lease[name] and not (withoutJson and (name == 'pay' or name == 'prog')) then
+        flat[#flat + 1] = name
+        flat[#flat + 1] = lease[name]
+      end
+    end
     return flat
   end
   if withoutJson and lease.partial then
