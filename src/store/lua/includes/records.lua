@@ -169,8 +169,8 @@ local function flatLease(lease, withoutJson)
     -- Read whole (readLease) and kept in step with its hash since: answer without reading
     -- it again (as presented, when presentAsOf changed it).
     local flat = { 'id', lease.id }
-    for _, name in ipairs(LEASE_FIELDS) do
-      if lease[name] and not (withoutJson and (name == 'pay' or name == 'prog')) then
+    for _, name in ipairs(withoutJson and SUMMARY_FIELDS or LEASE_FIELDS) do
+      if lease[name] and name ~= 'act' then
         flat[#flat + 1] = name
         flat[#flat + 1] = lease[name]
       end
