@@ -58,8 +58,8 @@ if waiting == 'retry' or waiting == 'last' then
   end
 end
 
-local requestKey = P .. 'rq:' .. #holder .. ':' .. holder .. requestId
-if requestId ~= '' then
+local requestKey = requestId ~= '' and (P .. 'rq:' .. #holder .. ':' .. holder .. requestId)
+if requestKey then
   local previousId = redis.call('GET', requestKey)
   if previousId then
     local previous = settle(readLease(previousId), now)
@@ -105,7 +105,7 @@ if #conflicts == 0 then
     kind = kind ~= '' and kind or nil, ma = kind ~= '' and maxAttempts or nil, pay = payload ~= '' and payload or nil,
     rid = requestId ~= '' and requestId or nil, fp = requestId ~= '' and fingerprint or nil,
   }, now, 'granted')
-  if requestId ~= '' then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
+  if requestKey then redis.call('SET', requestKey, id, 'PX', int(maxHold + TOMBSTONE_TTL)) end
   return { now, 'granted', flatLease(lease) }
 end
 

@@ -10,10 +10,15 @@
 -- max(last + 1, Redis' clock in µs): strictly increasing, and above every token issued
 -- before even after Redis restarted from an append-only file that lost its last writes.
 -- (The clock as this call began: a call is atomic, and last + 1 keeps two in one µs apart.)
+-- One SET ... GET in the usual case, where the clock has moved on since the last token; a
+-- second SET when it has not (two grants in one µs, a clock stepped back).
 local function nextToken()
-  local token = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, NOW_US)
-  redis.call('SET', KEYS[1], int(token))
-  return int(token)
+  local clock = int(NOW_US)
+  local last = tonumber(redis.call('SET', KEYS[1], clock, 'GET') or '0')
+  if last < NOW_US then return clock end
+  local token = int(last + 1)
+  redis.call('SET', KEYS[1], token)
+  return token
 end
 
 -- Records and indexes a new active lease. `spec`: id, holder, res (resources as stored, and

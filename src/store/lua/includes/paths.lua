@@ -72,5 +72,7 @@ end
 -- The same from resources as stored ("xa/b sc/d" -> ["a/b","c/d"]): one pass over the
 -- string, without making a string per path.
 local function pathsJson(stored)
+  -- (Most leases hold one resource: no pattern to run.)
+  if not string.find(stored, ' ', 1, true) then return '["' .. string.sub(stored, 2) .. '"]' end
   return '["' .. (string.gsub(string.sub(stored, 2), ' [xs]', '","')) .. '"]'
 end
