@@ -80,8 +80,9 @@ function closeConnectionsWhenClosing(app: FastifyInstance): void {
     app.server.closeIdleConnections();
     for (const socket of silent) socket.destroy();
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
 }
 

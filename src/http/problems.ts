@@ -69,8 +69,9 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (body.trim() === '') return done(null, {});
     void parseJson(request, body, done);
   });
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', (request, _reply, done) => {
     if (request.body === undefined && request.method === 'POST') request.body = {};
+    done();
   });
   refuseIllFormedStrings(app);
 

@@ -55,9 +55,10 @@ function queryIsUtf8(url: string): boolean {
 
 /** Refuses ill-formed strings in the body, the query string and the path parameters. */
 export function refuseIllFormedStrings(app: FastifyInstance): void {
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', (request, _reply, done) => {
     if (!queryIsUtf8(request.url)) {
-      throw new ProblemError('invalid_request', 'The query string is not validly percent-encoded UTF-8 (a lone surrogate, or bytes that are not UTF-8).');
+      done(new ProblemError('invalid_request', 'The query string is not validly percent-encoded UTF-8 (a lone surrogate, or bytes that are not UTF-8).'));
+      return;
     }
     const parts: [string, unknown][] = [
       ['body', request.body],
@@ -66,7 +67,11 @@ export function refuseIllFormedStrings(app: FastifyInstance): void {
     ];
     for (const [part, value] of parts) {
       const at = illFormedStringAt(value);
-      if (at !== null) throw refuse(part, at);
+      if (at !== null) {
+        done(refuse(part, at));
+        return;
+      }
     }
+    done();
   });
 }

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServiceMetrics } from './metrics.js';
 
 export function instrumentHttp(app: FastifyInstance, metrics: ServiceMetrics): void {
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     metrics.httpRequestDuration.observe(
       {
         // No route matched (404, or a URL the router refused): one series for all of them.
@@ -14,5 +14,6 @@ export function instrumentHttp(app: FastifyInstance, metrics: ServiceMetrics): v
       },
       reply.elapsedTime / 1000,
     );
+    done();
   });
 }
