@@ -319,7 +319,8 @@ export class LeaseStore {
 
   /** The first `limit` leases covering the path and below it; at most `budget` index entries read. */
   async resource(path: string, limit: number, withPayload: boolean, budget: number): Promise<ResourceView> {
-    const [now, covering, coveringCount, belowCount, below] = (await this.call('resource', path, limit, withPayload ? '1' : '', budget, PAGE_BYTES)) as [
+    // Two lists in one answer: each gets half of what a page may read.
+    const [now, covering, coveringCount, belowCount, below] = (await this.call('resource', path, limit, withPayload ? '1' : '', budget, PAGE_BYTES / 2)) as [
       number,
       Fields[],
       number,
