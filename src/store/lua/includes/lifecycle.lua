@@ -15,14 +15,13 @@
 -- and the sweeper drops them once that time has passed. Returns true when it freed the
 -- lease's resources (the caller announces it, unless it hands them on in the same script).
 local function entomb(lease, state, endedAt, now, blockedUntil, extra)
-  setFields(lease, withFields({ st = state, ['end'] = int(endedAt) }, extra))
   unindexListing(lease)
   local key = P .. 'l:' .. lease.id
   -- A tombstone is kept an hour and there may be many: drop what it no longer answers with,
   -- the client's JSON included (payload and progress, up to 80 KiB, live on in the orphan
   -- when the action was left unfinished).
   keepLegacyAction(key, lease)
-  forgetFields(lease, 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp', 'pay', 'prog', 'act')
+  rewriteLease(lease, withFields({ st = state, ['end'] = int(endedAt) }, extra), { 'ttl', 'acq', 'ren', 'exp', 'hold', 'fp', 'pay', 'prog', 'act' })
   if lease.rid then
     local requestKey = P .. 'rq:' .. #lease.holder .. ':' .. lease.holder .. lease.rid
     -- The requestId may name a newer lease by now; leave that one's key alone.
@@ -68,7 +67,7 @@ local function endLease(lease, state, endedAt, now, extra)
     -- The orphan holds the payload and progress now (a claim takes them from there); the
     -- orphaned lease keeps only what answers for it, like a tombstone.
     keepLegacyAction(P .. 'l:' .. lease.id, lease)
-    forgetFields(lease, 'pay', 'prog', 'act')
+    rewriteLease(lease, {}, { 'pay', 'prog', 'act' })
     return
   end
   local blockedUntil = state == 'released' and 0 or endedAt + tonumber(lease.ld or '0')
