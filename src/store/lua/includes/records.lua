@@ -135,7 +135,8 @@ end
 -- table. A lease read whole is written anew (DEL, then one HSET of what is left) rather than
 -- trimmed: a hash that ever held a value over 64 bytes (a payload, a checkpoint) keeps Redis'
 -- larger encoding after HDEL, and a tombstone or an orphaned lease is kept for an hour or
--- more (measured: a released lease's tombstone 816 B trimmed, 288 B written anew).
+-- more (measured: a released lease's tombstone, 1 KiB payload and 16 KiB checkpoint: 772 B
+-- trimmed, 232 B written anew).
 local function rewriteLease(lease, changes, dropped)
   lease.written = nil
   for name, value in pairs(changes) do lease[name] = value end
