@@ -110,16 +110,10 @@ local function resolveOrphan(oid, resolution, at, lease)
   -- Kept an hour for operators, like a tombstone, and like one without the client's JSON:
   -- written anew rather than trimmed, so that it leaves the larger encoding its payload
   -- needed (see rewriteLease; measured 875 -> 312 B for a 1 KiB payload and 16 KiB progress).
-  local resolved = { 'st', 'resolved', 'rsl', resolution, 'rat', int(at) }
-  local values = redis.call('HMGET', key, unpack(ORPHAN_KEPT_FIELDS))
-  for i, name in ipairs(ORPHAN_KEPT_FIELDS) do
-    if values[i] then
-      resolved[#resolved + 1] = name
-      resolved[#resolved + 1] = values[i]
-    end
-  end
+  local values, kept = redis.call('HMGET', key, unpack(ORPHAN_KEPT_FIELDS)), {}
+  for i, name in ipairs(ORPHAN_KEPT_FIELDS) do kept[name] = values[i] or nil end
   redis.call('DEL', key)
-  redis.call('HSET', key, unpack(resolved))
+  redis.call('HSET', key, unpack(appendFields({ 'st', 'resolved', 'rsl', resolution, 'rat', int(at) }, ORPHAN_KEPT_FIELDS, kept)))
   moveOrphan(oid, f[2], f[3], f[1], 'resolved')
   redis.call('ZADD', P .. 'oexp', int(at + TOMBSTONE_TTL), oid)
   emit('resolved', at, lease, oid)

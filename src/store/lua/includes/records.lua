@@ -52,6 +52,18 @@ local SUMMARY_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren'
 -- Every field a lease answers with (not act, which a legacy record is read without).
 local LEASE_FIELDS = { 'holder', 'res', 'tok', 'st', 'es', 'ttl', 'acq', 'ren', 'exp', 'hold', 'ld', 'kind', 'ma', 'pay', 'att', 'prog', 'rid', 'fp', 'out', 'end', 'oid', 'by' }
 
+-- Appends [name, value] to `flat` for each of `names` that `record` has (never act, which a
+-- legacy record is answered without and rewritten without).
+local function appendFields(flat, names, record)
+  for _, name in ipairs(names) do
+    if record[name] and name ~= 'act' then
+      flat[#flat + 1] = name
+      flat[#flat + 1] = record[name]
+    end
+  end
+  return flat
+end
+
 -- `overrides`: fields to answer with instead of the stored ones (see presentAsOf).
 local function flatRecord(key, id, fields, overrides)
   local record
@@ -142,18 +154,12 @@ local function rewriteLease(lease, changes, dropped)
   for name, value in pairs(changes) do lease[name] = value end
   for _, name in ipairs(dropped) do lease[name] = nil end
   local key = P .. 'l:' .. lease.id
-  local flat = {}
   if lease.complete then
-    for _, name in ipairs(LEASE_FIELDS) do
-      if lease[name] then
-        flat[#flat + 1] = name
-        flat[#flat + 1] = lease[name]
-      end
-    end
     redis.call('DEL', key)
-    redis.call('HSET', key, unpack(flat))
+    redis.call('HSET', key, unpack(appendFields({}, LEASE_FIELDS, lease)))
     return
   end
+  local flat = {}
   for name, value in pairs(changes) do
     flat[#flat + 1] = name
     flat[#flat + 1] = value
@@ -189,28 +195,11 @@ local function flatLease(lease, withoutJson)
     for i = 1, #lease.written do flat[i + 2] = lease.written[i] end
     return flat
   end
-  if lease.complete then
-    -- Read whole (readLease) and kept in step with its hash since: answer without reading
-    -- it again (as presented, when presentAsOf changed it).
-    local flat = { 'id', lease.id }
-    for _, name in ipairs(withoutJson and SUMMARY_FIELDS or LEASE_FIELDS) do
-      if lease[name] and name ~= 'act' then
-        flat[#flat + 1] = name
-        flat[#flat + 1] = lease[name]
-      end
-    end
-    return flat
-  end
-  if withoutJson and lease.partial then
-    -- Read by readLeaseSummary already: answer from what was read.
-    local flat = { 'id', lease.id }
-    for _, name in ipairs(SUMMARY_FIELDS) do
-      if lease[name] and name ~= 'act' then
-        flat[#flat + 1] = name
-        flat[#flat + 1] = lease[name]
-      end
-    end
-    return flat
+  -- Read whole (readLease) and kept in step with its hash since, or read by readLeaseSummary
+  -- for an answer without the JSON: answer from what was read (as presented, when
+  -- presentAsOf changed it).
+  if lease.complete or (withoutJson and lease.partial) then
+    return appendFields({ 'id', lease.id }, withoutJson and SUMMARY_FIELDS or LEASE_FIELDS, lease)
   end
   local overrides = lease.unsettled and { st = lease.st, es = lease.es, ['end'] = lease['end'] } or nil
   return flatRecord(P .. 'l:' .. lease.id, lease.id, withoutJson and SUMMARY_FIELDS, overrides)
