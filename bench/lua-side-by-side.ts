@@ -23,6 +23,7 @@ import { createRedisClient, waitUntilReady } from '../src/redis/connection.js';
 import { type AcquireInput, LeaseStore } from '../src/store/lease-store.js';
 import { defineScripts, loadLibrary } from '../src/store/scripts.js';
 import { startPrivateRedis } from './lib/private-redis.js';
+import { commandStats } from './lib/redis-info.js';
 import { percentile } from './lib/stats.js';
 import { REPO_ROOT } from './lib/service-process.js';
 
@@ -49,8 +50,8 @@ try {
   type Version = keyof typeof versions;
 
   const fcallMicros = async (): Promise<[number, number]> => {
-    const m = /cmdstat_fcall:calls=(\d+),usec=(\d+)/.exec(await redis.info('commandstats'));
-    return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+    const fcall = (await commandStats(redis)).get('fcall');
+    return [fcall?.calls ?? 0, fcall?.usec ?? 0];
   };
   const newId = () => randomBytes(16).toString('base64url');
   const base: Omit<AcquireInput, 'id' | 'resources'> = {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { createRedisClient, describeTarget, redisTargetOf } from '../src/redis/connection.js';
+import { createRedisClient, describeTarget, isBackendUnavailable, redisTargetOf } from '../src/redis/connection.js';
 import type { Redis } from 'ioredis';
 
 const SENTINEL = { REDIS_SENTINELS: '10.0.0.1:26379,sentinel-b:26380', REDIS_SENTINEL_MASTER: 'lease-primary' };
@@ -60,7 +60,6 @@ test('REDIS_MIN_REPLICAS defaults to 0 (no WAIT), and its timeout matters only a
 });
 
 test("a Cluster client's own failures while it has no usable node are 503s (backend unavailable), not 500s", async () => {
-  const { isBackendUnavailable } = await import('../src/redis/connection.js');
   for (const message of [
     "Cluster isn't ready and enableOfflineQueue options is false",
     'None of startup nodes is available',

@@ -314,8 +314,6 @@ async function waitForSentinels(sentinels: ProcessNode[], master: string, replic
   }
 }
 
-// Ports below Linux's ephemeral range (32768+): a port some client got from the kernel is
-// never one of these, so a node restarted on its old port does not find it taken.
 /**
  * What every redis-server of a test topology has (Sentinel's or a cluster's): one password for
  * clients and for its replication, the append-only file as production keeps it, and a
@@ -325,6 +323,8 @@ export function replicatedServerLines(password: string): string[] {
   return [`requirepass ${password}`, `masterauth ${password}`, 'appendonly yes', 'appendfsync everysec', 'save ""', 'repl-diskless-sync-delay 0'];
 }
 
+// Ports below Linux's ephemeral range (32768+): a port some client got from the kernel is
+// never one of these, so a node restarted on its old port does not find it taken.
 const PORT_RANGE = { low: 20000, high: 32000 };
 
 /** A port of PORT_RANGE that nothing listens on now. */

@@ -101,7 +101,7 @@ export interface paths {
                          *       "type": "https://lease-service.dev/problems/backend_unavailable",
                          *       "title": "The service cannot serve this now",
                          *       "status": 503,
-                         *       "detail": "Not ready: RedisClient connection is reconnecting",
+                         *       "detail": "Not ready: Redis connection is reconnecting",
                          *       "code": "backend_unavailable"
                          *     }
                          */

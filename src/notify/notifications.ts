@@ -125,19 +125,21 @@ export class Notifications {
   private confirm(channels: [string, string], refused: () => void): Promise<void> {
     if (!this.subscriber || this.closed) return Promise.resolve();
     let late = false;
+    let timer: NodeJS.Timeout | undefined;
     const subscribed = this.subscriber.ssubscribe(...channels).then(
       () => {
         if (late) this.resync();
       },
       refused,
     );
-    const timeout = new Promise<void>((resolve) =>
-      setTimeout(() => {
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
         late = true;
         resolve();
-      }, SUBSCRIBE_WAIT_MS).unref(),
-    );
-    return Promise.race([subscribed, timeout]);
+      }, SUBSCRIBE_WAIT_MS);
+      timer.unref();
+    });
+    return Promise.race([subscribed, timeout]).finally(() => clearTimeout(timer));
   }
 
   private release(namespace: string, subscription: Subscription): void {

@@ -55,7 +55,7 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { red
             },
             { description: 'Redis answers and holds the library (in Cluster mode: at least one primary does).', examples: [{ status: 'ready' }] },
           ),
-          503: problemResponse('backend_unavailable: not ready to serve.', problem('backend_unavailable', 'Not ready: RedisClient connection is reconnecting')),
+          503: problemResponse('backend_unavailable: not ready to serve.', problem('backend_unavailable', 'Not ready: Redis connection is reconnecting')),
         },
       },
     },

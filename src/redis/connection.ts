@@ -132,9 +132,11 @@ function createClusterClient(target: Extract<RedisTarget, { mode: 'cluster' }>, 
     retryDelayOnClusterDown: 100,
     maxRedirections: 8,
   };
-  const cluster = new Cluster(target.nodes, clusterOptions);
-  // A node that went away (its primary killed) is reason to read the slot map at once,
-  // not at the next interval.
+  return refreshSlotsWhenANodeGoes(new Cluster(target.nodes, clusterOptions));
+}
+
+/** A node that went away (its primary killed) is reason to read the slot map at once, not at the next interval. */
+function refreshSlotsWhenANodeGoes(cluster: Cluster): Cluster {
   cluster.on('-node', () => {
     if (cluster.status === 'ready') cluster.refreshSlotsCache();
   });
@@ -151,17 +153,15 @@ export function duplicateClient(client: RedisClient, override: Partial<RedisOpti
     return client.duplicate(options);
   }
   const { enableOfflineQueue, enableAutoPipelining, lazyConnect, shardedSubscribers, retryStrategy: _perNode, ...redisOptions } = override;
-  const duplicate = client.duplicate([], {
-    ...(enableOfflineQueue !== undefined && { enableOfflineQueue }),
-    ...(enableAutoPipelining !== undefined && { enableAutoPipelining }),
-    ...(lazyConnect !== undefined && { lazyConnect }),
-    ...(shardedSubscribers !== undefined && { shardedSubscribers }),
-    redisOptions: { ...client.options.redisOptions, ...redisOptions },
-  });
-  duplicate.on('-node', () => {
-    if (duplicate.status === 'ready') duplicate.refreshSlotsCache();
-  });
-  return duplicate;
+  return refreshSlotsWhenANodeGoes(
+    client.duplicate([], {
+      ...(enableOfflineQueue !== undefined && { enableOfflineQueue }),
+      ...(enableAutoPipelining !== undefined && { enableAutoPipelining }),
+      ...(lazyConnect !== undefined && { lazyConnect }),
+      ...(shardedSubscribers !== undefined && { shardedSubscribers }),
+      redisOptions: { ...client.options.redisOptions, ...redisOptions },
+    }),
+  );
 }
 
 /** The clients of every primary: the one Redis, or each primary of the Cluster now. */

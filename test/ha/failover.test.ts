@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startSentinelTopology, type RedisNode, type SentinelTopology } from '../../scripts/lib/sentinel-topology.js';
-import { fencingInversions, interleavedWriters, startConductors, type LoadRecord } from '../helpers/conductor-load.js';
+import { fencingInversions, interleavedWriters, lostGrants as lostGrantsOf, startConductors, type LoadRecord } from '../helpers/conductor-load.js';
 import { startService, type ServiceProcess } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -51,20 +51,8 @@ async function metric(service: ServiceProcess, name: string): Promise<number> {
 
 /** Every lease id answered 201 must still be known (200 or a 410 tombstone), never 404. */
 async function lostGrants(service: ServiceProcess, record: LoadRecord): Promise<string[]> {
-  const lost: string[] = [];
-  for (const grant of record.grants) {
-    // As a client does: a 503 (with Retry-After) is asked again, a few times, before judging.
-    let res = await fetch(`${service.url}/v1/leases/${grant.leaseId}`);
-    for (let retry = 0; res.status === 503 && retry < 10; retry++) {
-      console.log(`lease ${grant.leaseId}: 503 ${await res.text()}; asking again`);
-      await sleep(200);
-      res = await fetch(`${service.url}/v1/leases/${grant.leaseId}`);
-    }
-    const body = await res.text();
-    if (res.status === 404) lost.push(grant.leaseId);
-    else assert.ok(res.status === 200 || res.status === 410, `lease ${grant.leaseId}: ${res.status} ${body}\n${loggedErrors()}`);
-  }
-  return lost;
+  const lost = await lostGrantsOf(record.grants, (grant) => `${service.url}/v1/leases/${grant.leaseId}`, loggedErrors);
+  return lost.map((grant) => grant.leaseId);
 }
 
 /** The services' logged errors, to explain a failed assertion. */

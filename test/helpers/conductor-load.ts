@@ -131,6 +131,27 @@ export function startConductors({ urls, conductors, paths, ttlMs, abandonEvery =
  * acquire was sent must carry the smaller token. (Two grants in flight at once may be
  * applied in either order.) Returns the pairs that break it.
  */
+/**
+ * The grants (answered 201) whose lease is unknown now (404): each is asked at `urlOf(grant)`
+ * as a client would, again after a 503 (up to 10 times, 200 ms apart), and must otherwise be
+ * 200 or a 410 tombstone; `explain()` is added to the message of any other answer.
+ */
+export async function lostGrants(grants: Grant[], urlOf: (grant: Grant) => string, explain: () => string = () => ''): Promise<Grant[]> {
+  const lost: Grant[] = [];
+  for (const grant of grants) {
+    let res = await fetch(urlOf(grant), { signal: AbortSignal.timeout(10000) });
+    for (let retry = 0; res.status === 503 && retry < 10; retry++) {
+      console.log(`lease ${grant.leaseId}: 503 ${await res.text()}; asking again`);
+      await sleep(200);
+      res = await fetch(urlOf(grant), { signal: AbortSignal.timeout(10000) });
+    }
+    const body = await res.text();
+    if (res.status === 404) lost.push(grant);
+    else if (res.status !== 200 && res.status !== 410) throw new Error(`lease ${grant.leaseId}: ${res.status} ${body}\n${explain()}`);
+  }
+  return lost;
+}
+
 export function fencingInversions(grants: Grant[]): [Grant, Grant][] {
   const inversions: [Grant, Grant][] = [];
   const byPath = new Map<string, Grant[]>();
