@@ -8,7 +8,7 @@ import { nextSerial, singleAcquireBody } from './bodies.js';
 import type { LoadRequest } from './http-load.js';
 import type { JsonClient } from './json-client.js';
 import type { LeaseApi } from './orphans.js';
-import { commandStats, persistence, redisCpuSeconds } from './redis-info.js';
+import { commandStats, persistence, redisCpuSeconds, SCRIPT_COMMANDS } from './redis-info.js';
 
 // ---------------------------------------------------------------------------------------
 // Which primary serves which namespace
@@ -153,11 +153,9 @@ export interface ShardReading {
   aofBusy: boolean;
 }
 
-/** How the service's scripts reach Redis: EVALSHA (EVAL when one is missing), or FCALL once they are a function library. */
-const SCRIPT_COMMANDS = ['evalsha', 'eval', 'fcall', 'fcall_ro'];
 
 export async function readShard(probe: Redis): Promise<ShardReading> {
   const [cpuS, stats, persisted] = await Promise.all([redisCpuSeconds(probe), commandStats(probe), persistence(probe)]);
-  const total = (of: 'calls' | 'usec') => SCRIPT_COMMANDS.reduce((sum, command) => sum + (stats.get(command)?.[of] ?? 0), 0);
+  const total = (of: 'calls' | 'usec') => [...SCRIPT_COMMANDS].reduce((sum, command) => sum + (stats.get(command)?.[of] ?? 0), 0);
   return { cpuS, scriptCalls: total('calls'), scriptUs: total('usec'), aofRewrites: persisted.rewrites, aofBusy: persisted.busy };
 }

@@ -33,6 +33,13 @@ export interface CommandStat {
  * INFO commandstats as command -> {calls, usec}. Commands run inside scripts are counted
  * under their own names as well, which tells how many Redis commands one script call makes.
  */
+/**
+ * The commands that run Lua, as INFO commandstats and SLOWLOG name them: FCALL (the service's
+ * functions library), EVALSHA and EVAL (redlock's, the registry's, other baselines'), and
+ * their read-only forms.
+ */
+export const SCRIPT_COMMANDS: ReadonlySet<string> = new Set(['fcall', 'fcall_ro', 'evalsha', 'evalsha_ro', 'eval', 'eval_ro']);
+
 export async function commandStats(redis: Redis): Promise<Map<string, CommandStat>> {
   const stats = new Map<string, CommandStat>();
   for (const [key, value] of Object.entries(await info(redis, 'commandstats'))) {

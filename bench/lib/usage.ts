@@ -3,7 +3,7 @@
 // 2-core box these three share the CPU, so "CPU per request" explains a throughput better
 // than the throughput alone does, and it is what tuning changes.
 import type { Redis } from 'ioredis';
-import { commandStats, commandStatsDelta, persistence, redisCpuSeconds, type CommandStat } from './redis-info.js';
+import { commandStats, commandStatsDelta, persistence, redisCpuSeconds, SCRIPT_COMMANDS, type CommandStat } from './redis-info.js';
 import type { ChildServer } from './service-process.js';
 
 export interface UsageSnapshot {
@@ -62,8 +62,6 @@ export function usageBetween(before: UsageSnapshot, after: UsageSnapshot, ops: n
   };
 }
 
-/** The commands that run the service's Lua: FCALL (its functions library), EVALSHA and EVAL (redlock, the registry's, other baselines'). */
-const SCRIPT_COMMANDS = new Set(['fcall', 'evalsha', 'eval']);
 
 /** "service 210 µs, redis 160 µs, client 90 µs CPU/op; fcall 1.0/op at 150 µs" */
 export function describeUsage(usage: Usage, serverName = 'service'): string {

@@ -19,6 +19,7 @@ import { LONG_TTL_MS } from '../lib/bodies.js';
 import type { Context, Phase, PhaseOptions } from '../lib/context.js';
 import { pooledLatency, rateOf } from '../lib/http-load.js';
 import { releaseListed, withJsonClient } from '../lib/json-client.js';
+import { SCRIPT_COMMANDS } from '../lib/redis-info.js';
 import { formatNumber } from '../lib/stats.js';
 import { acquireThenRelease } from './cycle.js';
 import { figure, type Figure, type Scenario } from './types.js';
@@ -60,7 +61,7 @@ function describeGrowth(small: Side, large: Side): string {
   const b = commandCosts(large);
   const script = `FCALL ${(a.get('fcall')?.usPerCall ?? Number.NaN).toFixed(0)} -> ${(b.get('fcall')?.usPerCall ?? Number.NaN).toFixed(0)} µs/call`;
   const grown = [...b]
-    .filter(([name]) => name !== 'fcall' && name !== 'evalsha' && name !== 'eval' && a.has(name))
+    .filter(([name]) => !SCRIPT_COMMANDS.has(name) && a.has(name))
     .map(([name, cost]) => ({ name, delta: cost.usPerOp - a.get(name)!.usPerOp, from: a.get(name)!.usPerCall, to: cost.usPerCall }))
     .sort((x, y) => y.delta - x.delta)
     .slice(0, 3)

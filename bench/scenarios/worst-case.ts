@@ -48,7 +48,7 @@ import { LONG_TTL_MS, payloadOfSize } from '../lib/bodies.js';
 import type { Context, WorstCaseSizes } from '../lib/context.js';
 import { JsonClient, type JsonResponse } from '../lib/json-client.js';
 import { runPool } from '../lib/pool.js';
-import { commandStats } from '../lib/redis-info.js';
+import { commandStats, SCRIPT_COMMANDS } from '../lib/redis-info.js';
 import { ScenarioFailure } from '../lib/scenario-failure.js';
 import { formatBytes, formatNumber, summarize } from '../lib/stats.js';
 import type { Comparison } from './index.js';
@@ -184,7 +184,6 @@ const kib = (n: number) => `${formatNumber(n / 1024)} KiB`;
 // ---------------------------------------------------------------------------------------
 // Redis' accounting
 
-const SCRIPT_COMMANDS = new Set(['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall', 'fcall_ro']);
 /** SLOWLOG threshold: names every script call above it; the commands inside scripts rarely reach it. */
 const SLOWLOG_US = 50;
 const SLOWLOG_LEN = 4096;
