@@ -28,9 +28,7 @@ export interface ClusterTopologyOptions {
 export interface ClusterTopology {
   password: string;
   nodes: RedisNode[];
-  /** REDIS_CLUSTER_NODES for the service: "127.0.0.1:p1,127.0.0.1:p2,...". */
-  addresses: string;
-  /** The variables that point the service at this topology. */
+  /** The variables that point the service at this topology (REDIS_CLUSTER_NODES: "127.0.0.1:p1,127.0.0.1:p2,..."). */
   env: Record<string, string>;
   /** The nodes that serve slots now and answer as primaries, in slot order. */
   primaries(): Promise<RedisNode[]>;
@@ -121,7 +119,6 @@ function clusterTopology({ nodes, folders, password, shards, stop }: Members): C
   return {
     password,
     nodes,
-    addresses,
     env: { REDIS_CLUSTER_NODES: addresses, REDIS_PASSWORD: password },
     async primaries() {
       const owners = [...new Set(resolveOwners(await liveViews(nodes)).filter((port) => port > 0))];

@@ -24,7 +24,10 @@ export function runLocalService(env: Record<string, string>, stopTopology: () =>
     stopping = true;
     if (service.exitCode === null) {
       service.kill('SIGTERM');
+      // It drains its requests first; one that hangs is killed after 30 s.
+      const hung = setTimeout(() => service.kill('SIGKILL'), 30_000);
       await new Promise((resolve) => service.once('exit', resolve));
+      clearTimeout(hung);
     }
     await stopTopology();
     process.exit(code);

@@ -36,6 +36,7 @@ async function namespacePerPrimary(stem: string): Promise<{ namespace: string; p
 
 async function call(service: ServiceProcess, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${service.url}${path}`, {
+    signal: AbortSignal.timeout(10000),
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
