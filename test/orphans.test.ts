@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightMyRequestResponse } from 'fastify';
 import { keyPrefix } from '../src/app.js';
 import type { Claim, Lease, Orphan } from '../src/client/types.js';
+import { decodePathList } from '../src/store/resource-codec.js';
 import { acquireBody, startTestApp, useTestApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -614,7 +615,7 @@ describe('streams', () => {
       assert.equal(event.orphanId, orphan.id, `${event.type} names the orphan`);
     }
     for (const event of events) {
-      assert.deepEqual(JSON.parse(event.paths!), [path]);
+      assert.deepEqual(decodePathList(event.paths!), [path], 'the paths, as resources are stored or as JSON');
       assert.ok(Number(event.at) > 0);
     }
     assert.equal(Number(events[2]!.at), Date.parse(renewed.expiresAt), 'an expiry happens at expiresAt, whoever notices it');

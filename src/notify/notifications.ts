@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { onResubscribe, subscriberOf, type RedisClient } from '../redis/connection.js';
 import type { StoreKeys } from '../store/keys.js';
+import { decodePathList } from '../store/resource-codec.js';
 
 /** How long a watch waits for its namespace's subscription before going on without it. */
 const SUBSCRIBE_WAIT_MS = 2000;
@@ -230,8 +231,7 @@ export class Watch {
 
 function parsePaths(message: string): string[] {
   try {
-    const paths: unknown = JSON.parse(message);
-    return Array.isArray(paths) ? paths.filter((p): p is string => typeof p === 'string') : [];
+    return decodePathList(message);
   } catch {
     return [];
   }

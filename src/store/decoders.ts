@@ -2,7 +2,7 @@
 // flat ([name, value, ...]), under the short names the headers of includes/records.lua and
 // includes/orphans.lua list; an event as its stream entry's fields (includes/events.lua).
 // This is the one place on the TypeScript side that knows those names.
-import { decodeResources } from './resource-codec.js';
+import { decodePathList, decodeResources } from './resource-codec.js';
 import type { Conflict, EndState, EventRecord, LeaseRecord, LeaseState, OrphanReason, OrphanRecord, OrphanState, Outcome, StoredAction } from './records.js';
 
 /** HGETALL-style [name, value, ...] as an object. */
@@ -89,7 +89,7 @@ export function toEvent([id, flat]: [string, string[]]): EventRecord {
     leaseId: f.leaseId || null,
     orphanId: f.orphanId || null,
     holder: f.holder || null,
-    paths: f.paths ? (JSON.parse(f.paths) as string[]) : [],
+    paths: f.paths ? decodePathList(f.paths) : [],
     fencingToken: f.fencingToken || null,
     actor: f.actor || null,
   };

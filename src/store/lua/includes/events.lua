@@ -8,7 +8,6 @@
   where PUBLISH would be sent to every node.
 ]]
 --- @include "includes/prelude"
---- @include "includes/paths"
 
 -- Counts a transition in P.."stats". Prometheus reads these counters at scrape time, so
 -- they are right whichever replica (or script) made the transition.
@@ -21,11 +20,14 @@ end
 local COUNTED_EVENTS = { expired = true, revoked = true, claimed = true, dead_lettered = true }
 
 -- Appends a lifecycle event {type, at, leaseId, holder, paths, fencingToken, orphanId?,
--- actor?} to the capped events stream (actor: the token that asked, see the prelude); the stream entry's id is when it was recorded, `at` when it
--- happened (an expiry happens at expiresAt, whoever notices it later).
+-- actor?} to the capped events stream (actor: the token that asked, see the prelude); the
+-- stream entry's id is when it was recorded, `at` when it happened (an expiry happens at
+-- expiresAt, whoever notices it later). `paths` is the lease's resources as stored
+-- ("x<path> s<path>"): the service reads both that and a JSON array (decodePathList in
+-- src/store/resource-codec.ts), and making JSON of 64 long paths cost half a millisecond.
 local function emit(kind, at, lease, orphanId)
   local entry = { 'type', kind, 'at', int(at), 'leaseId', lease.id, 'holder', lease.holder,
-    'paths', pathsJson(lease.res), 'fencingToken', lease.tok }
+    'paths', lease.res, 'fencingToken', lease.tok }
   if orphanId then
     entry[#entry + 1] = 'orphanId'
     entry[#entry + 1] = orphanId
@@ -38,7 +40,8 @@ local function emit(kind, at, lease, orphanId)
   if COUNTED_EVENTS[kind] then count(kind) end
 end
 
--- Tells waiting acquires (on every service replica, subscribed on this shard) that these paths may have stopped being blocked.
+-- Tells waiting acquires (on every service replica, subscribed on this shard) that these
+-- paths (resources as stored, as in events) may have stopped being blocked.
 local function announceFreed(stored)
-  redis.call('SPUBLISH', P .. 'freed', pathsJson(stored))
+  redis.call('SPUBLISH', P .. 'freed', stored)
 end
