@@ -35,6 +35,7 @@ import { OrphanId, OrphanView } from './orphans/schemas.js';
 import { Reaper } from './reaper/reaper.js';
 import { resourceRoutes } from './resources/routes.js';
 import { EventStream } from './store/event-stream.js';
+import { ensureIndexFormat, INDEX_FORMAT } from './store/index-format.js';
 import { LeaseStore } from './store/lease-store.js';
 import { RedisClock } from './store/redis-clock.js';
 import { installAccessControl } from './auth/access-control.js';
@@ -54,6 +55,11 @@ export interface AppDeps {
   redis: RedisClient;
   /** Run the reaper, which settles expired leases in the background (default true). */
   sweep?: boolean;
+  /**
+   * Make sure, before serving, that every namespace's index is in this version's layout
+   * (default true; false only for an app that never reaches Redis, as the OpenAPI writer's).
+   */
+  checkIndexFormat?: boolean;
   /** pino options, or false for no logging. */
   logger?: boolean | object;
 }
@@ -189,7 +195,7 @@ function authenticatorOf(app: FastifyInstance, config: Config, redis: RedisClien
   return authenticator;
 }
 
-export async function buildApp({ config, redis, sweep = true, logger }: AppDeps): Promise<FastifyInstance> {
+export async function buildApp({ config, redis, sweep = true, checkIndexFormat = true, logger }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(config, logger));
   useSharedSchemas(app);
   installProblemHandling(app);
@@ -218,6 +224,17 @@ export async function buildApp({ config, redis, sweep = true, logger }: AppDeps)
     config.NAMESPACES_MAX + 64,
     config.LEASES_MAX_PER_TOKEN,
   );
+
+  // Before anything reads or writes leases: every namespace's index in this version's layout
+  // (moved once from an earlier version's; src/store/index-format.ts).
+  if (checkIndexFormat) {
+    app.addHook('onReady', async () => {
+      for (const namespace of await namespaces.list()) {
+        const calls = await ensureIndexFormat(redis, namespaces.store(namespace), namespaces.keys(namespace));
+        if (calls > 0) app.log.info({ namespace, calls, format: INDEX_FORMAT }, 'index checked and marked in this version\'s layout');
+      }
+    });
+  }
 
   // Waiting requests (waitMs) are woken by what the scripts publish; stopping the
   // notifications first lets them answer before the server waits on them to close.

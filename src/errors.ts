@@ -34,7 +34,8 @@ export const PROBLEMS = {
     meaning:
       'Redis cannot be reached, is failing over, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is ' +
       'full, or fewer replicas than REDIS_MIN_REPLICAS confirmed the change in time (it was applied on the primary but is not durable), or ' +
-      'the service sheds load. A change may have been applied; retrying is safe: an acquire with the same requestId returns the same lease, ' +
+      'the service sheds load, or (an acquire) more leases that ended together lie below a requested path than one request reads, awaiting the ' +
+      'reaper. A change may have been applied; retrying is safe: an acquire with the same requestId returns the same lease, ' +
       'a release or resolve answers as a repeat does. Retry after Retry-After seconds.',
   },
 } as const;

@@ -7,7 +7,7 @@ import { loadConfig } from './config.js';
 export async function buildOpenApiDocument(): Promise<unknown> {
   // Never connects: building the app registers routes and defines scripts, nothing more.
   const redis = new Redis({ lazyConnect: true, enableOfflineQueue: false });
-  const app = await buildApp({ config: loadConfig({}), redis, sweep: false, logger: false });
+  const app = await buildApp({ config: loadConfig({}), redis, sweep: false, checkIndexFormat: false, logger: false });
   try {
     await app.ready();
     return app.swagger();

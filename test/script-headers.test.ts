@@ -74,6 +74,7 @@ test('every script\'s header names exactly the KEYS and ARGV the store passes it
   await store.resolve(orphanId, 'discard');
   await store.sweep(10, { maxAgeMs: 86400000, maxBytes: 1 << 30 });
   await store.stats();
+  await store.reindex('t:', 0);
 
   for (const script of scripts) {
     const call = sent.get(script.name);

@@ -1651,7 +1651,7 @@ export interface paths {
         };
         /**
          * What holds a resource path
-         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included (an upper bound). GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1733,7 +1733,7 @@ export interface paths {
                             coveredByCount: number;
                             /** @description Leases strictly below the path (a volume of this instance, say). */
                             below: {
-                                /** @description How many leases hold something below the path. */
+                                /** @description How many leases hold something below the path (below a path of four or more segments, exact up to 100 per mode, then an upper bound). */
                                 count: number;
                                 /** @description The first 100 of them: exclusive ones first, then shared ones. */
                                 items: components["schemas"]["Lease"][];
@@ -1852,7 +1852,7 @@ export interface paths {
         };
         /**
          * What holds a resource path
-         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included (an upper bound). GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1939,7 +1939,7 @@ export interface paths {
                             coveredByCount: number;
                             /** @description Leases strictly below the path (a volume of this instance, say). */
                             below: {
-                                /** @description How many leases hold something below the path. */
+                                /** @description How many leases hold something below the path (below a path of four or more segments, exact up to 100 per mode, then an upper bound). */
                                 count: number;
                                 /** @description The first 100 of them: exclusive ones first, then shared ones. */
                                 items: components["schemas"]["Lease"][];
@@ -3664,7 +3664,7 @@ export interface components {
                 "application/json": components["schemas"]["Problem"];
             };
         };
-        /** @description backend_unavailable: Redis cannot be reached, is failing over, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or fewer replicas than REDIS_MIN_REPLICAS confirmed the change in time (it was applied on the primary but is not durable), or the service sheds load. A change may have been applied; retrying is safe: an acquire with the same requestId returns the same lease, a release or resolve answers as a repeat does. Retry after Retry-After seconds. */
+        /** @description backend_unavailable: Redis cannot be reached, is failing over, did not answer in time (a call that reaches Redis after its deadline changes nothing) or is full, or fewer replicas than REDIS_MIN_REPLICAS confirmed the change in time (it was applied on the primary but is not durable), or the service sheds load, or (an acquire) more leases that ended together lie below a requested path than one request reads, awaiting the reaper. A change may have been applied; retrying is safe: an acquire with the same requestId returns the same lease, a release or resolve answers as a repeat does. Retry after Retry-After seconds. */
         ServiceUnavailable: {
             headers: {
                 [name: string]: unknown;

@@ -138,6 +138,13 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
           throw new ProblemError('conflict', describeConflict(result.conflicts.length), { conflicts: result.conflicts });
         case 'over_quota':
           throw overQuota(config.LEASES_MAX_PER_TOKEN);
+        case 'undecided':
+          throw new ProblemError(
+            'backend_unavailable',
+            'Nothing was granted: more leases than one request reads lie below a requested path, ended and waiting for the reaper to settle them. Retry after Retry-After seconds.',
+            {},
+            { 'retry-after': '1' },
+          );
         case 'request_id_reused':
           throw new ProblemError(
             'request_id_reused',
@@ -344,6 +351,7 @@ function acquireOutcome(result: AcquireResult, queued: boolean): AcquireOutcome 
       return 'conflict';
     case 'request_id_reused':
     case 'over_quota':
+    case 'undecided':
       return 'error';
   }
 }

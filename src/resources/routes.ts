@@ -37,7 +37,9 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
         description:
           `coveredBy: the active and orphaned leases on the path or an ancestor of it (the first ${LISTED}), and coveredByCount, how many ` +
           `there are. below: the leases strictly below it (the first ${LISTED}) and how many there are. Both counts also include ended ` +
-          'leases still in their lock delay. GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and ' +
+          'leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; ' +
+          'past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included ' +
+          '(an upper bound). GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and ' +
           'progress are null unless include=payload. The path may be given with its slashes or URL-encoded.',
         params: Type.Object({ '*': { ...ResourcePath, examples: ['instances/i-42/volumes/v-7'] } }),
         querystring: Type.Object({ include: Type.Optional(IncludePayload) }, { additionalProperties: false }),
@@ -49,7 +51,9 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
               coveredByCount: Type.Integer({ description: 'How many leases cover the path (lock-delayed tombstones included).' }),
               below: Type.Object(
                 {
-                  count: Type.Integer({ description: 'How many leases hold something below the path.' }),
+                  count: Type.Integer({
+                    description: 'How many leases hold something below the path (below a path of four or more segments, exact up to 100 per mode, then an upper bound).',
+                  }),
                   items: Type.Array(ref(LeaseView), { description: `The first ${LISTED} of them: exclusive ones first, then shared ones.` }),
                 },
                 { description: 'Leases strictly below the path (a volume of this instance, say).' },

@@ -17,6 +17,8 @@ export interface StoreKeys {
   freedChannel: string;
   /** Kinds with a newly pending orphan: waiting claims look again (includes/orphans.lua). */
   pendingChannel: string;
+  /** The index layout the keys follow (src/store/index-format.ts). */
+  indexFormat: string;
 }
 
 /** The keys of one prefix, given with its hash tag, e.g. "{lease}:". */
@@ -29,5 +31,6 @@ export function storeKeys(prefix: string): StoreKeys {
     reaperLock: `${prefix}reaper`,
     freedChannel: `${prefix}freed`,
     pendingChannel: `${prefix}pending`,
+    indexFormat: `${prefix}index-format`,
   };
 }

@@ -4,6 +4,7 @@
 // records.ts's, read from the scripts' replies by decoders.ts.
 import { fieldMap, toConflicts, toLease, toOrphan } from './decoders.js';
 import { storeKeys } from './keys.js';
+import { nodeDigests } from './node-digests.js';
 import type { Conflict, LeaseRecord, OrphanRecord, OrphanState, Outcome } from './records.js';
 import { RedisClock } from './redis-clock.js';
 import { encodeResources, type ResourceClaim } from './resource-codec.js';
@@ -44,7 +45,13 @@ export type AcquireResult =
   | { kind: 'waiting'; now: number; conflicts: Conflict[]; wakeAt: number | null }
   | { kind: 'request_id_reused'; now: number; leaseId: string }
   /** The caller (its actor) holds its quota of active leases in this namespace; nothing changed. */
-  | { kind: 'over_quota'; now: number };
+  | { kind: 'over_quota'; now: number }
+  /**
+   * Nothing blocking was found, but the search gave up before it had seen every lease below a
+   * deep path (a crowd of leases that expired together and await the reaper); nothing was
+   * granted. Asking again shortly finds fewer (see includes/conflicts.lua).
+   */
+  | { kind: 'undecided'; now: number };
 
 export type LeaseChange =
   | { kind: 'done'; now: number; lease: LeaseRecord }
@@ -165,11 +172,13 @@ export class ScriptTooLateError extends Error {
 type Fields = string[];
 
 /**
- * Index entries (one per resource of a lease and per ancestor of its path) that one sweep or
- * one holder renew writes or drops at most. Moving an entry costs Redis a few microseconds,
- * and a lease may have 64 x 16 of them: this, not a count of leases, bounds such a call.
+ * Index entries (per resource of a lease: one at its path, one per ancestor of at most three
+ * segments, one more for a deeper path; see includes/indexes.lua) that one sweep or one
+ * holder renew writes or drops at most. Moving an entry costs Redis a few microseconds (up to
+ * ten for 512-character paths), and a lease may have 64 x 5 of them: this, not a count of
+ * leases, bounds such a call. One such lease, or 160 of two segments.
  */
-export const INDEX_ENTRIES_PER_CALL = 1024;
+export const INDEX_ENTRIES_PER_CALL = 320;
 
 /**
  * Bytes of records one listing page (or one list of the resource view) holds at most: a page
@@ -251,11 +260,12 @@ export class LeaseStore {
       input.conflictLimit,
       input.wait?.step ?? '',
       input.wait && input.wait.step !== 'last' ? input.wait.ticketTtlMs : '',
+      nodeDigests(input.resources.map((r) => r.path)),
     );
     if (kind === 'waiting') return { kind, now, conflicts: toConflicts(body as string[]), wakeAt: wakeAt === '' ? null : Number(wakeAt) };
     if (kind === 'conflict') return { kind, now, conflicts: toConflicts(body as string[]) };
     if (kind === 'request_id_reused') return { kind, now, leaseId: String(body) };
-    if (kind === 'over_quota') return { kind, now };
+    if (kind === 'over_quota' || kind === 'undecided') return { kind, now };
     return { kind: kind as 'granted' | 'existing', now, lease: toLease(body as Fields) };
   }
 
@@ -322,7 +332,7 @@ export class LeaseStore {
     // Two lists in one answer: each gets half of what a page may read, so the answer's records
     // stay within one page's bytes. (What the worst case costs Redis is the 100 leases a list
     // reads when they are narrow, about 20 µs each: see the README's bounds.)
-    const [now, covering, coveringCount, belowCount, below] = (await this.call('resource', path, limit, withPayload ? '1' : '', budget, PAGE_BYTES / 2)) as [
+    const [now, covering, coveringCount, belowCount, below] = (await this.call('resource', path, limit, withPayload ? '1' : '', budget, PAGE_BYTES / 2, nodeDigests([path]))) as [
       number,
       Fields[],
       number,
@@ -343,7 +353,7 @@ export class LeaseStore {
     fencingToken: string,
     limit: number,
   ): Promise<{ now: number; valid: boolean; current: FencingHolder[]; coveringCount: number }> {
-    const [now, valid, flat, coveringCount] = (await this.call('fencingCheck', path, fencingToken, limit)) as [number, number, string[], number];
+    const [now, valid, flat, coveringCount] = (await this.call('fencingCheck', path, fencingToken, limit, nodeDigests([path]))) as [number, number, string[], number];
     const current: FencingHolder[] = [];
     for (let i = 0; i + 2 < flat.length; i += 3) current.push({ leaseId: flat[i]!, holder: flat[i + 1]!, fencingToken: flat[i + 2]! });
     return { now, valid: valid === 1, current, coveringCount: Number(coveringCount) };
@@ -356,6 +366,16 @@ export class LeaseStore {
   async sweep(batch: number, streams: { maxAgeMs: number; maxBytes: number }): Promise<SweepResult> {
     const [now, settled, stillDue, nextDue] = await this.call('sweep', batch, streams.maxAgeMs, INDEX_ENTRIES_PER_CALL, streams.maxBytes);
     return { now, settled: Number(settled), stillDue: Number(stillDue), nextDueAt: nextDue === '' ? null : Number(nextDue) };
+  }
+
+  /**
+   * Moves a batch of one walk's records to this version's index layout (reindex-1.lua): "t:"
+   * leases that hold resources, "exp" leases due (lock-delayed ones included), "wexp" tickets.
+   * Returns the rank to go on from, or null when the walk is done.
+   */
+  async reindex(walk: 't:' | 'exp' | 'wexp', rank: number): Promise<number | null> {
+    const [, next] = (await this.call('reindex', walk, rank)) as [number, number | string];
+    return next === '' ? null : Number(next);
   }
 
   async stats(): Promise<SharedStats> {

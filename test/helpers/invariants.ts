@@ -9,7 +9,9 @@
 //
 // Lease fields relied on: holder, res ("x<path> s<path>"), tok, st, exp, ld, oid, end, and the
 // presence of an action (`kind`, or a legacy `act`); nothing else of the action.
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { NODE_KEY_MAX } from '../../src/store/node-digests.js';
 
 export interface InvariantOptions {
   /**
@@ -155,6 +157,23 @@ function ancestors(path: string): string[] {
   return list;
 }
 
+/**
+ * Nodes of at most this many segments keep below-sets; a resource deeper than SHALLOW + 1
+ * is also a member "<path> <id>" of a deep set (src/store/lua/includes/indexes.lua).
+ */
+const SHALLOW = 3;
+const DEEP: Record<Mode, string> = { x: 'deep:x', s: 'deep:s' };
+const TICKET_DEEP: Record<Mode, string> = { x: 'wdeep:x', s: 'wdeep:s' };
+
+function isDeep(path: string): boolean {
+  return ancestors(path).length > SHALLOW;
+}
+
+/** A node's name in index keys: itself, or past NODE_KEY_MAX characters "#" and its SHA-1. */
+function nodeName(node: string): string {
+  return node.length <= NODE_KEY_MAX ? node : `#${createHash('sha1').update(node).digest('hex')}`;
+}
+
 function covers(outer: string, inner: string): boolean {
   return outer === inner || inner.startsWith(`${outer}/`);
 }
@@ -163,8 +182,8 @@ function covers(outer: string, inner: string): boolean {
 function impliedKeys(resources: Res[], at: Record<Mode, string>, below: Record<Mode, string>): string[] {
   const keys: string[] = [];
   for (const r of resources) {
-    keys.push(at[r.mode] + r.path);
-    for (const a of ancestors(r.path)) keys.push(below[r.mode] + a);
+    keys.push(at[r.mode] + nodeName(r.path));
+    for (const a of ancestors(r.path).slice(0, SHALLOW)) keys.push(below[r.mode] + nodeName(a));
   }
   return keys;
 }
@@ -173,6 +192,8 @@ function impliedKeys(resources: Res[], at: Record<Mode, string>, below: Record<M
 function entryFits(family: string, path: string, resources: Res[]): boolean {
   const mode: Mode = family.endsWith('x:') ? 'x' : 's';
   const atNode = family === 'ax:' || family === 'as:' || family === 'wx:' || family === 'ws:';
+  // Only nodes of at most SHALLOW segments keep below-sets.
+  if (!atNode && ancestors(path).length >= SHALLOW) return false;
   return resources.some((r) => r.mode === mode && (atNode ? r.path === path : r.path.length > path.length && covers(path, r.path)));
 }
 
@@ -226,6 +247,13 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
     if (!resources) bad(`lease ${id} has no readable res field (${JSON.stringify(lease.res)})`);
     else resourcesOf.set(id, resources);
   }
+  // Keys name long nodes by digest: name them by node again, for the nodes anything holds.
+  const nodeOfName = new Map<string, string>();
+  const records = [...leases.values(), ...tickets.values()];
+  for (const r of records.flatMap((record) => decodeResources(record.res) ?? [])) {
+    for (const node of [...ancestors(r.path), r.path]) if (node.length > NODE_KEY_MAX) nodeOfName.set(nodeName(node), node);
+  }
+  for (const set of [...blockingSets, ...ticketSets]) set.path = nodeOfName.get(set.path) ?? set.path;
 
   // --- Tokens never go backwards.
   const counterText = keys.get('token')?.value;
@@ -274,6 +302,15 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
             bad(`lease ${id} (${st}, with an action) is scored ${fmtScore(score)} in ${key}, not +inf: its resources would free up when it dies`);
           } else if (st === 'active' && !hasAction(lease) && lease.exp !== undefined && score < Number(lease.exp)) {
             bad(`lease ${id} (active, expires ${lease.exp}) is scored ${fmtScore(score)} in ${key}: it stops blocking before it expires`);
+          }
+        }
+      }
+      if (resources) {
+        // A deep member may be gone only once its lease stopped blocking (an acquire drops those it meets).
+        for (const r of resources.filter((r) => isDeep(r.path))) {
+          const atScore = zscore(AT[r.mode] + nodeName(r.path), id);
+          if (zscore(DEEP[r.mode], `${r.path} ${id}`) === undefined && atScore !== undefined && atScore > now) {
+            bad(`lease ${id} (${st}) holds ${r.mode} ${r.path} but has no member in ${DEEP[r.mode]}: nothing below its ancestors past ${SHALLOW} segments sees it`);
           }
         }
       }
@@ -345,6 +382,19 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
         bad(`${key} holds lease ${id} (${lease.st}, score ${fmtScore(score)}), which lists ${lease.res}: it blocks a path it does not hold`);
       }
       if (isLive && (family === 'ax:' || family === 'as:')) live.push({ id, res: { mode: family === 'ax:' ? 'x' : 's', path } });
+    }
+  }
+  // Deep members: "<path> <id>" of a lease that lists that path in that mode, scored 0.
+  for (const mode of ['x', 's'] as const) {
+    for (const [member, score] of zset(DEEP[mode]) ?? new Map<string, number>()) {
+      const [path = '', id = ''] = member.split(' ');
+      const lease = leases.get(id);
+      if (score !== 0) bad(`${DEEP[mode]} member ${member} is scored ${fmtScore(score)}, not 0: a lex range would not find it`);
+      if (!lease) bad(`${DEEP[mode]} holds ${member}, but lease ${id} does not exist`);
+      else if (lease.st === 'released') bad(`${DEEP[mode]} holds ${member}, but that lease was released`);
+      else if (!(resourcesOf.get(id) ?? []).some((r) => r.mode === mode && r.path === path && isDeep(path))) {
+        bad(`${DEEP[mode]} holds ${member}, but lease ${id} lists ${lease.res}: it blocks a path it does not hold`);
+      }
     }
   }
   for (let i = 0; i < live.length; i++) {
@@ -441,6 +491,16 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
       }
     }
   }
+  for (const mode of ['x', 's'] as const) {
+    for (const [member] of zset(TICKET_DEEP[mode]) ?? new Map<string, number>()) {
+      const [path = '', id = ''] = member.split(' ');
+      const ticket = tickets.get(id);
+      if (!ticket) bad(`${TICKET_DEEP[mode]} holds ${member}, but ticket ${id} does not exist`);
+      else if (!(decodeResources(ticket.res) ?? []).some((r) => r.mode === mode && r.path === path && isDeep(path))) {
+        bad(`${TICKET_DEEP[mode]} holds ${member}, but ticket ${id} lists ${ticket.res}`);
+      }
+    }
+  }
   for (const [id] of zset('wexp') ?? new Map<string, number>()) {
     if (!tickets.has(id)) bad(`wexp holds ticket ${id}, which does not exist`);
   }
@@ -450,6 +510,9 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
     else {
       for (const key of impliedKeys(resources, TICKET_AT, TICKET_BELOW)) {
         if (zscore(key, id) === undefined) bad(`ticket ${id} lists ${ticket.res} but is missing from ${key}`);
+      }
+      for (const r of resources.filter((r) => isDeep(r.path))) {
+        if (zscore(TICKET_DEEP[r.mode], `${r.path} ${id}`) === undefined) bad(`ticket ${id} lists ${ticket.res} but has no member ${r.path} in ${TICKET_DEEP[r.mode]}`);
       }
     }
     if (zscore('wexp', id) === undefined) bad(`ticket ${id} is not in wexp: a crashed replica's ticket would never lapse`);

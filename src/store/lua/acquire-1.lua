@@ -24,11 +24,14 @@
            "last" (the wait is over: grant, or drop the ticket and answer the conflict)
   ARGV[20] for "open" and "retry": how long a new ticket lives (ms), past which a crashed
            replica's ticket stops blocking others
+  ARGV[21] the SHA-1s of the requested paths' long nodes (see useNodeDigests in includes/indexes)
 
   Returns {now, "granted", leaseFields} | {now, "existing", leaseFields}
         | {now, "conflict", {path, leaseId, holder, mode, state, ...}}
         | {now, "waiting", {path, leaseId, holder, mode, state, ...}, wakeAt or ""}
         | {now, "request_id_reused", leaseId}
+        | {now, "undecided"} (nothing blocking found, but more than DEEP_SCAN leases that
+          expired and await the reaper lie below a deep path asked for: try again shortly)
         | {now, "over_quota"} (the actor holds its quota of active leases; nothing written but
           the settling of its leases past expiresAt)
 ]]
@@ -42,11 +45,15 @@
 
 local id, holder = ARGV[7], ARGV[8]
 local resources = decodeResources(ARGV[9])
+local paths = {}
+for i, r in ipairs(resources) do paths[i] = r.path end
+useNodeDigests(paths, ARGV[21])
 local ttl, maxHold, lockDelay = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local kind, maxAttempts, payload = ARGV[13], ARGV[14], ARGV[15]
 local requestId, fingerprint = ARGV[16], ARGV[17]
 local conflictLimit = tonumber(ARGV[18])
 local waiting = ARGV[19]
+local UNDECIDED_RETRY_MS = 1000
 local now = nowMs()
 
 local ticket = nil
@@ -82,22 +89,26 @@ local conflicts = {}
 -- Almost always nothing blocks and nobody waits: one look at the tickets' expiry index
 -- (every ticket is in it) spares the ticket sets' reads, as many as the lease sets'. For
 -- one resource, the most common request, the same EXISTS also asks every lease set that
--- could hold a blocker (an empty sorted set does not exist) and may spare the search.
+-- could hold a blocker (an empty sorted set does not exist) and may spare the search; a
+-- deep path (see includes/indexes) has its below in a range that EXISTS cannot ask.
 -- (Not for many: the search stops at the first `conflictLimit` conflicts, and the sets of
 -- 64 deep paths cost more to ask at once than those of the first few blocked ones.)
 local mayBlock, anyTickets = true, nil
-if #resources == 1 then
+if #resources == 1 and keepsBelowSets(resources[1].path) then
   mayBlock = redis.call('EXISTS', P .. 'wexp', unpack(blockingKeys(resources[1].path, resources[1].mode, LEASE_SETS))) > 0
   anyTickets = mayBlock and redis.call('EXISTS', P .. 'wexp') == 1
 else
   anyTickets = redis.call('EXISTS', P .. 'wexp') == 1
 end
+-- Undecided: leases that expired together below a deep path wait for the reaper in such
+-- numbers that the search gave up before it saw them all (see includes/conflicts).
+local undecided = false
 if mayBlock then
-  collectConflicts(resources, now, conflictLimit, conflicts, wake)
+  undecided = collectConflicts(resources, now, conflictLimit, conflicts, wake)
   if anyTickets then collectTicketConflicts(resources, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
 end
 
-if #conflicts == 0 then
+if #conflicts == 0 and not undecided then
   -- The ticket becomes the lease, which blocks all it blocked: nobody behind it may go on.
   if ticket then dropTicket(id, ticket, false) end
   local lease = grant({
@@ -111,7 +122,11 @@ end
 
 if waiting == 'open' or waiting == 'retry' then
   if not ticket then openTicket(id, holder, ARGV[9], now + tonumber(ARGV[20])) end
+  -- Undecided, it looks again a second later: the dropped members and the reaper's work
+  -- make each look shorter.
+  if undecided then wake.at = math.min(wake.at, now + UNDECIDED_RETRY_MS) end
   return { now, 'waiting', conflicts, wake.at < math.huge and int(wake.at) or '' }
 end
 if ticket then dropTicket(id, ticket, true) end
+if #conflicts == 0 then return { now, 'undecided' } end
 return { now, 'conflict', conflicts }

@@ -34,7 +34,9 @@ if overQuota(now) then return { now, 'over_quota' } end
 
 -- Expiry is exact without the reaper: a claim's lease that has just expired puts its orphan
 -- back in the queue before we look at it (a bounded batch of what is due, as the reaper does).
-settleDue(CLAIM_SETTLE_BATCH, now, CLAIM_SETTLE_ENTRIES)
+-- Strictly within the budget: a lease too wide for it is left to the reaper, which settles
+-- it within REAPER_INTERVAL_MS, so that a claim costs at most one lease's index work (its own).
+settleDue(CLAIM_SETTLE_BATCH, now, CLAIM_SETTLE_ENTRIES, true)
 
 -- The queues are ordered by seq (first orphaned first), so the oldest is the lowest head.
 local oid

@@ -17,6 +17,7 @@
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
   ARGV[7]  path       ARGV[8]  fencing token (decimal)
   ARGV[9]  how many current leases to list at most
+  ARGV[10] the SHA-1s of the path's long nodes (see useNodeDigests in includes/indexes)
 
   Returns {now, valid (1|0), {leaseId, holder, token, leaseId, holder, token, ...}, coveringCount}
 ]]
@@ -25,6 +26,7 @@
 --- @include "includes/indexes"
 
 local path, token, limit = ARGV[7], ARGV[8], tonumber(ARGV[9])
+useNodeDigests({ path }, ARGV[10])
 local now = nowMs()
 local live = '(' .. now
 

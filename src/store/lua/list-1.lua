@@ -3,8 +3,9 @@
   One page of leases that hold resources (active or orphaned), in fencing-token order,
   which is the order they were granted: a page boundary stays put while leases renew.
   Reads the holder's index when a holder is given. For a prefix alone it reads the
-  prefix path's blocking sets (every lease at or below it is in one of them) when they
-  hold at most ARGV[13] entries, and otherwise walks the index of every lease with the
+  prefix path's blocking sets (every lease at or below it is in one of them; below a deep
+  path, its range of the deep sets, see includes/indexes) when they hold at most ARGV[13]
+  entries, and otherwise walks the index of every lease with the
   prefix as a filter. Settles expired leases it meets.
   Invariant: reads at most ARGV[13] index entries, so one call's cost is bounded even
   when filters match little; the caller gets a cursor to go on from. It writes nothing:
@@ -30,6 +31,7 @@
 --- @include "includes/prelude"
 --- @include "includes/paths"
 --- @include "includes/records"
+--- @include "includes/indexes"
 --- @include "includes/paging"
 
 local PREFIX_SORT_MAX = 512
@@ -55,14 +57,34 @@ end
 -- costs less than the sort would (its page is cut by the budget and read bytes). Only
 -- the tokens are read to sort them; then leases are read in order until the page is full.
 local function prefixPage(path, cursor)
-  local sets = { P .. 'ax:' .. path, P .. 'as:' .. path, P .. 'bx:' .. path, P .. 'bs:' .. path }
+  local S = LEASE_SETS
+  local name = nodeKey(path)
+  local sets = { P .. S.atX .. name, P .. S.atS .. name }
+  -- Below the prefix: its below-sets, or for a deep one the members in its range of the deep
+  -- sets (see includes/indexes), each read as {id, ...}.
+  local deep = not keepsBelowSets(path)
+  local from, to = deepRange(path)
+  if deep then
+    sets[3], sets[4] = P .. S.deepX, P .. S.deepS
+  else
+    sets[3], sets[4] = P .. S.belowX .. name, P .. S.belowS .. name
+  end
+  local function idsOf(i)
+    if i <= 2 or not deep then return redis.call('ZRANGE', sets[i], 0, -1) end
+    local ids = {}
+    for _, member in ipairs(redis.call('ZRANGEBYLEX', sets[i], from, to)) do
+      local _, id = splitDeepMember(member)
+      ids[#ids + 1] = id
+    end
+    return ids
+  end
   local size = 0
-  for _, set in ipairs(sets) do size = size + redis.call('ZCARD', set) end
+  for i, set in ipairs(sets) do size = size + ((i <= 2 or not deep) and redis.call('ZCARD', set) or redis.call('ZLEXCOUNT', set, from, to)) end
   if size > math.min(budget, PREFIX_SORT_MAX) then return nil end
   local after = cursor ~= '' and tonumber(cursor) or -1
   local found, seen = {}, {}
-  for _, set in ipairs(sets) do
-    for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+  for i = 1, #sets do
+    for _, id in ipairs(idsOf(i)) do
       if not seen[id] then
         seen[id] = true
         local token = tonumber(redis.call('HGET', P .. 'l:' .. id, 'tok'))

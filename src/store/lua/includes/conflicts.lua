@@ -2,17 +2,19 @@
   Finding what blocks a request, in O(depth) sorted-set reads per resource.
   For a request on path p with mode m the blocking leases are:
     at p or an ancestor a:  exclusive ones (ax:a); when m is exclusive, shared ones too (as:a)
-    strictly below p:       exclusive ones (bx:p); when m is exclusive, shared ones too (bs:p)
-  Only entries scored above now count, so expired leases never block anyone, and every live
-  entry of those sets is a conflict. Waiting tickets (includes/tickets) are found the same
+    strictly below p:       exclusive ones; when m is exclusive, shared ones too: those of
+                            bx:p (bs:p) when p keeps below-sets, else the deep:x (deep:s)
+                            members below p (see includes/indexes)
+  Only entries scored above now count (a deep member by its lease's at-set entry), so
+  expired leases never block anyone. Waiting tickets (includes/tickets) are found the same
   way in their own sets.
-  Cost, for a request of R resources of depth D: at most R * (2D + 2) range reads of at most
-  `limit` entries (a set shared by several of the request's paths is read once), one HMGET
-  of six fields per distinct blocker (never its payload; nothing is written), and for an entry of a below-set,
-  one pass over that blocker's resources. A set entry names the blocker's path itself (the
-  set's node) or, below, the node its path lies under, so no pair of paths is compared.
-  Conflicts are appended to `out` as flattened {path, leaseId, holder, mode, state} tuples,
-  one per blocking path and blocker, at most `limit`; the search stops once `out` is full.
+  Cost, for a request of R resources of depth D: one EXISTS of at most 2D + 2 keys per
+  resource and, only where one exists, at most 2D + 2 range reads of at most `limit`
+  entries (a set shared by several of the request's paths is read once); at most DEEP_SCAN
+  deep members in all, each with one ZSCORE; one HMGET of six fields per distinct blocker
+  (never its payload). Conflicts are appended to `out` as flattened {path, leaseId, holder,
+  mode, state} tuples, one per blocking path and blocker, at most `limit`; the search stops
+  once `out` is full.
   `wake.at`, when given, is lowered to the earliest time a blocker seen stops blocking by
   itself (an expiry, the end of a lock delay, a ticket lapsing): a waiter looks again then.
   Blockers not seen need no such time: the reaper publishes the paths of every lease it
@@ -24,13 +26,21 @@
 --- @include "includes/indexes"
 --- @include "includes/tickets"
 
--- The sets to read for (path, mode): {key, node, mode of its entries, below?}.
+-- Deep members one request reads at most. Members of leases that stopped blocking are
+-- dropped as they are met (see includes/indexes), so only a crowd of leases that expired
+-- together below one path, and that the reaper has not settled yet, can use it up.
+local DEEP_SCAN = 256
+
+-- The at-sets and below-sets to read for (path, mode): {key, node, mode of its entries, below?}.
 local function blockingSets(path, mode, sets)
   local found = {}
   coveringSets(path, sets, mode == 'exclusive', found)
-  found[#found + 1] = { key = P .. sets.belowX .. path, node = path, mode = 'exclusive', below = true }
-  if mode == 'exclusive' then
-    found[#found + 1] = { key = P .. sets.belowS .. path, node = path, mode = 'shared', below = true }
+  if keepsBelowSets(path) then
+    local name = pathKey(path)
+    found[#found + 1] = { key = P .. sets.belowX .. name, node = path, mode = 'exclusive', below = true }
+    if mode == 'exclusive' then
+      found[#found + 1] = { key = P .. sets.belowS .. name, node = path, mode = 'shared', below = true }
+    end
   end
   return found
 end
@@ -38,9 +48,21 @@ end
 -- Just the keys of blockingSets(path, mode, sets).
 local function blockingKeys(path, mode, sets)
   local keys = coveringSets(path, sets, mode == 'exclusive')
-  keys[#keys + 1] = P .. sets.belowX .. path
-  if mode == 'exclusive' then keys[#keys + 1] = P .. sets.belowS .. path end
+  if keepsBelowSets(path) then
+    local name = pathKey(path)
+    keys[#keys + 1] = P .. sets.belowX .. name
+    if mode == 'exclusive' then keys[#keys + 1] = P .. sets.belowS .. name end
+  end
   return keys
+end
+
+-- The deep sets to read for (path, mode): {key, mode of its members}; none for a path that
+-- keeps below-sets.
+local function deepSets(path, mode, sets)
+  if keepsBelowSets(path) then return {} end
+  local found = { { key = P .. sets.deepX, mode = 'exclusive' } }
+  if mode == 'exclusive' then found[2] = { key = P .. sets.deepS, mode = 'shared' } end
+  return found
 end
 
 -- The state a blocking lease shows in a conflict: active, orphaned, or lock_delay (an
@@ -51,13 +73,16 @@ local function blockingState(state)
 end
 
 -- Walks the request's blocking sets, each once. `range(key)` reads a set's live
--- entries as {id, score, ...}; `describe(id)` gives a blocker's {holder, state, res} or nil
--- (then it does not block after all). Appends conflict tuples to `out`.
+-- entries as {id, score, ...}; `deepScore(path, mode, id, key, member)` gives the score of a
+-- deep member that blocks, or nil; `describe(id)` gives a blocker's {holder, state, res} or
+-- nil (then it does not block after all). Appends conflict tuples to `out`.
 -- A blocker described with `wake = true` is scored by when it stops blocking; tickets are
 -- scored by arrival, so their range() lowers `wake` with their own lapse times instead.
-local function findBlockers(request, sets, limit, out, wake, range, describe)
+-- Returns true when DEEP_SCAN deep members were read and more were left unread (then no
+-- conflict found is no answer).
+local function findBlockers(request, sets, limit, out, wake, range, deepScore, describe)
   local read, reported, blockers = {}, {}, {}
-  local full = false
+  local full, scanned = false, 0
   local function report(path, id, blocker, mode)
     local tag = id .. ' ' .. path
     if reported[tag] then return end
@@ -68,39 +93,78 @@ local function findBlockers(request, sets, limit, out, wake, range, describe)
     end
     for _, v in ipairs({ path, id, blocker.holder, mode, blocker.state }) do out[#out + 1] = v end
   end
+  local function blocker(id)
+    if blockers[id] == nil then blockers[id] = describe(id) or false end
+    return blockers[id]
+  end
   for _, r in ipairs(request) do
     -- Almost always nothing blocks: one EXISTS over all of a path's sets (an empty sorted
     -- set does not exist) spares reading them one by one.
     local unread = {}
     if redis.call('EXISTS', unpack(blockingKeys(r.path, r.mode, sets))) > 0 then unread = blockingSets(r.path, r.mode, sets) end
     for _, set in ipairs(unread) do
-      if full then return end
+      if full then return false end
       if not read[set.key] then
         read[set.key] = true
         local entries = range(set.key)
         for i = 1, #entries, 2 do
-          if full then return end
+          if full then return false end
           local id = entries[i]
-          if blockers[id] == nil then blockers[id] = describe(id) or false end
-          local blocker = blockers[id]
-          if blocker and wake and blocker.wake then wake.at = math.min(wake.at, tonumber(entries[i + 1])) end
-          if blocker and not set.below then
-            report(set.node, id, blocker, set.mode)
-          elseif blocker then
-            for _, held in ipairs(resourcesOf(blocker)) do
-              if held.mode == set.mode and held.path ~= set.node and covers(set.node, held.path) then report(held.path, id, blocker, set.mode) end
+          local b = blocker(id)
+          if b and wake and b.wake then wake.at = math.min(wake.at, tonumber(entries[i + 1])) end
+          if b and not set.below then
+            report(set.node, id, b, set.mode)
+          elseif b then
+            for _, held in ipairs(resourcesOf(b)) do
+              if held.mode == set.mode and held.path ~= set.node and covers(set.node, held.path) then report(held.path, id, b, set.mode) end
             end
           end
         end
       end
     end
+    -- Deep members name their path: each blocking one is a conflict as it stands. Read a
+    -- page at a time after the last member read (a member may be dropped on the way).
+    local from, to
+    for _, set in ipairs(deepSets(r.path, r.mode, sets)) do
+      if not from then from, to = deepRange(r.path) end
+      local start = from
+      while true do
+        if full then return false end
+        if scanned >= DEEP_SCAN then
+          -- Undecided only if some are left unread.
+          if #redis.call('ZRANGEBYLEX', set.key, start, to, 'LIMIT', 0, 1) > 0 then return true end
+          break
+        end
+        local want = math.min(limit, DEEP_SCAN - scanned)
+        local members = redis.call('ZRANGEBYLEX', set.key, start, to, 'LIMIT', 0, want)
+        scanned = scanned + #members
+        for _, member in ipairs(members) do
+          local held, id = splitDeepMember(member)
+          local score = deepScore(held, set.mode, id, set.key, member)
+          local b = score and blocker(id)
+          if b and wake and b.wake then wake.at = math.min(wake.at, score) end
+          if b then report(held, id, b, set.mode) end
+          if full then return false end
+        end
+        if #members < want then break end
+        start = '(' .. members[#members]
+      end
+    end
   end
+  return false
 end
 
--- Leases that block `request` (a list of {path, mode}).
+-- Leases that block `request` (a list of {path, mode}). Returns true when it could not tell
+-- whether some resource is blocked (see findBlockers): no conflict found is then no answer.
+-- Drops the deep members of leases that no longer block.
 local function collectConflicts(request, now, limit, out, wake)
-  findBlockers(request, LEASE_SETS, limit, out, wake, function(key)
+  return findBlockers(request, LEASE_SETS, limit, out, wake, function(key)
     return redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+  end, function(path, mode, id, key, member)
+    local score = tonumber(redis.call('ZSCORE', P .. (mode == 'exclusive' and LEASE_SETS.atX or LEASE_SETS.atS) .. nodeKey(path), id))
+    if score and score > now then return score end
+    redis.call('ZREM', key, member)
+    return nil
   end, function(id)
     local f = redis.call('HMGET', P .. 'l:' .. id, 'st', 'exp', 'holder', 'res', 'kind', 'act')
     local state = f[1]
@@ -115,35 +179,52 @@ local function collectConflicts(request, now, limit, out, wake)
 end
 
 -- Tickets that block `request`: those that arrived before `beforeSeq` (nil: all). Lapsed
--- tickets met on the way (their replica died) are dropped and not reported.
+-- tickets met on the way (their replica died) are dropped and not reported. Of the deep
+-- members below a path, the first DEEP_SCAN are looked at: past them (a crowd of tickets
+-- below one deep path) a request may pass a ticket queued there before it.
 local function collectTicketConflicts(request, beforeSeq, now, limit, out, wake)
   local upTo = beforeSeq and ('(' .. beforeSeq) or '+inf'
   local tickets = {}
+  -- A ticket's record, or false when it is gone or lapsed (then it is dropped).
+  local function ticketOf(id)
+    if tickets[id] == nil then
+      local ticket = readHash(ticketKey(id))
+      if not ticket or tonumber(ticket.dl) <= now then
+        dropTicket(id, ticket, true)
+        ticket = false
+      elseif wake then
+        wake.at = math.min(wake.at, tonumber(ticket.dl))
+      end
+      tickets[id] = ticket
+    end
+    return tickets[id]
+  end
   findBlockers(request, TICKET_SETS, limit, out, nil, function(key)
-    -- Read again after dropping lapsed tickets, so they cannot hide live ones behind them
-    -- (each pass drops at least one, and the sweeper drops them too).
+    -- Read again after dropping the entries of tickets gone or lapsed, so they cannot hide
+    -- live ones behind them (each pass drops at least one; the sweeper drops them too).
     local entries, again = {}, true
     while again do
       entries, again = {}, false
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', upTo, 'LIMIT', 0, limit)) do
-        if tickets[id] == nil then
-          local ticket = readHash(ticketKey(id))
-          if not ticket or tonumber(ticket.dl) <= now then
-            if not ticket then redis.call('ZREM', key, id) end
-            dropTicket(id, ticket, true)
-            ticket, again = false, true
-          elseif wake then
-            wake.at = math.min(wake.at, tonumber(ticket.dl))
-          end
-          tickets[id] = ticket
-        end
-        if tickets[id] then
+        local ticket = ticketOf(id)
+        if ticket then
           entries[#entries + 1] = id
-          entries[#entries + 1] = tickets[id].seq
+          entries[#entries + 1] = ticket.seq
+        else
+          redis.call('ZREM', key, id)
+          again = true
         end
       end
     end
     return entries
+  end, function(_, _, id, key, member)
+    local ticket = ticketOf(id)
+    if not ticket then
+      redis.call('ZREM', key, member)
+      return nil
+    end
+    if beforeSeq and tonumber(ticket.seq) >= tonumber(beforeSeq) then return nil end
+    return tonumber(ticket.seq)
   end, function(id)
     local ticket = tickets[id]
     return { holder = ticket.holder, state = 'waiting', res = ticket.res }

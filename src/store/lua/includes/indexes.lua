@@ -1,41 +1,166 @@
 --[[
   Indexes: the sorted sets that find a lease by path (what blocks a request), by holder and
-  in token order.
+  in token order. A node (a path or an ancestor) longer than NODE_KEY_MAX characters is
+  named "#" and its SHA-1 in these keys (see nodeKey).
     P.."ax:"..path   zset   exclusive leases at path         score: blocks-until (ms)
     P.."as:"..path   zset   shared leases at path            score: blocks-until
-    P.."bs:"..path   zset   shared leases strictly below     score: blocks-until
-    P.."bx:"..path   zset   exclusive leases strictly below  score: blocks-until
+    P.."bx:"..node   zset   exclusive leases strictly below node, for a node of at most
+                            SHALLOW segments                 score: blocks-until
+    P.."bs:"..node   zset   shared leases strictly below such a node      score: blocks-until
+    P.."deep:x"      zset   one member "<path> <id>" per exclusive resource of more than
+                            SHALLOW + 1 segments; all scored 0, read by lex range
+    P.."deep:s"      zset   the same for shared resources
     P.."t:"          zset   every lease that holds resources                     score: token
     P.."h:"..holder  zset   leases of a holder that hold resources               score: token
   Waiting tickets are indexed alike in sets of their own (see includes/tickets).
 
-  Invariant: a lease blocks a path exactly while its entry in that path's ax/as/bs/bx set
-  has a score above Redis' clock. Blocks-until is expiresAt + lockDelayMs for a lease
-  without an action and +inf for one with an action (it stays reserved as an orphan when
-  it dies), so expiry is exact with no background job: live entries are those scored > now.
+  What lies below a node: for a node of at most SHALLOW segments, its bx/bs sets; for a
+  deeper one, the lex range "<node>/" of deep:x/deep:s, which holds exactly the resources
+  below it (each is deeper than SHALLOW + 1). A lease so costs at most SHALLOW + 2 entries
+  per resource whatever its depth (a below-set entry per ancestor made a maximal lease
+  1 024 sorted-set writes, about 3 ms of Redis' time on its own), and the paths most
+  leases hold (instances/i-42/volumes/v-7: 4 segments) are found the way they always were.
+
+  Invariant: a lease blocks a path exactly while its entry in that path's ax/as set (for a
+  deep member, the entry at the member's path) has a score above Redis' clock, and so for
+  bx/bs. Blocks-until is expiresAt + lockDelayMs for a lease without an action and +inf for
+  one with an action (it stays reserved as an orphan when it dies), so expiry is exact with
+  no background job: live entries are those scored > now. A deep member carries no score:
+  whoever reads it asks the at-set, and an acquire that meets a member whose lease no longer
+  blocks drops it (the lease's score never rises again once it has stopped blocking).
 ]]
 --- @include "includes/prelude"
 --- @include "includes/paths"
 --- @include "includes/records"
 
--- The sets a holder of `resources` is entered in: at each path and below each proper
--- ancestor, in the set of its mode. One entry per node, not one per question asked of it:
--- an exclusive request reads both below-sets, a shared one only the exclusive one, so a
--- lease costs one sorted-set entry per ancestor (memory is per entry). Leases and waiting
--- tickets (see includes/tickets) are indexed alike, each family in its own sets.
-local LEASE_SETS = { atX = 'ax:', atS = 'as:', belowS = 'bs:', belowX = 'bx:' }
-local TICKET_SETS = { atX = 'wx:', atS = 'ws:', belowS = 'wbs:', belowX = 'wbx:' }
+local SHALLOW = 3
 
-local function entryKeys(resources, sets)
-  local keys = {}
-  for _, r in ipairs(resources) do
-    local exclusive = r.mode == 'exclusive'
-    keys[#keys + 1] = P .. (exclusive and sets.atX or sets.atS) .. r.path
-    for _, a in ipairs(ancestors(r.path)) do
-      keys[#keys + 1] = P .. (exclusive and sets.belowX or sets.belowS) .. a
+-- A node's name in index keys (see src/store/node-digests.ts): the node itself up to
+-- NODE_KEY_MAX characters, else "#" and its SHA-1 ("#" is no path character, so the two
+-- forms never meet). Long keys cost at every turn: Lua hashes every byte of a string it
+-- makes, Redis hashes and compares keys byte by byte.
+local NODE_KEY_MAX = 64
+
+local function nodeKey(node)
+  if #node <= NODE_KEY_MAX then return node end
+  return '#' .. redis.sha1hex(node)
+end
+
+-- Where the SHA-1s the service sent (nodeDigests in src/store/node-digests.ts) for a call's
+-- long nodes are: path -> {text, first}, the path's long nodes shallowest first, 40 hex
+-- digits each from `first`, so that walking the ancestors of 64 long paths makes no string
+-- as long as they are (nor one per digest before it is asked for). Replaced by each call
+-- that sends digests; a digest is a function of its path alone, so what a call left serves
+-- the next correctly, and a path not in it has its digests made here.
+local digestsOf = {}
+
+-- Takes the digests the service sent for `paths` (a list); raises before anything is
+-- written when they do not fit the paths.
+local function useNodeDigests(paths, text)
+  digestsOf = {}
+  local at = 1
+  for _, path in ipairs(paths) do
+    if #path > NODE_KEY_MAX then
+      digestsOf[path] = { text = text, first = at }
+      local cut = 0
+      repeat
+        cut = string.find(path, '/', cut + 1, true)
+        if (cut and cut - 1 or #path) > NODE_KEY_MAX then at = at + 40 end
+      until not cut
     end
   end
-  return keys
+  if at ~= #text + 1 then error('the node digests sent do not fit the paths') end
+end
+
+-- The SHA-1 (hex) of the node of `path` that ends at `cut`, the `ordinal`th long one of it.
+local function longNodeDigest(path, cut, ordinal)
+  local sent = digestsOf[path]
+  if not sent then return redis.sha1hex(string.sub(path, 1, cut)) end
+  local from = sent.first + (ordinal - 1) * 40
+  return string.sub(sent.text, from, from + 39)
+end
+
+-- nodeKey of the ancestor of `path` that ends at `cut`.
+local function ancestorKey(path, cut)
+  if cut <= NODE_KEY_MAX then return string.sub(path, 1, cut) end
+  local ordinal, at = 0, 0
+  repeat
+    at = string.find(path, '/', at + 1, true)
+    if at - 1 > NODE_KEY_MAX then ordinal = ordinal + 1 end
+  until at - 1 >= cut
+  return '#' .. longNodeDigest(path, cut, ordinal)
+end
+
+-- nodeKey(path).
+local function pathKey(path)
+  if #path <= NODE_KEY_MAX then return path end
+  local long, at = 1, 0
+  while true do
+    at = string.find(path, '/', at + 1, true)
+    if not at then break end
+    if at - 1 > NODE_KEY_MAX then long = long + 1 end
+  end
+  return '#' .. longNodeDigest(path, #path, long)
+end
+
+-- The sets of each family. Leases and waiting tickets (see includes/tickets) are indexed
+-- alike. One entry per node, not one per question asked of it: an exclusive request reads
+-- both below-sets, a shared one only the exclusive one.
+local LEASE_SETS = { atX = 'ax:', atS = 'as:', belowS = 'bs:', belowX = 'bx:', deepX = 'deep:x', deepS = 'deep:s' }
+local TICKET_SETS = { atX = 'wx:', atS = 'ws:', belowS = 'wbs:', belowX = 'wbx:', deepX = 'wdeep:x', deepS = 'wdeep:s' }
+
+-- True when a node of this many segments keeps below-sets of its own.
+local function keepsBelowSets(path)
+  local at = 0
+  for _ = 1, SHALLOW do
+    at = string.find(path, '/', at + 1, true)
+    if not at then return true end
+  end
+  return false
+end
+
+-- The lex range of the deep members that lie strictly below `node` ("/" is 0x2F, "0" 0x30).
+local function deepRange(node)
+  return '[' .. node .. '/', '(' .. node .. '0'
+end
+
+-- A deep member's path and id (paths hold no spaces).
+local function splitDeepMember(member)
+  local space = string.find(member, ' ', 1, true)
+  return string.sub(member, 1, space - 1), string.sub(member, space + 1)
+end
+
+-- Writes (`score` given) or drops (`score` nil) the entries of `id`, which holds
+-- `resources`, in the sets of family `sets`: its at-sets, the below-sets of its ancestors of
+-- at most SHALLOW segments, and one deep member per resource deeper than SHALLOW + 1.
+local function writeEntries(resources, sets, id, score)
+  local deep = { x = {}, s = {} }
+  for _, r in ipairs(resources) do
+    local exclusive = r.mode == 'exclusive'
+    local keys = { P .. (exclusive and sets.atX or sets.atS) .. pathKey(r.path) }
+    local below = P .. (exclusive and sets.belowX or sets.belowS)
+    local at = 0
+    for depth = 1, SHALLOW + 1 do
+      at = string.find(r.path, '/', at + 1, true)
+      if not at then break end
+      if depth <= SHALLOW then
+        keys[#keys + 1] = below .. ancestorKey(r.path, at - 1)
+      else
+        local members = exclusive and deep.x or deep.s
+        if score then members[#members + 1] = 0 end
+        members[#members + 1] = r.path .. ' ' .. id
+      end
+    end
+    for _, key in ipairs(keys) do
+      if score then redis.call('ZADD', key, score, id) else redis.call('ZREM', key, id) end
+    end
+  end
+  for mode, members in pairs(deep) do
+    if #members > 0 then
+      local key = P .. (mode == 'x' and sets.deepX or sets.deepS)
+      if score then redis.call('ZADD', key, unpack(members)) else redis.call('ZREM', key, unpack(members)) end
+    end
+  end
 end
 
 -- The covering walk, shared by the conflict check, the fencing check and the resource view:
@@ -43,31 +168,57 @@ end
 -- that cover `path`, those of the path and of each of its proper ancestors, shallowest
 -- first: each node's exclusive set and then, when `withShared`, its shared set. `records`,
 -- when given, also gets {key, node, mode of its entries} for each, in the same order.
--- Without it the walk makes no table but the list of keys: an acquire walks every path it
--- asks for to see whether anything might block it at all, and most often nothing does.
+-- Without it the walk makes no string longer than NODE_KEY_MAX but the keys: an acquire walks
+-- every path it asks for to see whether anything might block it at all, and most often
+-- nothing does.
 local function coveringSets(path, sets, withShared, records)
-  local keys, nodes = {}, ancestors(path)
-  for i = 1, #nodes + 1 do
-    local node = nodes[i] or path
-    local key = P .. sets.atX .. node
-    keys[#keys + 1] = key
-    if records then records[#records + 1] = { key = key, node = node, mode = 'exclusive' } end
-    if withShared then
-      key = P .. sets.atS .. node
-      keys[#keys + 1] = key
-      if records then records[#records + 1] = { key = key, node = node, mode = 'shared' } end
+  local keys, long, at = {}, 0, 0
+  repeat
+    at = string.find(path, '/', at + 1, true)
+    local cut = at and at - 1 or #path
+    local keyX, keyS
+    if cut <= NODE_KEY_MAX then
+      local name = at and string.sub(path, 1, cut) or path
+      keyX, keyS = P .. sets.atX .. name, withShared and (P .. sets.atS .. name)
+    else
+      long = long + 1
+      local digest = longNodeDigest(path, cut, long)
+      keyX, keyS = P .. sets.atX .. '#' .. digest, withShared and (P .. sets.atS .. '#' .. digest)
     end
-  end
+    keys[#keys + 1] = keyX
+    local node = records and (at and string.sub(path, 1, cut) or path)
+    if records then records[#records + 1] = { key = keyX, node = node, mode = 'exclusive' } end
+    if withShared then
+      keys[#keys + 1] = keyS
+      if records then records[#records + 1] = { key = keyS, node = node, mode = 'shared' } end
+    end
+  until not at
   return keys
 end
 
 -- (Re)writes the lease's entries in the blocking sets of its paths with one score.
 local function indexBlocking(lease, score)
-  for _, key in ipairs(entryKeys(resourcesOf(lease), LEASE_SETS)) do redis.call('ZADD', key, score, lease.id) end
+  writeEntries(resourcesOf(lease), LEASE_SETS, lease.id, score)
+end
+
+-- Gives the lease's entries a new score (a renewal, a lock delay). Deep members carry no
+-- score, so only the at-sets and below-sets are written.
+local function rescoreBlocking(lease, score)
+  for _, r in ipairs(resourcesOf(lease)) do
+    local exclusive = r.mode == 'exclusive'
+    redis.call('ZADD', P .. (exclusive and LEASE_SETS.atX or LEASE_SETS.atS) .. pathKey(r.path), score, lease.id)
+    local below = P .. (exclusive and LEASE_SETS.belowX or LEASE_SETS.belowS)
+    local at = 0
+    for _ = 1, SHALLOW do
+      at = string.find(r.path, '/', at + 1, true)
+      if not at then break end
+      redis.call('ZADD', below .. ancestorKey(r.path, at - 1), score, lease.id)
+    end
+  end
 end
 
 local function unindexBlocking(lease)
-  for _, key in ipairs(entryKeys(resourcesOf(lease), LEASE_SETS)) do redis.call('ZREM', key, lease.id) end
+  writeEntries(resourcesOf(lease), LEASE_SETS, lease.id, nil)
 end
 
 local function blocksUntil(lease, expiresAt)
@@ -88,15 +239,20 @@ local function unindexListing(lease)
   redis.call('ZREM', P .. 'h:' .. lease.holder, lease.id)
 end
 
--- How many index entries a lease has (one per resource and per ancestor of it): the work
--- of writing, moving or dropping them, which dwarfs the rest of a transition.
+-- How many index entries a lease has: per resource its at-set entry, one per ancestor of at
+-- most SHALLOW segments, and a deep member past that. The work of writing, moving or
+-- dropping them dwarfs the rest of a transition.
 local function indexWeight(lease)
-  -- Each resource's depth is its slashes plus one; the stored string has one space between two.
   local stored = lease.res or redis.call('HGET', P .. 'l:' .. lease.id, 'res')
-  local weight, at = 1, 0
+  local weight, depth, at = 1, 1, 0
   while true do
     at = string.find(stored, '[ /]', at + 1)
     if not at then return weight end
-    weight = weight + 1
+    if string.byte(stored, at) == SPACE then
+      weight, depth = weight + 1, 1
+    else
+      depth = depth + 1
+      if depth <= SHALLOW + 2 then weight = weight + 1 end
+    end
   end
 end

@@ -28,7 +28,7 @@ local function entomb(lease, state, endedAt, now, blockedUntil, extra)
     if redis.call('GET', requestKey) == lease.id then redis.call('PEXPIRE', requestKey, TOMBSTONE_TTL) end
   end
   if blockedUntil > now then
-    indexBlocking(lease, int(blockedUntil))
+    rescoreBlocking(lease, int(blockedUntil))
     redis.call('ZADD', P .. 'exp', int(blockedUntil), lease.id)
     -- No TTL yet: the sweeper needs this record's paths to drop the blocking entries,
     -- however late it runs; it starts the tombstone's hour when it does (dropTombstoneIndex).
@@ -108,16 +108,18 @@ end
 
 -- Settles up to `batch` leases whose time has come, oldest first: active leases past
 -- expiresAt expire, ended leases whose lock delay is over leave the blocking indexes.
--- Stops once the leases it settled had `budget` index entries between them (at least one
--- lease is settled), so a batch of wide leases costs no more than one of narrow ones.
--- Returns how many it looked at, and what is left of the budget.
-local function settleDue(batch, now, budget)
+-- Stops once the leases it settled had `budget` index entries between them, so a batch of
+-- wide leases costs no more than one of narrow ones: at least one lease is settled, unless
+-- `strict`, when it stops before a lease that would take it past the budget (and leaves it
+-- to the reaper). Returns how many it looked at, and what is left of the budget.
+local function settleDue(batch, now, budget, strict)
   local due = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', now, 'LIMIT', 0, batch)
   local looked = 0
   for _, id in ipairs(due) do
     if budget <= 0 then break end
-    looked = looked + 1
     local lease = readLeaseSummary(id)
+    if strict and lease and indexWeight(lease) > budget then break end
+    looked = looked + 1
     if not lease then
       redis.call('ZREM', P .. 'exp', id)
     elseif lease.st == 'active' then

@@ -1,28 +1,8 @@
 --[[
-  Paths: a path's ancestors, which paths cover which, and resources as lease, orphan and
-  ticket records store them. Reads and writes no key.
+  Paths: which paths cover which, and resources as lease, orphan and ticket records store
+  them. Reads and writes no key.
 ]]
 --- @include "includes/prelude"
-
--- Proper ancestors of a path, shallowest first: "a/b/c" -> {"a", "a/b"}. A request's paths
--- are walked by the conflict check and again by the grant; making a long substring is much
--- of a wide request's cost, so each path's list is made once per call. Do not change it.
--- (The library outlives calls: the cache is emptied when a new call asks, so it never grows.)
-local ancestorsOf, ancestorsCall = {}, -1
-local function ancestors(path)
-  if ancestorsCall ~= CALL then ancestorsOf, ancestorsCall = {}, CALL end
-  local list = ancestorsOf[path]
-  if list then return list end
-  list = {}
-  local at = 0
-  while true do
-    at = string.find(path, '/', at + 1, true)
-    if not at then break end
-    list[#list + 1] = string.sub(path, 1, at - 1)
-  end
-  ancestorsOf[path] = list
-  return list
-end
 
 -- True when a lease on `outer` covers `inner` (equal, or inner lies below outer).
 local function covers(outer, inner)

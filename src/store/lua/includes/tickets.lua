@@ -4,8 +4,10 @@
     P.."w:"..id        hash  holder, res (as a lease stores it), seq, dl (Redis-clock ms when it lapses)
     P.."wx:"..path     zset  exclusive tickets at path            score: seq
     P.."ws:"..path     zset  shared tickets at path               score: seq
-    P.."wbs:"..path    zset  shared tickets strictly below        score: seq
-    P.."wbx:"..path    zset  exclusive tickets strictly below     score: seq
+    P.."wbs:"..node    zset  shared tickets strictly below        score: seq
+    P.."wbx:"..node    zset  exclusive tickets strictly below     score: seq
+    P.."wdeep:x"       zset  "<path> <id>" of exclusive tickets on deep paths (lex, see includes/indexes)
+    P.."wdeep:s"       zset  the same for shared tickets
     P.."wexp"          zset  tickets by dl, so the reaper drops those of a crashed replica
     P.."wseq"          string the arrival counter
   A request conflicts with live leases and with earlier tickets it overlaps, so it queues
@@ -26,7 +28,7 @@ local function openTicket(id, holder, res, lapsesAt)
   local seq = redis.call('INCR', P .. 'wseq')
   local ticket = { holder = holder, res = res, seq = tostring(seq), dl = int(lapsesAt) }
   redis.call('HSET', ticketKey(id), 'holder', holder, 'res', res, 'seq', seq, 'dl', ticket.dl)
-  for _, key in ipairs(entryKeys(decodeResources(res), TICKET_SETS)) do redis.call('ZADD', key, seq, id) end
+  writeEntries(decodeResources(res), TICKET_SETS, id, seq)
   redis.call('ZADD', P .. 'wexp', ticket.dl, id)
   return ticket
 end
@@ -35,7 +37,7 @@ end
 -- (which blocks whatever the ticket blocked), the requests queued behind it may go on.
 local function dropTicket(id, ticket, announce)
   if ticket then
-    for _, key in ipairs(entryKeys(decodeResources(ticket.res), TICKET_SETS)) do redis.call('ZREM', key, id) end
+    writeEntries(decodeResources(ticket.res), TICKET_SETS, id, nil)
     if announce then announceFreed(ticket.res) end
   end
   redis.call('DEL', ticketKey(id))
