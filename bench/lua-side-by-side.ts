@@ -58,9 +58,16 @@ try {
     holder: 'h', ttlMs: 600000, maxHoldMs: 86400000, lockDelayMs: 0, action: null, requestId: null, fingerprint: '', conflictLimit: 10, wait: null,
   };
   const action = { kind: 'resize', maxAttempts: 3, payloadJson: '{"flavor":"m1.large"}' };
-  // A maximal lease: 64 paths of 16 segments, 512 characters each, parting at the first.
-  const wide = (tag: string) =>
-    Array.from({ length: 64 }, (_, r) => ({ path: Array.from({ length: 16 }, (_, d) => `${tag}r${r}d${d}${'x'.repeat(31)}`.slice(0, 31)).join('/'), mode: 'exclusive' as const }));
+  // A maximal lease as the worst-case bench makes it: 64 paths of 16 segments and 512
+  // characters that part at the first, the first segments as long as they may be (128), so
+  // that every ancestor is long.
+  const longPath = (head: string) => {
+    const segments = [head, 's1', 's2'].map((start) => start.padEnd(128, 'x').slice(0, 128));
+    for (let i = 3; i < 15; i++) segments.push(`s${i}`.padEnd(3, 'x'));
+    segments.push('s15'.padEnd(512 - 15 - segments.join('').length, 'x'));
+    return segments.join('/');
+  };
+  const wide = (tag: string) => Array.from({ length: 64 }, (_, r) => ({ path: longPath(`${tag}-${r}-`), mode: 'exclusive' as const }));
   const granted = async (store: LeaseStore, input: AcquireInput) => {
     const result = await store.acquire(input);
     if (result.kind !== 'granted') throw new Error(`expected a grant, got ${result.kind}`);
