@@ -130,29 +130,52 @@ local function splitDeepMember(member)
   return string.sub(member, 1, space - 1), string.sub(member, space + 1)
 end
 
+-- The keys of a resource's entries in the sets of family `sets` (its at-set, then the
+-- below-sets of its ancestors of at most SHALLOW segments) and whether it is also a deep
+-- member, made once per call: a claim drops the orphaned lease's entries and writes the new
+-- lease's at the same keys, and a key of a long node costs a substring and a SHA-1 to make.
+-- (Looked up by the strings the call has already: no key is made to find one.)
+local keysMade, keysCall = {}, -1
+local function entryKeys(r, sets)
+  if keysCall ~= CALL then keysMade, keysCall = {}, CALL end
+  local byPath = keysMade[sets]
+  if not byPath then
+    byPath = { exclusive = {}, shared = {} }
+    keysMade[sets] = byPath
+  end
+  local made = byPath[r.mode][r.path]
+  if made then return made end
+  local exclusive = r.mode == 'exclusive'
+  made = { P .. (exclusive and sets.atX or sets.atS) .. pathKey(r.path) }
+  local below = P .. (exclusive and sets.belowX or sets.belowS)
+  local at = 0
+  for depth = 1, SHALLOW + 1 do
+    at = string.find(r.path, '/', at + 1, true)
+    if not at then break end
+    if depth <= SHALLOW then
+      made[#made + 1] = below .. ancestorKey(r.path, at - 1)
+    else
+      made.deep = true
+    end
+  end
+  byPath[r.mode][r.path] = made
+  return made
+end
+
 -- Writes (`score` given) or drops (`score` nil) the entries of `id`, which holds
 -- `resources`, in the sets of family `sets`: its at-sets, the below-sets of its ancestors of
 -- at most SHALLOW segments, and one deep member per resource deeper than SHALLOW + 1.
 local function writeEntries(resources, sets, id, score)
   local deep = { x = {}, s = {} }
   for _, r in ipairs(resources) do
-    local exclusive = r.mode == 'exclusive'
-    local keys = { P .. (exclusive and sets.atX or sets.atS) .. pathKey(r.path) }
-    local below = P .. (exclusive and sets.belowX or sets.belowS)
-    local at = 0
-    for depth = 1, SHALLOW + 1 do
-      at = string.find(r.path, '/', at + 1, true)
-      if not at then break end
-      if depth <= SHALLOW then
-        keys[#keys + 1] = below .. ancestorKey(r.path, at - 1)
-      else
-        local members = exclusive and deep.x or deep.s
-        if score then members[#members + 1] = 0 end
-        members[#members + 1] = r.path .. ' ' .. id
-      end
-    end
+    local keys = entryKeys(r, sets)
     for _, key in ipairs(keys) do
       if score then redis.call('ZADD', key, score, id) else redis.call('ZREM', key, id) end
+    end
+    if keys.deep then
+      local members = r.mode == 'exclusive' and deep.x or deep.s
+      if score then members[#members + 1] = 0 end
+      members[#members + 1] = r.path .. ' ' .. id
     end
   end
   for mode, members in pairs(deep) do
@@ -205,15 +228,7 @@ end
 -- score, so only the at-sets and below-sets are written.
 local function rescoreBlocking(lease, score)
   for _, r in ipairs(resourcesOf(lease)) do
-    local exclusive = r.mode == 'exclusive'
-    redis.call('ZADD', P .. (exclusive and LEASE_SETS.atX or LEASE_SETS.atS) .. pathKey(r.path), score, lease.id)
-    local below = P .. (exclusive and LEASE_SETS.belowX or LEASE_SETS.belowS)
-    local at = 0
-    for _ = 1, SHALLOW do
-      at = string.find(r.path, '/', at + 1, true)
-      if not at then break end
-      redis.call('ZADD', below .. ancestorKey(r.path, at - 1), score, lease.id)
-    end
+    for _, key in ipairs(entryKeys(r, LEASE_SETS)) do redis.call('ZADD', key, score, lease.id) end
   end
 end
 

@@ -20,6 +20,8 @@
 -- call at a time, so one set serves all).
 local KEYS, ARGV
 local P, TOMBSTONE_TTL, DEADLINE, STREAM_CAP, ACTOR, LEASE_QUOTA
+-- Counts calls: a cache that must last one call only compares it (see entryKeys in includes/indexes).
+local CALL = 0
 
 -- Redis' clock, read once per call by begin(): a call is atomic, so one reading serves all
 -- of it, and each TIME costs a crossing into Redis (a few microseconds; an acquire read it
@@ -44,6 +46,7 @@ local function begin(keys, args)
   STREAM_CAP = ARGV[4]
   ACTOR = ARGV[5]
   LEASE_QUOTA = tonumber(ARGV[6])
+  CALL = CALL + 1
   local t = redis.call('TIME')
   NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
   NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
