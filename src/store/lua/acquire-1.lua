@@ -105,7 +105,8 @@ end
 local undecided = false
 if mayBlock then
   undecided = collectConflicts(resources, now, conflictLimit, conflicts, wake)
-  if anyTickets then collectTicketConflicts(resources, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
+  -- (Earlier tickets only add to the conflicts reported: none fit once the list is full.)
+  if anyTickets and #conflicts < conflictLimit * 5 then collectTicketConflicts(resources, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
 end
 
 if #conflicts == 0 and not undecided then

@@ -78,9 +78,10 @@ end
 -- nil (then it does not block after all). Appends conflict tuples to `out`.
 -- A blocker described with `wake = true` is scored by when it stops blocking; tickets are
 -- scored by arrival, so their range() lowers `wake` with their own lapse times instead.
--- Returns true when DEEP_SCAN deep members were read and more were left unread (then no
--- conflict found is no answer).
-local function findBlockers(request, sets, limit, out, wake, range, deepScore, describe)
+-- `mayBlock(r)`, when given, tells whether anything in the sets may block resource r (by
+-- default: whether any of them exists). Returns true when DEEP_SCAN deep members were read
+-- and more were left unread (then no conflict found is no answer).
+local function findBlockers(request, sets, limit, out, wake, range, deepScore, describe, mayBlock)
   local read, reported, blockers = {}, {}, {}
   local full, scanned = false, 0
   local function report(path, id, blocker, mode)
@@ -101,7 +102,13 @@ local function findBlockers(request, sets, limit, out, wake, range, deepScore, d
     -- Almost always nothing blocks: one EXISTS over all of a path's sets (an empty sorted
     -- set does not exist) spares reading them one by one.
     local unread = {}
-    if redis.call('EXISTS', unpack(blockingKeys(r.path, r.mode, sets))) > 0 then unread = blockingSets(r.path, r.mode, sets) end
+    local maybe
+    if mayBlock then
+      maybe = mayBlock(r)
+    else
+      maybe = redis.call('EXISTS', unpack(blockingKeys(r.path, r.mode, sets))) > 0
+    end
+    if maybe then unread = blockingSets(r.path, r.mode, sets) end
     for _, set in ipairs(unread) do
       if full then return false end
       if not read[set.key] then
@@ -228,5 +235,18 @@ local function collectTicketConflicts(request, beforeSeq, now, limit, out, wake)
   end, function(id)
     local ticket = tickets[id]
     return { holder = ticket.holder, state = 'waiting', res = ticket.res }
+  end, beforeSeq and function(r)
+    -- A request that waits finds its own ticket in the at-set of each of its paths, which
+    -- would send every path down the slow walk (a maximal one's took 10 ms): those two sets
+    -- are asked for earlier tickets only, the others whether they exist at all.
+    local name = pathKey(r.path)
+    local ownX, ownS = P .. TICKET_SETS.atX .. name, P .. TICKET_SETS.atS .. name
+    local others = {}
+    for _, key in ipairs(blockingKeys(r.path, r.mode, TICKET_SETS)) do
+      if key ~= ownX and key ~= ownS then others[#others + 1] = key end
+    end
+    if #others > 0 and redis.call('EXISTS', unpack(others)) > 0 then return true end
+    if redis.call('ZCOUNT', ownX, '-inf', upTo) > 0 then return true end
+    return r.mode == 'exclusive' and redis.call('ZCOUNT', ownS, '-inf', upTo) > 0
   end)
 end
