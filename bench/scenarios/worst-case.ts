@@ -1034,7 +1034,7 @@ async function measureRoutes(env: Env, s: State, reaper: ReaperHold, lap: (name:
   await measure(env, row(env, 'orphanGet', 'GET /v1/orphans/{id}', `orphan of ${big}`, [200]), reps, call('GET', `/v1/orphans/${revokedOrphans[revokedOrphans.length - 1] ?? 'none'}`));
   await measure(
     env,
-    row(env, 'resolve', 'POST /v1/orphans/{id}/resolve', `discard a pending orphan of ${big} (frees 64 x 16 index entries)`, [200]),
+    row(env, 'resolve', 'POST /v1/orphans/{id}/resolve', `discard a pending orphan of ${big} (frees its 64 x 5 index entries)`, [200]),
     Math.min(reps, abandonedOrphans.length),
     (rep) => client.call('POST', `/v1/orphans/${abandonedOrphans[rep]}/resolve`, { resolution: 'discard' }),
   );
@@ -1092,7 +1092,7 @@ async function measureRoutes(env: Env, s: State, reaper: ReaperHold, lap: (name:
     row(env, 'sweepExpire', 'reaper sweep (one call)', '', [200]),
     sweepDue,
     async () => (await leaseGauges(ctx)).active <= before.active - sweepDue,
-    `leases of 64 shared x 16-segment resources without an action, expired unsettled (each frees 64 x 16 index entries)`,
+    `leases of 64 shared x 16-segment resources without an action, expired unsettled (each frees its 64 x 5 index entries)`,
     -1,
     // All of them, so that the next row's calls are the orphans' only.
     Math.max(20, sizes.sweepWindowS),
