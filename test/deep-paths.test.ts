@@ -11,11 +11,13 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { keyPrefix } from '../src/app.js';
 import type { Conflict, Lease, ResourceView } from '../src/client/types.js';
-import { acquireBody, useTestApp } from './helpers/app.js';
+import { LeaseStore } from '../src/store/lease-store.js';
+import { defineScripts, loadLibrary } from '../src/store/scripts.js';
+import { acquireBody, startTestApp, useTestApp } from './helpers/app.js';
 import { checkInvariants } from './helpers/invariants.js';
 import { waitFor } from './helpers/wait.js';
 
-const { t } = useTestApp({ sweep: false });
+const { t, redis: server } = useTestApp({ sweep: false });
 
 let n = 0;
 /** A fresh name per use: the tests of this file share one key prefix, each keeps to its own paths. */
@@ -272,6 +274,21 @@ describe('expiry below a deep node is exact', () => {
     assert.equal(resolved.statusCode, 200, resolved.body);
     assert.deepEqual(await deepMembersOf(lease.id), [], 'resolving the orphan drops its deep member');
     await release((await hold('next', [base])).id);
+    await assertSound();
+  });
+});
+
+describe('renewal below a deep node', () => {
+  test('a renew writes the lease\'s deep members again, so one dropped (only a clock stepped back can drop a renewable one) comes back', async () => {
+    const path = `${root()}/i-1/volumes/v-7/snapshots/s-1`;
+    const lease = await hold('renewer', [path]);
+    const member = `${path} ${lease.id}`;
+    await t.redis.zrem(`${P()}deep:x`, member);
+    const renewed = await t.post(`/v1/leases/${lease.id}/renew`, {});
+    assert.equal(renewed.statusCode, 200, renewed.body);
+    assert.deepEqual(await deepMembersOf(lease.id), [member]);
+    assert.deepEqual(await refused([ancestorsOf(path)[3]!]), [heldBy(lease, path)]);
+    await release(lease.id);
     await assertSound();
   });
 });
@@ -542,5 +559,85 @@ describe('reading what lies below a deep node', () => {
 describe('at the end', () => {
   test('the state is sound, with no request waiting', async () => {
     assert.deepEqual(await checkInvariants(t.redis, t.config.KEY_PREFIX, { quiescent: true }), []);
+  });
+});
+
+describe('crowds that a request must not pass, and wide leases that must not stall others', () => {
+  /** The app's own store, to queue many tickets without as many open HTTP requests. */
+  const store = () =>
+    new LeaseStore(defineScripts(t.redis, loadLibrary()), { keyPrefix: P(), tombstoneTtlMs: 3600000, streamCap: 1000, commandTimeoutMs: 5000 });
+  const ticketInput = (holder: string, resources: string[], step: 'open' | 'retry' | 'last') => ({
+    id: '',
+    holder,
+    resources: resources.map((path) => ({ path, mode: 'exclusive' as const })),
+    ttlMs: 60000,
+    maxHoldMs: 86400000,
+    lockDelayMs: 0,
+    action: null,
+    requestId: null,
+    fingerprint: '',
+    conflictLimit: 10,
+    wait: step === 'last' ? ({ step } as const) : ({ step, ticketTtlMs: 30000 } as const),
+  });
+
+  test('a waiting request never passes an earlier ticket it overlaps, though more than DEEP_SCAN later ones sort before it', async () => {
+    const r = root();
+    const node = `${r}/i-1/volumes/v-7`; // 4 segments: tickets below it are deep members
+    const blocked = `${r}/elsewhere`;
+    const lease = await hold('x', [blocked]);
+    const s = store();
+    const queued: string[] = [];
+    const queue = async (id: string, holder: string, resources: string[]) => {
+      const answer = await s.acquire({ ...ticketInput(holder, resources, 'open'), id });
+      assert.equal(answer.kind, 'waiting', `${holder}: ${answer.kind}`);
+      queued.push(id);
+    };
+    const earlier = unique('earlier');
+    await queue(earlier, 'earlier', [`${node}/zzz`, blocked]); // sorts after every later one below the node
+    const waiter = unique('waiter');
+    await queue(waiter, 'waiter', [node]); // waits for `earlier`, which is below its node
+    for (let i = 0; i <= DEEP_SCAN; i++) await queue(unique('later'), 'later', [`${node}/a-${String(i).padStart(3, '0')}`, blocked]);
+
+    // The waiter looks again: no lease blocks its node, and DEEP_SCAN later tickets come first.
+    const again = await s.acquire({ ...ticketInput('waiter', [node], 'retry'), id: waiter });
+    assert.equal(again.kind, 'waiting', 'it kept its place behind the earlier ticket');
+    const last = await s.acquire({ ...ticketInput('waiter', [node], 'last'), id: waiter });
+    assert.ok(last.kind === 'undecided' || last.kind === 'conflict', last.kind);
+    assert.deepEqual(await leasesOf('waiter'), []);
+    // (The last look took the waiter out of the queue; the others leave as their clients would.)
+    for (const id of queued.filter((id) => id !== waiter)) assert.equal(await s.cancelWait(id), true, id);
+    await release(lease.id);
+    await assertSound();
+  });
+
+  test('a claim settles the narrow leases due behind one too wide for its budget, which it leaves to the reaper', async () => {
+    // An app of its own: the leases the other tests left due would fill the claim's batch.
+    const own = await startTestApp(server.url, {}, { sweep: false });
+    try {
+      const post = async (url: string, body: unknown) => own.post(url, body);
+      const holdOwn = async (holder: string, resources: string[], extra: Record<string, unknown>) => {
+        const res = await post('/v1/leases', acquireBody(holder, resources, extra));
+        assert.equal(res.statusCode, 201, res.body);
+        return res.json<Lease>();
+      };
+      const r = root();
+      const kind = unique('kind');
+      // Due first: 64 deep resources (index weight 64 x 5, past a claim's 256).
+      const wide = await holdOwn('wide', Array.from({ length: 64 }, (_, i) => `${r}/i-${i}/volumes/v-7/snapshots/s-1`), { ttlMs: 1000 });
+      await sleep(50);
+      const narrow = await holdOwn('narrow', [`${r}/j-1`], { ttlMs: 1000, action: { kind } });
+      await redisClockPast(narrow.expiresAt);
+      const res = await post('/v1/orphans/claim', { holder: 'claimer', kinds: [kind], ttlMs: 60000 });
+      assert.equal(res.statusCode, 200, `no orphan claimed: ${res.statusCode} ${res.body}`);
+      assert.deepEqual((res.json().lease as Lease).resources.map((x) => x.path), [`${r}/j-1`]);
+      // The wide one was passed over, not settled: still active in Redis, expired to a reader.
+      const ownPrefix = keyPrefix(own.config);
+      assert.equal(await own.redis.hget(`${ownPrefix}l:${wide.id}`, 'st'), 'active');
+      assert.equal((await own.get(`/v1/leases/${wide.id}`)).json().state, 'expired');
+      assert.equal((await post(`/v1/leases/${res.json().lease.id}/release`, { outcome: 'completed' })).statusCode, 200);
+      assert.deepEqual(await checkInvariants(own.redis, own.config.KEY_PREFIX), []);
+    } finally {
+      await own.close();
+    }
   });
 });

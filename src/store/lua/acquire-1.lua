@@ -31,7 +31,8 @@
         | {now, "waiting", {path, leaseId, holder, mode, state, ...}, wakeAt or ""}
         | {now, "request_id_reused", leaseId}
         | {now, "undecided"} (nothing blocking found, but more than DEEP_SCAN leases that
-          expired and await the reaper lie below a deep path asked for: try again shortly)
+          expired and await the reaper, or tickets, lie below a deep path asked for: try
+          again shortly)
         | {now, "over_quota"} (the actor holds its quota of active leases; nothing written but
           the settling of its leases past expiresAt)
 ]]
@@ -102,13 +103,16 @@ if #resources == 1 and keepsBelowSets(resources[1].path) then
 else
   anyTickets = redis.call('ZCARD', P .. 'wexp') > ownTickets
 end
--- Undecided: leases that expired together below a deep path wait for the reaper in such
--- numbers that the search gave up before it saw them all (see includes/conflicts).
+-- Undecided: leases that expired together below a deep path wait for the reaper, or tickets
+-- queue there, in such numbers that the search gave up before it saw them all (see
+-- includes/conflicts).
 local undecided = false
 if mayBlock then
   undecided = collectConflicts(resources, now, conflictLimit, conflicts, wake)
   -- (Earlier tickets only add to the conflicts reported: none fit once the list is full.)
-  if anyTickets and #conflicts < conflictLimit * 5 then collectTicketConflicts(resources, ticket and ticket.seq, now, conflictLimit, conflicts, wake) end
+  if anyTickets and #conflicts < conflictLimit * 5 then
+    undecided = collectTicketConflicts(resources, ticket and ticket.seq, now, conflictLimit, conflicts, wake) or undecided
+  end
 end
 
 if #conflicts == 0 and not undecided then

@@ -187,8 +187,9 @@ end
 
 -- Tickets that block `request`: those that arrived before `beforeSeq` (nil: all). Lapsed
 -- tickets met on the way (their replica died) are dropped and not reported. Of the deep
--- members below a path, the first DEEP_SCAN are looked at: past them (a crowd of tickets
--- below one deep path) a request may pass a ticket queued there before it.
+-- members below a path, DEEP_SCAN are looked at; past them (a crowd of tickets below one
+-- deep path, later ones among them) it returns true, undecided, as collectConflicts does,
+-- so that no request passes a ticket queued before it.
 local function collectTicketConflicts(request, beforeSeq, now, limit, out, wake)
   local upTo = beforeSeq and ('(' .. beforeSeq) or '+inf'
   local tickets = {}
@@ -206,7 +207,7 @@ local function collectTicketConflicts(request, beforeSeq, now, limit, out, wake)
     end
     return tickets[id]
   end
-  findBlockers(request, TICKET_SETS, limit, out, nil, function(key)
+  return findBlockers(request, TICKET_SETS, limit, out, nil, function(key)
     -- Read again after dropping the entries of tickets gone or lapsed, so they cannot hide
     -- live ones behind them (each pass drops at least one; the sweeper drops them too).
     local entries, again = {}, true

@@ -46,35 +46,39 @@ local function nodeKey(node)
   return '#' .. redis.sha1hex(node)
 end
 
--- Where the SHA-1s the service sent (nodeDigests in src/store/node-digests.ts) for a call's
--- long nodes are: path -> {text, first}, the path's long nodes shallowest first, 40 hex
--- digits each from `first`, so that walking the ancestors of 64 long paths makes no string
--- as long as they are (nor one per digest before it is asked for). Replaced by each call
--- that sends digests; a digest is a function of its path alone, so what a call left serves
--- the next correctly, and a path not in it has its digests made here.
-local digestsOf = {}
+-- Where the SHA-1s the service sent (nodeDigests in src/store/node-digests.ts) for this
+-- call's long nodes are: path -> {text, first}, the path's long nodes shallowest first, 40
+-- hex digits each from `first`, so that walking the ancestors of 64 long paths makes no
+-- string as long as they are (nor one per digest before it is asked for). Good for the call
+-- that set them only (digestsCall); a path not in them has its digests made here.
+local digestsOf, digestsCall = {}, -1
 
--- Takes the digests the service sent for `paths` (a list); raises before anything is
--- written when they do not fit the paths.
+-- Takes the digests the service sent for `paths` (a list). Raises before anything is written
+-- when they do not fit the paths, or when the first long path's own digest is not its SHA-1
+-- (one check, against a caller that hashes something else).
 local function useNodeDigests(paths, text)
-  digestsOf = {}
-  local at = 1
+  local sent, at, checked = {}, 1, false
   for _, path in ipairs(paths) do
     if #path > NODE_KEY_MAX then
-      digestsOf[path] = { text = text, first = at }
+      sent[path] = { text = text, first = at }
       local cut = 0
       repeat
         cut = string.find(path, '/', cut + 1, true)
         if (cut and cut - 1 or #path) > NODE_KEY_MAX then at = at + 40 end
       until not cut
+      if not checked and string.sub(text, at - 40, at - 1) ~= redis.sha1hex(path) then
+        error('the node digests sent are not the SHA-1s of the paths')
+      end
+      checked = true
     end
   end
   if at ~= #text + 1 then error('the node digests sent do not fit the paths') end
+  digestsOf, digestsCall = sent, CALL
 end
 
 -- The SHA-1 (hex) of the node of `path` that ends at `cut`, the `ordinal`th long one of it.
 local function longNodeDigest(path, cut, ordinal)
-  local sent = digestsOf[path]
+  local sent = digestsCall == CALL and digestsOf[path]
   if not sent then return redis.sha1hex(string.sub(path, 1, cut)) end
   local from = sent.first + (ordinal - 1) * 40
   return string.sub(sent.text, from, from + 39)
@@ -224,11 +228,24 @@ local function indexBlocking(lease, score)
   writeEntries(resourcesOf(lease), LEASE_SETS, lease.id, score)
 end
 
--- Gives the lease's entries a new score (a renewal, a lock delay). Deep members carry no
--- score, so only the at-sets and below-sets are written.
+-- Gives the lease's entries a new score (a renewal, a lock delay): its at-sets and
+-- below-sets. Deep members carry no score; they are written again as they are.
 local function rescoreBlocking(lease, score)
+  local deep = { x = {}, s = {} }
   for _, r in ipairs(resourcesOf(lease)) do
-    for _, key in ipairs(entryKeys(r, LEASE_SETS)) do redis.call('ZADD', key, score, lease.id) end
+    local keys = entryKeys(r, LEASE_SETS)
+    for _, key in ipairs(keys) do redis.call('ZADD', key, score, lease.id) end
+    if keys.deep then
+      local members = r.mode == 'exclusive' and deep.x or deep.s
+      members[#members + 1] = 0
+      members[#members + 1] = r.path .. ' ' .. lease.id
+    end
+  end
+  -- A deep member dropped while its lease had stopped blocking comes back: only a clock that
+  -- stepped back lets such a lease be renewed, and it must not stay hidden below its deep
+  -- ancestors for the rest of its life.
+  for mode, members in pairs(deep) do
+    if #members > 0 then redis.call('ZADD', P .. (mode == 'x' and LEASE_SETS.deepX or LEASE_SETS.deepS), unpack(members)) end
   end
 end
 
