@@ -27,7 +27,8 @@
   one with an action (it stays reserved as an orphan when it dies), so expiry is exact with
   no background job: live entries are those scored > now. A deep member carries no score:
   whoever reads it asks the at-set, and an acquire that meets a member whose lease no longer
-  blocks drops it (the lease's score never rises again once it has stopped blocking).
+  blocks drops it (the lease's score never rises again once it has stopped blocking, unless
+  Redis' clock steps back; a renew then writes the member again, see rescoreBlocking).
 ]]
 --- @include "includes/prelude"
 --- @include "includes/paths"
