@@ -237,6 +237,11 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
       if (family) blockingSets.push({ family, path: key.slice(family.length), key });
       const ticketFamily = TICKET_FAMILIES.find((f) => key.startsWith(f));
       if (ticketFamily) ticketSets.push({ family: ticketFamily, path: key.slice(ticketFamily.length), key });
+      // A long node is named by its SHA-1 (layout 2): one named as it is was left by an earlier layout.
+      const name = key.slice((family ?? ticketFamily ?? key).length);
+      if ((family || ticketFamily) && name.length > NODE_KEY_MAX && !name.startsWith('#')) {
+        bad(`${key} names a node of ${name.length} characters as it is, not by its SHA-1: nothing looks for it there`);
+      }
     }
   }
 
