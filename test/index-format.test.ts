@@ -5,14 +5,13 @@
 // is, no deep member), and checks that the move puts back exactly what today's service would
 // have written: the same conflicts, the same scores, nothing of the old layout left.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { keyPrefix } from '../src/app.js';
 import type { Conflict, Lease } from '../src/client/types.js';
 import { ensureIndexFormat, INDEX_FORMAT } from '../src/store/index-format.js';
 import { storeKeys } from '../src/store/keys.js';
 import { LeaseStore } from '../src/store/lease-store.js';
-import { NODE_KEY_MAX } from '../src/store/node-digests.js';
+import { NODE_KEY_MAX, nodeKeyName as nodeName } from '../src/store/node-digests.js';
 import { defineScripts, loadLibrary } from '../src/store/scripts.js';
 import { acquireBody, useTestApp } from './helpers/app.js';
 import { checkInvariants } from './helpers/invariants.js';
@@ -21,7 +20,6 @@ import { waitFor } from './helpers/wait.js';
 const { t } = useTestApp({ sweep: false });
 
 const long = (name: string) => name.padEnd(100, 'x');
-const nodeName = (node: string) => (node.length <= NODE_KEY_MAX ? node : `#${createHash('sha1').update(node).digest('hex')}`);
 const ancestorsOf = (path: string) => path.split('/').slice(1).map((_, i) => path.split('/').slice(0, i + 1).join('/'));
 
 async function hold(holder: string, resources: (string | { path: string; mode: string })[], extra: Record<string, unknown> = {}): Promise<Lease> {

@@ -13,6 +13,13 @@ import { createHash } from 'node:crypto';
 /** Nodes longer than this are named by their SHA-1 in index keys (the same in Lua). */
 export const NODE_KEY_MAX = 64;
 
+const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
+
+/** A node's name in index keys: the node itself, or past NODE_KEY_MAX characters "#" and its SHA-1. */
+export function nodeKeyName(node: string): string {
+  return node.length <= NODE_KEY_MAX ? node : `#${sha1(node)}`;
+}
+
 /**
  * The SHA-1s (40 hex digits each, concatenated) of the nodes longer than NODE_KEY_MAX of
  * each path, in the order the covering walk meets them: path by path, each path's ancestors
@@ -24,7 +31,7 @@ export function nodeDigests(paths: readonly string[]): string {
     if (path.length <= NODE_KEY_MAX) continue;
     for (let cut = path.indexOf('/'); ; cut = path.indexOf('/', cut + 1)) {
       const end = cut === -1 ? path.length : cut;
-      if (end > NODE_KEY_MAX) digests += createHash('sha1').update(path.slice(0, end)).digest('hex');
+      if (end > NODE_KEY_MAX) digests += sha1(path.slice(0, end));
       if (cut === -1) break;
     }
   }

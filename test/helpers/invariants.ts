@@ -9,9 +9,8 @@
 //
 // Lease fields relied on: holder, res ("x<path> s<path>"), tok, st, exp, ld, oid, end, and the
 // presence of an action (`kind`, or a legacy `act`); nothing else of the action.
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { NODE_KEY_MAX } from '../../src/store/node-digests.js';
+import { NODE_KEY_MAX, nodeKeyName as nodeName } from '../../src/store/node-digests.js';
 
 export interface InvariantOptions {
   /**
@@ -169,10 +168,6 @@ function isDeep(path: string): boolean {
   return ancestors(path).length > SHALLOW;
 }
 
-/** A node's name in index keys: itself, or past NODE_KEY_MAX characters "#" and its SHA-1. */
-function nodeName(node: string): string {
-  return node.length <= NODE_KEY_MAX ? node : `#${createHash('sha1').update(node).digest('hex')}`;
-}
 
 function covers(outer: string, inner: string): boolean {
   return outer === inner || inner.startsWith(`${outer}/`);

@@ -67,14 +67,15 @@ for _, key in ipairs(coveringSets(path, LEASE_SETS, true)) do
   coveringCount = coveringCount + redis.call('ZCOUNT', key, live, '+inf')
 end
 
--- Deep members read at most per list: each costs a ZSCORE of its lease's at-set (a key as
--- long as its path), where a below-set's count costs one ZCOUNT.
+-- Deep members read at most per list: each costs a ZSCORE of its lease's at-set (and a SHA-1
+-- of its path when that is long), where a below-set's count costs one ZCOUNT.
 local DEEP_READ_MAX = 100
 
 -- Below a deep path (see includes/indexes): the members of `key` (of leases of `mode`) in
--- its range, in path order, a page at a time while the budget (and DEEP_READ_MAX) lasts. Returns how many
--- leases among them block (each counted once); the members left unread when the budget runs
--- out are added as they stand, leases that ended and await the reaper included.
+-- its range, in path order, a page at a time while the budget (and DEEP_READ_MAX) lasts.
+-- Returns how many leases among them block (each counted once); the members left unread
+-- when the budget runs out are added as they stand, leases that ended and await the reaper
+-- included.
 local function listDeep(key, mode, into)
   local from, to = deepRange(path)
   local count, counted, left = 0, {}, DEEP_READ_MAX

@@ -28,7 +28,7 @@
   no background job: live entries are those scored > now. A deep member carries no score:
   whoever reads it asks the at-set, and an acquire that meets a member whose lease no longer
   blocks drops it (the lease's score never rises again once it has stopped blocking, unless
-  Redis' clock steps back; a renew then writes the member again, see rescoreBlocking).
+  Redis' clock steps back; a renew then writes the member again, see indexBlocking).
 ]]
 --- @include "includes/prelude"
 --- @include "includes/paths"
@@ -224,30 +224,13 @@ local function coveringSets(path, sets, withShared, records)
   return keys
 end
 
--- (Re)writes the lease's entries in the blocking sets of its paths with one score.
+-- (Re)writes the lease's entries in the blocking sets of its paths with one score: a grant,
+-- a renewal, the start of a lock delay. Its deep members carry no score and are written
+-- again as they are, so one dropped while the lease had stopped blocking comes back: only a
+-- clock that stepped back lets such a lease be renewed, and it must not stay hidden below its
+-- deep ancestors for the rest of its life.
 local function indexBlocking(lease, score)
   writeEntries(resourcesOf(lease), LEASE_SETS, lease.id, score)
-end
-
--- Gives the lease's entries a new score (a renewal, a lock delay): its at-sets and
--- below-sets. Deep members carry no score; they are written again as they are.
-local function rescoreBlocking(lease, score)
-  local deep = { x = {}, s = {} }
-  for _, r in ipairs(resourcesOf(lease)) do
-    local keys = entryKeys(r, LEASE_SETS)
-    for _, key in ipairs(keys) do redis.call('ZADD', key, score, lease.id) end
-    if keys.deep then
-      local members = r.mode == 'exclusive' and deep.x or deep.s
-      members[#members + 1] = 0
-      members[#members + 1] = r.path .. ' ' .. lease.id
-    end
-  end
-  -- A deep member dropped while its lease had stopped blocking comes back: only a clock that
-  -- stepped back lets such a lease be renewed, and it must not stay hidden below its deep
-  -- ancestors for the rest of its life.
-  for mode, members in pairs(deep) do
-    if #members > 0 then redis.call('ZADD', P .. (mode == 'x' and LEASE_SETS.deepX or LEASE_SETS.deepS), unpack(members)) end
-  end
 end
 
 local function unindexBlocking(lease)

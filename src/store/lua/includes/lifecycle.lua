@@ -28,7 +28,7 @@ local function entomb(lease, state, endedAt, now, blockedUntil, extra)
     if redis.call('GET', requestKey) == lease.id then redis.call('PEXPIRE', requestKey, TOMBSTONE_TTL) end
   end
   if blockedUntil > now then
-    rescoreBlocking(lease, int(blockedUntil))
+    indexBlocking(lease, int(blockedUntil))
     redis.call('ZADD', P .. 'exp', int(blockedUntil), lease.id)
     -- No TTL yet: the sweeper needs this record's paths to drop the blocking entries,
     -- however late it runs; it starts the tombstone's hour when it does (dropTombstoneIndex).

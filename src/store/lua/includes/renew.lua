@@ -9,7 +9,7 @@
 local function renewLease(lease, ttl, now, extra)
   local expiresAt = math.min(now + ttl, tonumber(lease.hold))
   setFields(lease, withFields({ ren = int(now), exp = int(expiresAt), ttl = int(ttl) }, extra))
-  if not lease.kind then rescoreBlocking(lease, blocksUntil(lease, expiresAt)) end
+  if not lease.kind then indexBlocking(lease, blocksUntil(lease, expiresAt)) end
   redis.call('ZADD', P .. 'exp', int(expiresAt), lease.id)
   -- Its actor's leases are kept by expiry too (includes/grant, for the quota).
   if lease.by then redis.call('ZADD', P .. 'live:' .. lease.by, 'XX', int(expiresAt), lease.id) end
