@@ -622,18 +622,37 @@ describe('crowds that a request must not pass, and wide leases that must not sta
       };
       const r = root();
       const kind = unique('kind');
-      // Due first: 64 deep resources (index weight 64 x 5, past a claim's 256).
+      // Due first: 64 deep resources (index weight 64 x 5, past a claim's 256), then more
+      // such leases than the claim may read to count (a claim reads at most 16 KiB of
+      // resources to count those whose length does not clear them at once).
       const wide = await holdOwn('wide', Array.from({ length: 64 }, (_, i) => `${r}/i-${i}/volumes/v-7/snapshots/s-1`), { ttlMs: 1000 });
+      const longSegment = 's'.repeat(120);
+      const wider: Lease[] = [];
+      for (let k = 0; k < 3; k++) {
+        wider.push(await holdOwn(`wider-${k}`, Array.from({ length: 64 }, (_, i) => `${r}/w-${k}-${i}/${longSegment}/a/b`), { ttlMs: 1000 }));
+      }
+      // One whose resources are long but few (2 x 5 entries): it fits, and is settled.
+      const fewLong = await holdOwn('few-long', [`${r}/f-1/${longSegment}/${longSegment}/${longSegment}`, `${r}/f-2/${longSegment}/${longSegment}/${longSegment}`], {
+        ttlMs: 1000,
+        action: { kind: `${kind}-few` },
+      });
       await sleep(50);
       const narrow = await holdOwn('narrow', [`${r}/j-1`], { ttlMs: 1000, action: { kind } });
       await redisClockPast(narrow.expiresAt);
       const res = await post('/v1/orphans/claim', { holder: 'claimer', kinds: [kind], ttlMs: 60000 });
       assert.equal(res.statusCode, 200, `no orphan claimed: ${res.statusCode} ${res.body}`);
       assert.deepEqual((res.json().lease as Lease).resources.map((x) => x.path), [`${r}/j-1`]);
-      // The wide one was passed over, not settled: still active in Redis, expired to a reader.
+      // The wide ones were passed over, not settled: still active in Redis, expired to a reader.
       const ownPrefix = keyPrefix(own.config);
-      assert.equal(await own.redis.hget(`${ownPrefix}l:${wide.id}`, 'st'), 'active');
-      assert.equal((await own.get(`/v1/leases/${wide.id}`)).json().state, 'expired');
+      for (const lease of [wide, ...wider]) {
+        assert.equal(await own.redis.hget(`${ownPrefix}l:${lease.id}`, 'st'), 'active', lease.holder);
+        assert.equal((await own.get(`/v1/leases/${lease.id}`)).json().state, 'expired');
+      }
+      // The one of few long resources was settled by the claim: its orphan is queued already.
+      assert.equal(await own.redis.hget(`${ownPrefix}l:${fewLong.id}`, 'st'), 'orphaned');
+      const few = await post('/v1/orphans/claim', { holder: 'claimer', kinds: [`${kind}-few`], ttlMs: 60000 });
+      assert.equal(few.statusCode, 200, few.body);
+      assert.equal((await post(`/v1/leases/${few.json().lease.id}/release`, { outcome: 'completed' })).statusCode, 200);
       assert.equal((await post(`/v1/leases/${res.json().lease.id}/release`, { outcome: 'completed' })).statusCode, 200);
       assert.deepEqual(await checkInvariants(own.redis, own.config.KEY_PREFIX), []);
     } finally {

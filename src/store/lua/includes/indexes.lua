@@ -258,17 +258,22 @@ end
 -- How many index entries a lease has: per resource its at-set entry, one per ancestor of at
 -- most SHALLOW segments, and a deep member past that. The work of writing, moving or
 -- dropping them dwarfs the rest of a transition.
+-- (Plain finds of one character: a pattern such as '[ /]' steps through every byte in Lua's
+-- matcher, about 1 ms over the 32 KiB of a maximal lease, where this asks at most
+-- SHALLOW + 2 finds per resource.)
 local function indexWeight(lease)
   local stored = lease.res or redis.call('HGET', P .. 'l:' .. lease.id, 'res')
-  local weight, depth, at = 1, 1, 0
-  while true do
-    at = string.find(stored, '[ /]', at + 1)
-    if not at then return weight end
-    if string.byte(stored, at) == SPACE then
-      weight, depth = weight + 1, 1
-    else
-      depth = depth + 1
-      if depth <= SHALLOW + 2 then weight = weight + 1 end
+  local weight, from = 0, 1
+  while from <= #stored do
+    local space = string.find(stored, ' ', from, true) or (#stored + 1)
+    local entries, at = 1, from
+    while entries < SHALLOW + 2 do
+      at = string.find(stored, '/', at + 1, true)
+      if not at or at > space then break end
+      entries = entries + 1
     end
+    weight = weight + entries
+    from = space + 1
   end
+  return weight
 end
