@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem, ProblemError, type Problem, type ProblemCode } from '../errors.js';
 import { isBackendUnavailable, isRedisOutOfMemory, ReplicaShortfallError } from '../redis/connection.js';
-import { refuseIllFormedStrings } from './well-formed.js';
+import { noteParsedJson, refuseIllFormedStrings } from './well-formed.js';
 
 const RETRY_AFTER_SECONDS = '1';
 
@@ -67,7 +67,10 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (!isUtf8(raw as Buffer)) return done(new ProblemError('invalid_request', 'The body is not valid UTF-8.'), undefined);
     const body = (raw as Buffer).toString('utf8');
     if (body.trim() === '') return done(null, {});
-    void parseJson(request, body, done);
+    void parseJson(request, body, (error, value) => {
+      if (!error) noteParsedJson(body, value);
+      done(error, value);
+    });
   });
   app.addHook('preValidation', (request, _reply, done) => {
     if (request.body === undefined && request.method === 'POST') request.body = {};

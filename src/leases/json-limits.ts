@@ -6,12 +6,27 @@ import { ProblemError } from '../errors.js';
 export const MAX_JSON_DEPTH = 64;
 
 export function nestingExceeds(value: unknown, maxDepth: number): boolean {
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
+  // Two stacks of plain values, arrays walked by index: a tuple and an Object.values copy per
+  // node cost a 64 KiB payload of [[],[],...] (21 000 arrays) 3.7 ms of the event loop.
+  const nodes: unknown[] = [value];
+  const depths: number[] = [1];
+  while (nodes.length > 0) {
+    const node = nodes.pop();
+    const depth = depths.pop()!;
     if (node === null || typeof node !== 'object') continue;
     if (depth > maxDepth) return true;
-    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        nodes.push(node[i]);
+        depths.push(depth + 1);
+      }
+    } else {
+      for (const key in node) {
+        if (!Object.hasOwn(node, key)) continue;
+        nodes.push((node as Record<string, unknown>)[key]);
+        depths.push(depth + 1);
+      }
+    }
   }
   return false;
 }
