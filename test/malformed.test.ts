@@ -308,6 +308,12 @@ const CASES: Case[] = [
     invalidRequest('limit 1.5', get('/v1/leases?limit=1.5')),
     invalidRequest('a negative limit', get('/v1/leases?limit=-5')),
     invalidRequest('limit given twice', get('/v1/leases?limit=1&limit=2')),
+    // Ajv's coercion makes these Infinity, which type integer, minimum and maximum let through.
+    invalidRequest('limit Infinity', get('/v1/leases?limit=Infinity')),
+    invalidRequest('limit 1e309 (Infinity once coerced)', get('/v1/leases?limit=1e309')),
+    invalidRequest('limit -Infinity', get('/v1/leases?limit=-Infinity')),
+    invalidRequest('orphans limit 1e309', get('/v1/orphans?limit=1e309')),
+    invalidRequest('orphans limit -1e309', get('/v1/orphans?limit=-1e309')),
     invalidRequest('state "expired"', get('/v1/leases?state=expired')),
     invalidRequest('state "ACTIVE" (states are case-sensitive)', get('/v1/leases?state=ACTIVE')),
     invalidRequest('an empty holder', get('/v1/leases?holder=')),

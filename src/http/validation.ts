@@ -1,7 +1,7 @@
 // Request validation with one Ajv per part of the request. Bodies are strict: a JSON body
 // with ttlMs "1000" or holder 42 is a client bug and gets a 400, not a silent coercion.
 // Query strings and path parameters are text on the wire, so those are coerced.
-import { Ajv, type Options } from 'ajv';
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { TSchema } from '@sinclair/typebox';
 import type { FastifySchemaCompiler } from 'fastify';
@@ -46,7 +46,39 @@ export function addSharedSchemas(schemas: TSchema[]): void {
   }
 }
 
+/** The JSON pointer of the first number in a coerced part (a flat object of values or lists) that is not finite, or null. */
+function nonFiniteAt(data: unknown): string | null {
+  if (data === null || typeof data !== 'object') return null;
+  for (const [key, value] of Object.entries(data)) {
+    const values: unknown[] = Array.isArray(value) ? value : [value];
+    if (values.some((v) => typeof v === 'number' && !Number.isFinite(v))) return `/${key}`;
+  }
+  return null;
+}
+
+/**
+ * Ajv's coercion turns the text "Infinity" (or "1e309") into Infinity, which then passes
+ * type integer and skips minimum and maximum (they only judge finite numbers): limit=Infinity
+ * reached Lua and failed there, a 500. A coerced part with a number that is not finite is
+ * refused as Ajv would refuse it, so the answer is the usual 400.
+ */
+function refusingNonFinite(validate: ValidateFunction): ValidateFunction {
+  const wrapped = ((data: unknown) => {
+    const valid = validate(data);
+    wrapped.errors = validate.errors;
+    if (!valid) return false;
+    const at = nonFiniteAt(data);
+    if (at === null) return true;
+    const error: ErrorObject = { instancePath: at, schemaPath: '#/type', keyword: 'type', params: { type: 'number' }, message: 'must be a finite number' };
+    wrapped.errors = [error];
+    return false;
+  }) as ValidateFunction;
+  return wrapped;
+}
+
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) => {
-  const ajv = compilers[httpPart ?? 'body'] ?? compilers.body!;
-  return ajv.compile(schema as object);
+  const part = httpPart ?? 'body';
+  const ajv = compilers[part] ?? compilers.body!;
+  const validate = ajv.compile(schema as object);
+  return ajv === compilers.body ? validate : refusingNonFinite(validate);
 };
