@@ -322,6 +322,36 @@ describe('event stream caps and backpressure', () => {
     });
   });
 
+  test('HEAD answers a stream\'s headers at once and takes no slot: a GET after more HEADs than the cap still streams', async () => {
+    await withApp({ EVENT_STREAMS_MAX: '2', EVENT_STREAMS_MAX_PER_CLIENT: '1' }, async (app) => {
+      const heads = await Promise.all(
+        Array.from({ length: 3 }, () =>
+          new Promise<{ status: number; type: string }>((resolve, reject) => {
+            // (The connections stay open, as a client's keep-alive pool would keep them.)
+            const req = httpRequest({ host: '127.0.0.1', port: portOf(app), path: '/v1/events', method: 'HEAD', headers: { connection: 'keep-alive' } }, (res) => {
+              res.resume();
+              resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']) });
+            });
+            req.setTimeout(3000, () => reject(new Error('HEAD /v1/events was not answered')));
+            req.on('error', reject);
+            req.end();
+          }),
+        ),
+      );
+      for (const head of heads) {
+        assert.equal(head.status, 200);
+        assert.match(head.type, /^text\/event-stream/);
+      }
+      assert.equal(await openStreamCount(app), 0);
+      const stream = await openStream(app);
+      try {
+        assert.equal(stream.status, 200);
+      } finally {
+        stream.close();
+      }
+    });
+  });
+
   test('a client that never reads is dropped once EVENT_STREAM_BUFFER_BYTES wait for it, and its slot is freed', async () => {
     await withApp({ EVENT_STREAMS_MAX: '1', EVENT_STREAMS_MAX_PER_CLIENT: '1', EVENT_STREAM_BUFFER_BYTES: '16384' }, async (app) => {
       const root = `big/${unique('b')}`;

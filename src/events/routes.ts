@@ -145,6 +145,12 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       },
     },
     async (request, reply) => {
+      // HEAD (Fastify answers it with this handler): the headers a stream would start with,
+      // and the end. A stream opened for it would never send them (a HEAD response has no
+      // body to flush them with) and would hold a slot of EVENT_STREAMS_MAX_PER_CLIENT.
+      if (request.method === 'HEAD') {
+        return reply.code(200).header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache').send();
+      }
       const wanted = parseTypes(request.query.types);
       const prefix = request.query.prefix;
       const matches = (event: LeaseEvent) =>
