@@ -83,6 +83,13 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
             kinds: kinds ?? null,
           });
           if (result.kind === 'over_quota') throw overQuota(config.LEASES_MAX_PER_TOKEN);
+          if (result.kind === 'claimed' && gone.aborted) {
+            // Claimed in the very moment the client left: nobody will work on it. Abandoned at
+            // once, it is pending again now rather than when the lease's ttlMs runs out (the
+            // attempt stays counted, as for any claim whose answer is lost).
+            await store.release(result.lease.id, 'abandoned').catch(() => undefined);
+            return reply.code(204).send(null);
+          }
           if (result.kind === 'claimed') {
             request.log.info(
               { orphanId: result.orphan.id, leaseId: result.lease.id, holder, attempt: result.lease.action?.attempt },
@@ -95,6 +102,8 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
           // Woken by a newly pending orphan of these kinds (the reaper publishes expired
           // claims too), or at the deadline: no polling.
           await watch.wait(left, gone);
+          // Woken because the client left: claim nothing for it.
+          if (gone.aborted) return reply.code(204).send(null);
         }
       } finally {
         watch?.close();
