@@ -140,6 +140,9 @@ describe('bad requests', () => {
       ['?prefix=/instances', {}],
       ['?other=1', {}],
       ['', { 'last-event-id': 'yesterday' }],
+      // Before the newest event, but a sequence number past Redis' 64 bits: XRANGE refuses it.
+      ['', { 'last-event-id': '0-18446744073709551616' }],
+      ['', { 'last-event-id': '1-99999999999999999999' }],
     ];
     for (const [query, headers] of cases) {
       const res = await fetch(`${t.baseUrl}/v1/events${query}`, { headers });

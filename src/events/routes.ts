@@ -53,6 +53,7 @@ const READ_BATCH = 200;
 /** While Redis cannot be read, an open stream tries again this often. */
 const READ_RETRY_MS = 1000;
 const STREAM_ID = '^\\d{1,20}-\\d{1,20}$';
+const MAX_ID_PART = 2n ** 64n - 1n;
 /**
  * How long a stream waits for its client to take what was sent before it is dropped. A
  * client that reads, however slowly, drains its buffer well within it.
@@ -318,6 +319,11 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
  */
 function resumeCursor({ lastId, firstId, trimmed }: StreamBounds, lastEventId: string | undefined): string {
   if (lastEventId === undefined) return lastId;
+  // Redis' stream ids are two 64-bit numbers; past them XRANGE refuses the id, and the stream
+  // would end as soon as it began.
+  if (lastEventId.split('-').some((part) => BigInt(part) > MAX_ID_PART)) {
+    throw new ProblemError('invalid_request', `Last-Event-ID ${lastEventId} is not a stream id: each of its two numbers is at most ${MAX_ID_PART}.`);
+  }
   if (compareStreamIds(lastEventId, lastId) > 0) {
     throw new ProblemError(
       'invalid_request',
