@@ -387,6 +387,8 @@ describe('JWTs', () => {
       ['not carrying a valid role', sign({ ...base, role: 'admin' })],
       // Events, leases, quotas and slots name the caller by it: without one all would share one.
       ['without a sub', sign(withoutSubject)],
+      // Stored as UTF-8, a lone surrogate becomes U+FFFD: two such subs would be one actor.
+      ['with a sub holding a lone surrogate', sign({ ...base, sub: 'conductor-\ud800' })],
     ];
     const before = await snapshotAll(jwtApp);
     for (const [what, signing] of refused) {

@@ -67,6 +67,8 @@ interface Req {
   json?: unknown;
   raw?: string;
   contentType?: string;
+  /** More request headers. */
+  headers?: Record<string, string>;
   socket?: boolean;
 }
 
@@ -100,6 +102,7 @@ async function send(req: Req): Promise<Answer> {
     options.payload = req.raw;
     if (req.contentType !== undefined) options.headers = { 'content-type': req.contentType };
   }
+  if (req.headers) options.headers = { ...(options.headers as Record<string, string> | undefined), ...req.headers };
   const res = await t.app.inject(options);
   return { statusCode: res.statusCode, headers: res.headers, body: res.body };
 }
@@ -214,6 +217,9 @@ const CASES: Case[] = [
     invalidRequest('ttlMs 1.5', post('/v1/leases', acquire({ ttlMs: 1.5 }))),
     invalidRequest('ttlMs null', post('/v1/leases', acquire({ ttlMs: null }))),
     invalidRequest('ttlMs 1e400 (Infinity once parsed)', postRaw('/v1/leases', `{"holder":"mallory","resources":[{"path":"${TARGET}"}],"ttlMs":1e400}`, 'application/json')),
+    // JSON.stringify would store it as null: refused rather than changed.
+    invalidRequest('a payload holding 1e309', postRaw('/v1/leases', `{"holder":"mallory","resources":[{"path":"${TARGET}"}],"action":{"kind":"k","payload":{"big":1e309}}}`, 'application/json')),
+    invalidRequest('progress holding -1e309 on a real lease', postRaw('/v1/leases/{lease}/renew', '{"progress":{"step":[1,-1e309]}}', 'application/json')),
     invalidRequest('a negative waitMs', post('/v1/leases', acquire({ waitMs: -1 }))),
     invalidRequest('waitMs above 60000', post('/v1/leases', acquire({ waitMs: 60001 }))),
     invalidRequest('maxHoldMs below 1000', post('/v1/leases', acquire({ maxHoldMs: 999 }))),
@@ -245,6 +251,19 @@ const CASES: Case[] = [
     { name: 'a body sent as text/plain', request: postRaw('/v1/leases', JSON.stringify(acquire({})), 'text/plain'), status: 415, code: 'unsupported_media_type' },
     { name: 'a body sent as application/x-www-form-urlencoded', request: postRaw('/v1/leases', `holder=mallory&resources=${TARGET}`, 'application/x-www-form-urlencoded'), status: 415, code: 'unsupported_media_type' },
     { name: 'a body without a content-type', request: postRaw('/v1/leases', JSON.stringify(acquire({}))), status: 415, code: 'unsupported_media_type' },
+    // Bodies are not decompressed: a gzip body is refused as such, not as text that is not UTF-8.
+    {
+      name: 'a JSON body sent with Content-Encoding: gzip',
+      request: { ...postRaw('/v1/leases', JSON.stringify(acquire({})), 'application/json'), headers: { 'content-encoding': 'gzip' } },
+      status: 415,
+      code: 'unsupported_media_type',
+    },
+    {
+      name: 'a JSON body sent with an unknown Content-Encoding',
+      request: { ...postRaw('/v1/leases', JSON.stringify(acquire({})), 'application/json'), headers: { 'content-encoding': 'x-bogus' } },
+      status: 415,
+      code: 'unsupported_media_type',
+    },
     { name: 'a body over 1 MiB', request: post('/v1/leases', acquire({ action: { kind: 'resize', payload: 'x'.repeat(BIG) } })), status: 413, code: 'payload_too_large' },
   ]),
 

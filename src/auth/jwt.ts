@@ -59,6 +59,17 @@ export class JwtVerifier {
     if (typeof payload.exp !== 'number') throw new JwtRefusal('The JWT has no exp: only JWTs that expire are accepted.');
     // The actor that events, leases, quotas and slots name: JWTs without one would all share it.
     if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 128) throw new JwtRefusal('The JWT needs a sub (1 to 128 characters): it names the caller.');
+    // Redis stores text as UTF-8, where a lone surrogate becomes U+FFFD: two subs that differ
+    // only there would name one actor (its quota, its rate limit, its events).
+    if (!wellFormedStrings([payload.sub, claims])) throw new JwtRefusal('The JWT holds a string that is not well-formed Unicode (a lone UTF-16 surrogate).');
     return { ...claims, actor: `jwt:${payload.sub}`, expiresAt: payload.exp * 1000 };
   }
+}
+
+/** Whether every string in `value` (strings, lists and objects of them, as JWT claims are) is well-formed Unicode. */
+function wellFormedStrings(value: unknown): boolean {
+  if (typeof value === 'string') return value.isWellFormed();
+  if (Array.isArray(value)) return value.every(wellFormedStrings);
+  if (value !== null && typeof value === 'object') return Object.values(value).every(wellFormedStrings);
+  return true;
 }

@@ -26,12 +26,12 @@ export const ACCESS = {
   'list-leases': { roles: ['conductor', 'operator', 'reader'], holder: 'query', what: 'list leases (GET /leases; a conductor names holder=)' },
   revoke: { roles: ['operator'], what: 'revoke (DELETE /leases/{id})' },
   'renew-holder': { roles: ['conductor', 'operator'], holder: 'params', what: 'renew a holder\'s leases (POST /holders/{holder}/renew)' },
-  'read-resource': { roles: ['operator', 'reader'], what: 'what holds a path (GET /resources/{path})' },
+  'read-resource': { roles: ['operator', 'reader'], what: 'read what holds a path (GET /resources/{path})' },
   'check-fencing': { roles: ['operator', 'resource-server'], what: 'check a fencing token (POST /fencing/check)' },
   'read-orphans': { roles: ['operator', 'reader'], what: 'list and read orphans (GET /orphans, /orphans/{id})' },
   claim: { roles: ['conductor', 'operator'], holder: 'body', what: 'claim an orphan (POST /orphans/claim; a conductor: of its kinds)' },
   resolve: { roles: ['operator'], what: 'resolve an orphan (POST /orphans/{id}/resolve)' },
-  events: { roles: ['operator', 'reader'], what: 'the event stream (GET /events)' },
+  events: { roles: ['operator', 'reader'], what: 'read the event stream (GET /events)' },
 } as const satisfies Record<string, AccessRule>;
 
 export type Access = keyof typeof ACCESS;

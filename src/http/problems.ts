@@ -62,6 +62,11 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (charset !== null && charset !== 'utf-8' && charset !== 'utf8') {
       return done(new ProblemError('unsupported_media_type', `Send the body as application/json in UTF-8, not charset=${charset}.`), undefined);
     }
+    // Bodies are not decompressed: a compressed one would be read as the bytes it is.
+    const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+      return done(new ProblemError('unsupported_media_type', `Send the body without Content-Encoding (not ${encoding}): bodies are read as sent.`), undefined);
+    }
     // Decoding would quietly turn bytes that are not UTF-8 into U+FFFD, and the service
     // would store what the client never sent.
     if (!isUtf8(raw as Buffer)) return done(new ProblemError('invalid_request', 'The body is not valid UTF-8.'), undefined);

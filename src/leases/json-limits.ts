@@ -5,7 +5,12 @@ import { ProblemError } from '../errors.js';
 
 export const MAX_JSON_DEPTH = 64;
 
-export function nestingExceeds(value: unknown, maxDepth: number): boolean {
+/**
+ * What a value holds that it may not, in one walk: JSON nested deeper than `maxDepth`
+ * ('depth'), or a number that is not finite ('number': what JSON.parse makes of 1e309, which
+ * JSON.stringify would store as null). Null when neither.
+ */
+function shapeProblem(value: unknown, maxDepth: number, checkNumbers = true): 'depth' | 'number' | null {
   // Two stacks of plain values, arrays walked by index: a tuple and an Object.values copy per
   // node cost a 64 KiB payload of [[],[],...] (21 000 arrays) 3.7 ms of the event loop.
   const nodes: unknown[] = [value];
@@ -13,8 +18,9 @@ export function nestingExceeds(value: unknown, maxDepth: number): boolean {
   while (nodes.length > 0) {
     const node = nodes.pop();
     const depth = depths.pop()!;
+    if (checkNumbers && typeof node === 'number' && !Number.isFinite(node)) return 'number';
     if (node === null || typeof node !== 'object') continue;
-    if (depth > maxDepth) return true;
+    if (depth > maxDepth) return 'depth';
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) {
         nodes.push(node[i]);
@@ -28,7 +34,11 @@ export function nestingExceeds(value: unknown, maxDepth: number): boolean {
       }
     }
   }
-  return false;
+  return null;
+}
+
+export function nestingExceeds(value: unknown, maxDepth: number): boolean {
+  return shapeProblem(value, maxDepth, false) === 'depth';
 }
 
 /**
@@ -36,9 +46,9 @@ export function nestingExceeds(value: unknown, maxDepth: number): boolean {
  * MAX_JSON_DEPTH and 413 for JSON over `limitBytes`.
  */
 export function jsonWithinLimits(value: unknown, limitBytes: number, name: string): string {
-  if (nestingExceeds(value, MAX_JSON_DEPTH)) {
-    throw new ProblemError('invalid_request', `${name} is nested deeper than ${MAX_JSON_DEPTH} levels.`);
-  }
+  const problem = shapeProblem(value, MAX_JSON_DEPTH);
+  if (problem === 'depth') throw new ProblemError('invalid_request', `${name} is nested deeper than ${MAX_JSON_DEPTH} levels.`);
+  if (problem === 'number') throw new ProblemError('invalid_request', `${name} holds a number too large for a double (such as 1e309); it could not be stored as sent.`);
   const json = JSON.stringify(value);
   const bytes = Buffer.byteLength(json);
   if (bytes > limitBytes) throw new ProblemError('payload_too_large', `${name} is ${bytes} bytes of JSON; at most ${limitBytes} are allowed.`);
