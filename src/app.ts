@@ -39,7 +39,7 @@ import { ensureIndexFormat, INDEX_FORMAT } from './store/index-format.js';
 import { LeaseStore } from './store/lease-store.js';
 import { RedisClock } from './store/redis-clock.js';
 import { installAccessControl } from './auth/access-control.js';
-import { registerRateLimit } from './auth/rate-limit.js';
+import { documentRateLimit, registerRateLimit } from './auth/rate-limit.js';
 import { Authenticator } from './auth/authenticator.js';
 import { JwtVerifier } from './auth/jwt.js';
 import { ServiceTokens, tokenKeys } from './auth/service-tokens.js';
@@ -262,6 +262,7 @@ export async function buildApp({ config, redis, sweep = true, checkIndexFormat =
     protectMetrics: config.AUTH_METRICS === 'token',
     protectDocs: config.AUTH_DOCS === 'token',
   });
+  documentRateLimit(app);
   await registerRateLimit(app, redis, namespaces, config.RATE_LIMIT_PER_SECOND);
   await registerOpenApi(app, SERVICE_VERSION);
   await app.register(healthRoutes, { redis, library });

@@ -2,15 +2,38 @@
 // is shared by every replica): a caller is a token with access control on, else a client
 // address. Over the limit: 429 rate_limited with Retry-After. Each counted request costs
 // Redis one small script (INCR, PEXPIRE) on a key in its namespace's slot.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
+import type { TSchema } from '@sinclair/typebox';
 import rateLimit from '@fastify/rate-limit';
 import type { RedisClient } from '../redis/connection.js';
-import { ProblemError } from '../errors.js';
+import { problem, ProblemError } from '../errors.js';
+import { problemResponse } from '../http/schemas/problems.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
 import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN } from '../namespaces/names.js';
 import { namespaceOf } from '../namespaces/routing.js';
 
 const WELL_FORMED = new RegExp(NAMESPACE_PATTERN);
+
+const RATE_LIMITED =
+  'rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace. Retry after Retry-After seconds.';
+
+/**
+ * Every /v1 operation documents the 429 of the rate limit (whether or not it is set here, as
+ * 401 and 403 are documented whether or not access control is on); one that has a 429 of its
+ * own (a cap on waiters or streams) says both.
+ */
+export function documentRateLimit(app: FastifyInstance): void {
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (route.config?.access === undefined || route.schema === undefined) return;
+    const schema: FastifySchema = route.schema;
+    const responses = (schema.response ?? {}) as Record<number, TSchema>;
+    const own = responses[429];
+    const documented = own
+      ? { ...own, description: `${String(own.description)} Also ${RATE_LIMITED}` }
+      : problemResponse(RATE_LIMITED, problem('rate_limited', 'More than 100 requests a second from this caller in this namespace (RATE_LIMIT_PER_SECOND); retry after 1 s.'));
+    route.schema = { ...schema, response: { ...responses, 429: documented } };
+  });
+}
 
 export async function registerRateLimit(app: FastifyInstance, redis: RedisClient, namespaces: Namespaces, perSecond: number): Promise<void> {
   if (perSecond === 0) return;

@@ -264,6 +264,7 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -528,6 +529,7 @@ export interface paths {
                 410: components["responses"]["Gone"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -626,6 +628,7 @@ export interface paths {
                 410: components["responses"]["Gone"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -710,6 +713,7 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -717,7 +721,7 @@ export interface paths {
         post?: never;
         /**
          * Revoke a lease (an operator's force-end)
-         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410. With access control on: roles operator; others get 403 forbidden.
+         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410. It takes no body; one that is sent is still read as JSON (400, 413 or 415 when it is not), and otherwise ignored. With access control on: roles operator; others get 403 forbidden.
          */
         delete: {
             parameters: {
@@ -777,6 +781,9 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -872,6 +879,7 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -994,6 +1002,7 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1269,6 +1278,7 @@ export interface paths {
                 410: components["responses"]["Gone"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1372,6 +1382,7 @@ export interface paths {
                 410: components["responses"]["Gone"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1461,6 +1472,7 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1468,7 +1480,7 @@ export interface paths {
         post?: never;
         /**
          * Revoke a lease (an operator's force-end)
-         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410. With access control on: roles operator; others get 403 forbidden.
+         * @description Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. A lease that has already ended answers 410. It takes no body; one that is sent is still read as JSON (400, 413 or 415 when it is not), and otherwise ignored. With access control on: roles operator; others get 403 forbidden.
          */
         delete: {
             parameters: {
@@ -1533,6 +1545,9 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["LeaseNotFound"];
                 410: components["responses"]["Gone"];
+                413: components["responses"]["PayloadTooLarge"];
+                415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1633,6 +1648,7 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1744,6 +1760,7 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1834,6 +1851,7 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -1950,6 +1968,7 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2046,6 +2065,7 @@ export interface paths {
                 403: components["responses"]["Forbidden"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2295,6 +2315,7 @@ export interface paths {
                 409: components["responses"]["OrphanClaimed"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2375,6 +2396,7 @@ export interface paths {
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["OrphanNotFound"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2485,6 +2507,7 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2747,6 +2770,7 @@ export interface paths {
                 409: components["responses"]["OrphanClaimed"];
                 413: components["responses"]["PayloadTooLarge"];
                 415: components["responses"]["UnsupportedMediaType"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2832,6 +2856,7 @@ export interface paths {
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
                 404: components["responses"]["OrphanNotFound"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -2948,6 +2973,7 @@ export interface paths {
                 400: components["responses"]["BadRequest"];
                 401: components["responses"]["Unauthorized"];
                 403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited429"];
                 503: components["responses"]["ServiceUnavailable"];
             };
         };
@@ -3646,7 +3672,7 @@ export interface components {
                 "application/json": components["schemas"]["Problem"];
             };
         };
-        /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. */
+        /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. Also rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace. Retry after Retry-After seconds. */
         RateLimited: {
             headers: {
                 [name: string]: unknown;
@@ -3677,6 +3703,24 @@ export interface components {
                  *       "status": 503,
                  *       "detail": "Redis cannot be reached (it is down, restarting or failing over). A request sent while it was unreachable changed nothing; one whose connection broke on the way may have been applied. Retry shortly: an acquire with the same requestId returns the lease if it was granted after all.",
                  *       "code": "backend_unavailable"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. Also rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace. Retry after Retry-After seconds. */
+        RateLimited429: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://lease-service.dev/problems/rate_limited",
+                 *       "title": "Too many requests",
+                 *       "status": 429,
+                 *       "detail": "This client address has 16 event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.",
+                 *       "code": "rate_limited"
                  *     }
                  */
                 "application/json": components["schemas"]["Problem"];
@@ -3804,24 +3848,6 @@ export interface components {
                  *       "status": 409,
                  *       "detail": "Orphan 9f86d081884c7d659a2feaa0c55ad015 is claimed by conductor-w (lease Zk1Qe0u7S2yq4m0dP9Xb3w); revoke that lease first.",
                  *       "code": "orphan_claimed"
-                 *     }
-                 */
-                "application/json": components["schemas"]["Problem"];
-            };
-        };
-        /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. */
-        RateLimited429: {
-            headers: {
-                [name: string]: unknown;
-            };
-            content: {
-                /**
-                 * @example {
-                 *       "type": "https://lease-service.dev/problems/rate_limited",
-                 *       "title": "Too many requests",
-                 *       "status": 429,
-                 *       "detail": "This client address has 16 event streams open, the most one address may have (EVENT_STREAMS_MAX_PER_CLIENT); close one, or share one stream.",
-                 *       "code": "rate_limited"
                  *     }
                  */
                 "application/json": components["schemas"]["Problem"];

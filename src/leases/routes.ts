@@ -237,9 +237,10 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
         summary: 'Revoke a lease (an operator\'s force-end)',
         description:
           'Ends an active lease now. With an action it becomes an orphan; without one its resources stay blocked for its lockDelayMs. ' +
-          'A lease that has already ended answers 410.',
+          'A lease that has already ended answers 410. It takes no body; one that is sent is still read as JSON (400, 413 or 415 ' +
+          'when it is not), and otherwise ignored.',
         params: LeaseIdParams,
-        response: { 200: refResponse(TombstoneView), ...leaseProblemResponses(400, 404, 410, 503) },
+        response: { 200: refResponse(TombstoneView), ...leaseProblemResponses(400, 404, 410, 413, 415, 503) },
       },
     },
     async (request, reply) => {
