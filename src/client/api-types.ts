@@ -303,7 +303,7 @@ export interface paths {
                             /** @description What the action does, e.g. resize. */
                             kind: string;
                             /**
-                             * @description Any JSON, at most 65536 bytes.
+                             * @description Any JSON, at most 65536 bytes, nested at most 64 deep. Numbers are read as IEEE-754 doubles, as JSON.parse reads them: one too large for a double (such as 1e309) is 400, and an integer past 2^53 comes back rounded (send such ids as strings).
                              * @example {
                              *       "flavor": "m1.large"
                              *     }
@@ -468,7 +468,7 @@ export interface paths {
                         /** @description Time to live in ms, 1000..300000, default 15000. Renew at about a third of it. Omitted: the lease's own ttlMs. */
                         ttlMs?: number;
                         /**
-                         * @description A checkpoint of how far the action got (any JSON, at most 16384 bytes); replaces the last one and goes to whoever claims the orphan. Only for leases with an action.
+                         * @description A checkpoint of how far the action got (any JSON, at most 16384 bytes, nested at most 64 deep); replaces the last one and goes to whoever claims the orphan. Only for leases with an action. Numbers are read as IEEE-754 doubles, as JSON.parse reads them: one too large for a double (such as 1e309) is 400, and an integer past 2^53 comes back rounded (send such ids as strings).
                          * @example {
                          *       "flavor": "m1.large"
                          *     }
@@ -1047,7 +1047,7 @@ export interface paths {
                             /** @description What the action does, e.g. resize. */
                             kind: string;
                             /**
-                             * @description Any JSON, at most 65536 bytes.
+                             * @description Any JSON, at most 65536 bytes, nested at most 64 deep. Numbers are read as IEEE-754 doubles, as JSON.parse reads them: one too large for a double (such as 1e309) is 400, and an integer past 2^53 comes back rounded (send such ids as strings).
                              * @example {
                              *       "flavor": "m1.large"
                              *     }
@@ -1217,7 +1217,7 @@ export interface paths {
                         /** @description Time to live in ms, 1000..300000, default 15000. Renew at about a third of it. Omitted: the lease's own ttlMs. */
                         ttlMs?: number;
                         /**
-                         * @description A checkpoint of how far the action got (any JSON, at most 16384 bytes); replaces the last one and goes to whoever claims the orphan. Only for leases with an action.
+                         * @description A checkpoint of how far the action got (any JSON, at most 16384 bytes, nested at most 64 deep); replaces the last one and goes to whoever claims the orphan. Only for leases with an action. Numbers are read as IEEE-754 doubles, as JSON.parse reads them: one too large for a double (such as 1e309) is 400, and an integer past 2^53 comes back rounded (send such ids as strings).
                          * @example {
                          *       "flavor": "m1.large"
                          *     }

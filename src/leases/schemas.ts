@@ -14,6 +14,11 @@ import { Mode, ResourcePath } from '../http/schemas/paths.js';
 import { problemFields, problemResponse, problemResponses } from '../http/schemas/problems.js';
 import { JsonValue, Timestamp } from '../http/schemas/values.js';
 import { LEASE_PROBLEM_EXAMPLES, TOMBSTONE_EXAMPLE } from './examples.js';
+import { MAX_JSON_DEPTH } from './json-limits.js';
+
+/** What becomes of numbers in client JSON, said where payloads and progress are taken. */
+const JSON_NUMBERS =
+  'Numbers are read as IEEE-754 doubles, as JSON.parse reads them: one too large for a double (such as 1e309) is 400, and an integer past 2^53 comes back rounded (send such ids as strings).';
 
 type LeaseProblemStatus = keyof typeof LEASE_PROBLEM_EXAMPLES;
 
@@ -103,7 +108,7 @@ export function requestSchemas(config: Config) {
         Type.Object(
           {
             kind: Type.String({ minLength: 1, maxLength: 128, pattern: PRINTABLE_PATTERN, description: 'What the action does, e.g. resize.' }),
-            payload: Type.Optional(JsonValue(`Any JSON, at most ${config.PAYLOAD_LIMIT_BYTES} bytes.`)),
+            payload: Type.Optional(JsonValue(`Any JSON, at most ${config.PAYLOAD_LIMIT_BYTES} bytes, nested at most ${MAX_JSON_DEPTH} deep. ${JSON_NUMBERS}`)),
             maxAttempts: Type.Optional(
               Type.Integer({ minimum: 1, maximum: config.MAX_ATTEMPTS_MAX, description: `Default ${config.MAX_ATTEMPTS_DEFAULT}.` }),
             ),
@@ -177,7 +182,7 @@ export function requestSchemas(config: Config) {
       ttlMs: Type.Optional({ ...ttlMs, description: `${ttlMs.description} Omitted: the lease's own ttlMs.` }),
       progress: Type.Optional(
         JsonValue(
-          `A checkpoint of how far the action got (any JSON, at most ${config.PROGRESS_LIMIT_BYTES} bytes); replaces the last one and goes to whoever claims the orphan. Only for leases with an action.`,
+          `A checkpoint of how far the action got (any JSON, at most ${config.PROGRESS_LIMIT_BYTES} bytes, nested at most ${MAX_JSON_DEPTH} deep); replaces the last one and goes to whoever claims the orphan. Only for leases with an action. ${JSON_NUMBERS}`,
         ),
       ),
     },
