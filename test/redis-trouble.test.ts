@@ -158,6 +158,48 @@ describe('Redis paused (SIGSTOP): the socket stays open and nothing answers', ()
     assert.equal(list.status, 200);
     assert.deepEqual(list.body.items.map((lease: { id: string; state: string }) => [lease.id, lease.state]), [[retry.body.id, 'active']]);
   });
+
+  test('a waiting claim whose client leaves while its subscription waits on a paused Redis claims nothing once Redis wakes', async () => {
+    // A namespace of its own: its channel is not subscribed yet, so the claim first waits
+    // for Redis to confirm the subscription (which a paused Redis does not).
+    const base = `/v1/namespaces/claim-gone-${n}-${Date.now().toString(36)}`;
+    const kind = `gone-${n}`;
+    const held = await call(t, 'POST', `${base}/leases`, acquireBody(holderName('dying'), [instance()], { ttlMs: 30000, action: { kind, maxAttempts: 2 } }));
+    assert.equal(held.status, 201, JSON.stringify(held.body));
+    const abandoned = await call(t, 'POST', `${base}/leases/${held.body.id}/release`, { outcome: 'abandoned' });
+    assert.equal(abandoned.status, 200);
+    const orphanId = abandoned.body.orphanId as string;
+
+    redis.pause();
+    try {
+      const leaving = new AbortController();
+      const claim = fetch(`${t.baseUrl}${base}/orphans/claim`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ holder: holderName('ghost'), kinds: [kind], waitMs: 5000, ttlMs: 30000 }),
+        signal: leaving.signal,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      leaving.abort();
+      await claim.catch(() => undefined);
+      // Let the service see the client go before Redis answers anything.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      redis.resume();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const orphan = await waitFor(
+      async () => {
+        const answer = await call(t, 'GET', `${base}/orphans/${orphanId}`);
+        return answer.status === 503 ? undefined : answer;
+      },
+      { timeoutMs: 10000, intervalMs: 100, what: 'the orphan to be readable after resume' },
+    );
+    assert.equal(orphan.status, 200);
+    // Still pending at its first attempt: no claim was made for the client that left.
+    assert.equal(orphan.body.state, 'pending', JSON.stringify(orphan.body));
+    assert.equal(orphan.body.action.attempt, 1);
+  });
 });
 
 describe('Redis killed (SIGKILL) and started again on the same port', () => {

@@ -74,6 +74,9 @@ export const orphanRoutes: FastifyPluginAsync<OrphanRoutesOptions> = async (fast
         : null;
       try {
         await watch?.subscribedWithin(waitMs ?? 0, gone);
+        // The client left while the subscription was being confirmed (up to seconds when
+        // Redis is slow): claim nothing for it.
+        if (gone.aborted) return reply.code(204).send(null);
         for (;;) {
           const result = await store.claim({
             id: newLeaseId(),
