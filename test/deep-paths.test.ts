@@ -610,6 +610,35 @@ describe('crowds that a request must not pass, and wide leases that must not sta
     await assertSound();
   });
 
+  test('the first in line is granted once its path is free, though more than DEEP_SCAN later tickets wait below it', async () => {
+    // A store of its own: no other test's ticket may be queued before the first in line.
+    const prefix = `{crowd-${unique('q')}}:`;
+    const s = new LeaseStore(defineScripts(t.redis, loadLibrary()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, streamCap: 1000, commandTimeoutMs: 5000 });
+    const node = `${root()}/i-1/volumes/v-7`; // 4 segments: tickets below it are deep members
+    const blocker = { ...ticketInput('blocker', [node], 'open'), id: unique('blocker'), wait: null };
+    assert.equal((await s.acquire(blocker)).kind, 'granted');
+    const queued: string[] = [];
+    const queue = async (id: string, holder: string, paths: string[]) => {
+      const answer = await s.acquire({ ...ticketInput(holder, paths, 'open'), id });
+      assert.equal(answer.kind, 'waiting', `${holder}: ${answer.kind}`);
+      queued.push(id);
+    };
+    const first = unique('first');
+    await queue(first, 'first', [node]);
+    for (let i = 0; i <= DEEP_SCAN; i++) await queue(unique('later'), 'later', [`${node}/a-${String(i).padStart(3, '0')}`]);
+    assert.equal((await s.release(blocker.id, 'completed')).kind, 'done');
+
+    // Nothing blocks its node now, and no ticket came before it: the crowd behind is not read.
+    const again = await s.acquire({ ...ticketInput('first', [node], 'retry'), id: first });
+    assert.equal(again.kind, 'granted', again.kind);
+    // Those behind it wait for it, as they should.
+    const next = await s.acquire({ ...ticketInput('later', [`${node}/a-000`], 'retry'), id: queued[1]! });
+    assert.equal(next.kind, 'waiting', next.kind);
+    for (const id of queued.slice(1)) assert.equal(await s.cancelWait(id), true, id);
+    assert.equal((await s.release(first, 'completed')).kind, 'done');
+    assert.deepEqual(await checkInvariants(t.redis, prefix, { quiescent: true }), []);
+  });
+
   test('a claim settles the narrow leases due behind one too wide for its budget, which it leaves to the reaper', async () => {
     // An app of its own: the leases the other tests left due would fill the claim's batch.
     const own = await startTestApp(server.url, {}, { sweep: false });

@@ -504,6 +504,11 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
   for (const [id] of zset('wexp') ?? new Map<string, number>()) {
     if (!tickets.has(id)) bad(`wexp holds ticket ${id}, which does not exist`);
   }
+  for (const [id, seq] of zset('wq') ?? new Map<string, number>()) {
+    const ticket = tickets.get(id);
+    if (!ticket) bad(`wq holds ticket ${id}, which does not exist`);
+    else if (Number(ticket.seq) !== seq) bad(`wq holds ticket ${id} at ${seq}, but it arrived ${ticket.seq}`);
+  }
   for (const [id, ticket] of tickets) {
     const resources = decodeResources(ticket.res);
     if (!resources) bad(`ticket ${id} has no readable res (${JSON.stringify(ticket.res)})`);
@@ -516,6 +521,7 @@ export function findViolations(snapshot: Snapshot, options: InvariantOptions = {
       }
     }
     if (zscore('wexp', id) === undefined) bad(`ticket ${id} is not in wexp: a crashed replica's ticket would never lapse`);
+    if (zscore('wq', id) === undefined) bad(`ticket ${id} is not in wq: a later request would not know it came first`);
     if (options.quiescent) bad(`ticket ${id} (${ticket.holder}, ${ticket.res}) is still queued, though no request is waiting`);
   }
 

@@ -94,14 +94,15 @@ local conflicts = {}
 -- deep path (see includes/indexes) has its below in a range that EXISTS cannot ask.
 -- (Not for many: the search stops at the first `conflictLimit` conflicts, and the sets of
 -- 64 deep paths cost more to ask at once than those of the first few blocked ones.)
--- A request that waits already has a ticket of its own: only others can hold it back.
-local ownTickets = ticket and 1 or 0
+-- A request that waits already has a ticket of its own: only earlier ones can hold it back,
+-- and it asks the arrival order for them, so the first in line is not held up by a crowd of
+-- later tickets below its paths (which it would have to read past one by one).
 local mayBlock, anyTickets = true, nil
 if #resources == 1 and keepsBelowSets(resources[1].path) then
   mayBlock = redis.call('EXISTS', P .. 'wexp', unpack(blockingKeys(resources[1].path, resources[1].mode, LEASE_SETS))) > 0
-  anyTickets = mayBlock and redis.call('ZCARD', P .. 'wexp') > ownTickets
+  anyTickets = mayBlock and ticketsBefore(ticket)
 else
-  anyTickets = redis.call('ZCARD', P .. 'wexp') > ownTickets
+  anyTickets = ticketsBefore(ticket)
 end
 -- Undecided: leases that expired together below a deep path wait for the reaper, or tickets
 -- queue there, in such numbers that the search gave up before it saw them all (see

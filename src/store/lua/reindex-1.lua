@@ -15,7 +15,7 @@
   KEYS[1]  P.."token"
   ARGV[1]  P          ARGV[2]  tombstone TTL ms      ARGV[3]  deadline      ARGV[4]  stream cap      ARGV[5]  actor      ARGV[6]  lease quota (see prelude)
   ARGV[7]  which records: "t" (leases that hold resources), "exp" (leases due, those in
-           their lock delay included), "wexp" (tickets)
+           their lock delay included), "wexp" (tickets, which also join "wq", their arrival order)
   ARGV[8]  rank to start at (0 first)
 
   Returns {now, next rank, or "" when the walk is done}
@@ -74,5 +74,8 @@ while budget > 0 do
   rank = rank + 1
   local stored = redis.call('HGET', P .. recordKey .. id, 'res')
   if stored then budget = budget - reindex(id, stored) end
+  -- A ticket queued before tickets had an arrival order of their own (includes/tickets) joins it.
+  local seq = walk == 'wexp' and stored and redis.call('HGET', P .. recordKey .. id, 'seq')
+  if seq then redis.call('ZADD', P .. 'wq', 'NX', seq, id) end
 end
 return { nowMs(), rank }

@@ -9,6 +9,8 @@
     P.."wdeep:x"       zset  "<path> <id>" of exclusive tickets on deep paths (lex, see includes/indexes)
     P.."wdeep:s"       zset  the same for shared tickets
     P.."wexp"          zset  tickets by dl, so the reaper drops those of a crashed replica
+    P.."wq"            zset  tickets by seq: whether any ticket came before a given one is one
+                             ZCOUNT, whatever crowd of later ones lies below its paths
     P.."wseq"          string the arrival counter
   A request conflicts with live leases and with earlier tickets it overlaps, so it queues
   behind them: a stream of shared requests cannot pass a waiting exclusive one. The id of a
@@ -30,6 +32,7 @@ local function openTicket(id, holder, res, lapsesAt)
   redis.call('HSET', ticketKey(id), 'holder', holder, 'res', res, 'seq', seq, 'dl', ticket.dl)
   writeEntries(decodeResources(res), TICKET_SETS, id, seq)
   redis.call('ZADD', P .. 'wexp', ticket.dl, id)
+  redis.call('ZADD', P .. 'wq', seq, id)
   return ticket
 end
 
@@ -42,4 +45,12 @@ local function dropTicket(id, ticket, announce)
   end
   redis.call('DEL', ticketKey(id))
   redis.call('ZREM', P .. 'wexp', id)
+  redis.call('ZREM', P .. 'wq', id)
+end
+
+-- Whether any ticket is queued before `ticket` (nil: before a request without one, so any
+-- ticket at all). Lapsed tickets count until they are dropped.
+local function ticketsBefore(ticket)
+  if not ticket then return redis.call('ZCARD', P .. 'wexp') > 0 end
+  return redis.call('ZCOUNT', P .. 'wq', '-inf', '(' .. ticket.seq) > 0
 end
