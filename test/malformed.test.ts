@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { PROBLEM_TYPE_BASE, PROBLEMS, type ProblemCode } from '../src/errors.js';
@@ -460,6 +461,38 @@ describe('malformed and hostile requests answer 4xx problem+json and change noth
 
 // Valid-looking JSON well under every size limit whose nesting would overflow the stack of a
 // recursive walker (JSON.stringify's included): refused as too deeply nested, not a 500.
+describe('requests Node would answer by itself are answered problem+json too', () => {
+  /** Sends `raw` on a socket of its own and reads the whole answer (the server closes it). */
+  const rawExchange = (raw: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(t.baseUrl).port), '127.0.0.1');
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (answer += chunk));
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+      socket.setTimeout(5000, () => reject(new Error(`no answer to ${raw.split('\r\n')[0]}`)));
+      socket.write(raw);
+    });
+  const problemOf = (answer: string) => {
+    const [head, body] = answer.split('\r\n\r\n');
+    assert.match(head ?? '', /^content-type: application\/problem\+json/im, answer);
+    return { statusLine: head!.split('\r\n')[0]!, problem: JSON.parse(body ?? '') as { code: string; status: number } };
+  };
+
+  test('an Expect other than 100-continue is 400 invalid_request, not a bare 417', async () => {
+    const { statusLine, problem } = problemOf(await rawExchange('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nConnection: close\r\n\r\n'));
+    assert.match(statusLine, /^HTTP\/1\.1 400 /);
+    assert.deepEqual([problem.code, problem.status], ['invalid_request', 400]);
+  });
+
+  test('CONNECT is 404 not_found, not a connection closed without a word', async () => {
+    const { statusLine, problem } = problemOf(await rawExchange('CONNECT 127.0.0.1:6379 HTTP/1.1\r\nHost: 127.0.0.1:6379\r\n\r\n'));
+    assert.match(statusLine, /^HTTP\/1\.1 404 /);
+    assert.deepEqual([problem.code, problem.status], ['not_found', 404]);
+  });
+});
+
 describe('deeply nested JSON is refused with 400, not a 500', () => {
   const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
 

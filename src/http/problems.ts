@@ -2,7 +2,7 @@
 // ProblemErrors, Fastify's validation, body-size, content-type and not-found errors, and
 // Redis being unreachable (503 with Retry-After). Nothing a client sends becomes a 500.
 import { isUtf8 } from 'node:buffer';
-import { STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problem, ProblemError, type Problem, type ProblemCode } from '../errors.js';
@@ -41,6 +41,11 @@ export function clientErrorHandler(this: FastifyInstance, error: Error & { code?
         ? problem('headers_too_large', 'The request headers are larger than this server accepts.')
         : problem('invalid_request', 'The request is not valid HTTP.');
   this.log.debug({ err: error.message }, 'client error');
+  answerRaw(socket, answer);
+}
+
+/** Writes `answer` as a whole HTTP response on a socket Node has not handed to Fastify, and closes it. */
+function answerRaw(socket: Duplex, answer: Problem): void {
   if (socket.writable) {
     const body = JSON.stringify(answer);
     socket.write(
@@ -51,7 +56,24 @@ export function clientErrorHandler(this: FastifyInstance, error: Error & { code?
   socket.destroy();
 }
 
+/**
+ * Requests Node answers by itself, before Fastify sees them, are answered problem+json too:
+ * an Expect other than 100-continue (Node's own answer is a bare 417) and CONNECT (which Node
+ * closes without a word: this API proxies nothing).
+ */
+function answerWhatNodeWouldNot(app: FastifyInstance): void {
+  app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    const body = JSON.stringify(problem('invalid_request', `Expect: ${String(request.headers.expect)} is not supported; send the request without it (or with 100-continue).`));
+    response.writeHead(400, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    response.end(body);
+  });
+  app.server.on('connect', (request: IncomingMessage, socket: Duplex) => {
+    answerRaw(socket, problem('not_found', `${request.method} ${request.url} is not a route of this API; see /docs.`));
+  });
+}
+
 export function installProblemHandling(app: FastifyInstance): void {
+  answerWhatNodeWouldNot(app);
   // JSON only: without the text/plain parser a text body gets 415, not a confusing 400.
   app.removeContentTypeParser('text/plain');
   // An empty body on a POST whose fields are all optional (renew, release) means "{}".
