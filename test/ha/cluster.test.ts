@@ -85,7 +85,7 @@ describe('Cluster mode: the lease contract in namespaces on every primary', { co
     for (const { namespace, primary } of await namespacePerPrimary('core')) {
       const v1 = routesOf(namespace);
       const first = await call(a!, 'POST', `${v1}/leases`, { holder: 'h1', resources: [{ path: 'instances/i-1' }], ttlMs: 30000 });
-      assert.equal(first.status, 201, JSON.stringify(first.json));
+      assert.equal(first.status, 201, `${JSON.stringify(first.json)}\n${loggedErrors()}`);
       // The child path conflicts, through the other service replica.
       const conflict = await call(b!, 'POST', `${v1}/leases`, { holder: 'h2', resources: [{ path: 'instances/i-1/volumes/v-1' }] });
       assert.equal(conflict.status, 409, JSON.stringify(conflict.json));
@@ -120,7 +120,7 @@ describe('Cluster mode: the lease contract in namespaces on every primary', { co
         call(a!, 'POST', `${routesOf(namespace)}/leases`, { holder: 'dies', resources: [{ path: 'instances/i-7' }], ttlMs: 1000, action: { kind: 'resize', payload: { to: 'large' } } }),
       ),
     );
-    for (const lease of dying) assert.equal(lease.status, 201, JSON.stringify(lease.json));
+    for (const lease of dying) assert.equal(lease.status, 201, `${JSON.stringify(lease.json)}\n${loggedErrors()}`);
     for (const [i, { namespace }] of placed.entries()) {
       const claimed = await call(b!, 'POST', `${routesOf(namespace)}/orphans/claim`, { holder: 'rescuer', kinds: ['resize'], waitMs: 10000 });
       assert.equal(claimed.status, 200, `${namespace}: ${JSON.stringify(claimed.json)}`);
@@ -170,7 +170,7 @@ describe('Cluster mode: the lease contract in namespaces on every primary', { co
     }
     assert.equal((await call(a!, 'POST', `${v1}/leases/${String(held.json.id)}/release`, {})).status, 200);
     const granted = await waiting;
-    assert.equal(granted.status, 201, JSON.stringify(granted.json));
+    assert.equal(granted.status, 201, `${JSON.stringify(granted.json)}\n${loggedErrors()}`);
     // Subscribed again, the waiter looked again: long before its 20 s were up.
     assert.ok(Date.now() - sentAt < 8000, `granted after ${Date.now() - sentAt} ms`);
     assert.equal((await call(b!, 'POST', `${v1}/leases/${String(granted.json.id)}/release`, {})).status, 200);
