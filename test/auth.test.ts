@@ -265,6 +265,25 @@ describe('revocation', () => {
     return next;
   }
 
+  test('an event stream opened with a token ends within a heartbeat (15 s) once the token is revoked', async () => {
+    const { token, record } = await newToken(t, { role: 'reader', namespaces: '*' });
+    const controller = new AbortController();
+    const res = await fetch(`${t.baseUrl}/v1/events`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+    try {
+      assert.equal(res.status, 200);
+      // Read until the service ends the stream (or the test gives up and aborts it).
+      const ended = res.text().then(
+        () => true,
+        () => false,
+      );
+      assert.equal(await tokensOf(t).revoke(record.id), true);
+      const timeout = new Promise<false>((resolve) => setTimeout(() => resolve(false), 20000).unref());
+      assert.equal(await Promise.race([ended, timeout]), true, 'the stream of a revoked token was still open 20 s later');
+    } finally {
+      controller.abort();
+    }
+  });
+
   // Each case is repeated: once revoke() has returned, the token must be refused every time,
   // not only when the revocation happens to reach the replica before the next request does.
   test('with the default settings, a revoked service token that worked gets 401 on the very next request', async () => {

@@ -96,6 +96,36 @@ describe('the live stream', () => {
   });
 });
 
+describe('filtered streams', () => {
+  test('events a filter leaves out still move the client\'s Last-Event-ID, by frames that carry only an id', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${t.baseUrl}/v1/events?types=dead_lettered`, { signal: controller.signal });
+    assert.equal(res.status, 200);
+    let text = '';
+    const idOnly = /(?:^|\n\n)id: (\d+-\d+)\n\n/;
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body!) {
+        text += decoder.decode(chunk, { stream: true });
+        if (idOnly.test(text)) return;
+      }
+    })().catch(() => {});
+    try {
+      const lease = await acquire(t, unique('filtered'), `instances/${unique('f')}`);
+      assert.equal((await t.post(`/v1/leases/${lease.id}/release`, { outcome: 'completed' })).statusCode, 200);
+      await waitFor(() => idOnly.test(text), { timeoutMs: 5000, what: 'an id-only frame for the events the filter left out' });
+      assert.doesNotMatch(text, /^event: /m, 'no event of another type was sent');
+      // The client resumes from there: the id is one the stream issued.
+      const id = idOnly.exec(text)![1]!;
+      const resumed = await openStream(t, '?types=dead_lettered', { 'last-event-id': id });
+      resumed.close();
+    } finally {
+      controller.abort();
+      await reading;
+    }
+  });
+});
+
 describe('resuming', () => {
   test('with Last-Event-ID, every event after it comes first, in order and once, then the live ones', async () => {
     const root = `instances/${unique('i')}`;

@@ -17,6 +17,12 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The caller's grant, with access control on (null with it off, or on open routes). */
     grant: Grant | null;
+    /**
+     * Whether the request's token still grants what it did (not revoked, not expired since):
+     * for what outlives the request's start, such as an event stream. Always true with access
+     * control off.
+     */
+    grantStillValid: () => Promise<boolean>;
   }
   interface FastifyContextConfig {
     /** What the route does, for access control (auth/policy.ts). Every /v1 route names one. */
@@ -37,6 +43,7 @@ const REALM = 'Bearer realm="lease-service"';
 
 export function installAccessControl(app: FastifyInstance, { authenticator, protectMetrics, protectDocs }: AccessControlOptions): void {
   app.decorateRequest('grant', null);
+  app.decorateRequest('grantStillValid', async () => true);
   // Every /v1 operation documents who may call it, and its 401 and 403.
   app.addHook('onRoute', (route: RouteOptions) => {
     const access = route.config?.access;
@@ -76,6 +83,8 @@ export function installAccessControl(app: FastifyInstance, { authenticator, prot
       throw new ProblemError('unauthorized', result.detail, {}, { 'www-authenticate': challenge });
     }
     request.grant = result.grant;
+    const header = request.headers.authorization;
+    request.grantStillValid = async () => (await authenticator.authenticate(header)).ok;
   });
 
   app.addHook('preHandler', async (request) => {

@@ -104,7 +104,10 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
           'One replica serves at most EVENT_STREAMS_MAX streams, and EVENT_STREAMS_MAX_PER_CLIENT per client address; more are 429 ' +
           'rate_limited with Retry-After. Nothing more is read for a client that has not taken what it was sent; one that does not ' +
           `read is dropped once more than EVENT_STREAM_BUFFER_BYTES wait for it, or when it takes nothing for ${DRAIN_WAIT_MS / 1000} s. ` +
-          'Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID.',
+          'Redis trouble ends the stream too. Either way, reconnect with Last-Event-ID. Events that prefix or types leave out still ' +
+          'move the stream\'s id: after each batch read, a frame with only an `id:` line (an EventSource dispatches nothing for it, ' +
+          'but resumes from it), so a filter that matches nothing for long does not resume from an id trimmed since. With access ' +
+          'control on, a stream whose token is revoked or expires ends within 15 s.',
         querystring: Type.Object(
           {
             prefix: Type.Optional({ ...ResourcePath, description: 'Only events with a path at or below this one.' }),
@@ -171,6 +174,8 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
 
       let grown = true;
       let closed = false;
+      // The last id the client was sent (an event's, or an id-only frame's).
+      let sentId = cursor;
       // Ends the wait in progress, if any: for new entries (when idle) or for 'drain'.
       let wake: (() => void) | undefined;
       const unsubscribe = watchers.subscribe(namespace, () => {
@@ -258,6 +263,11 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             wake = undefined;
             if (closed) break;
             if (!grown) {
+              // A revoked or expired token's stream ends here, within a heartbeat.
+              if (!(await request.grantStillValid())) {
+                request.log.info('event stream ended: its token no longer grants it');
+                break;
+              }
               blocked = !res.write(': keepalive\n\n') && !(await tookIt());
               continue;
             }
@@ -288,10 +298,18 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             cursor = entry.id;
             const event = eventView(entry);
             if (!matches(event)) continue;
+            sentId = entry.id;
             if (!res.write(`id: ${entry.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`) && !(await tookIt())) {
               blocked = true;
               break;
             }
+          }
+          // Past events the filters left out: a frame with only an id moves the client's
+          // Last-Event-ID without an event (the SSE rules), so a filter that matches nothing
+          // for a long time does not resume from an id the stream has trimmed since.
+          if (!blocked && !closed && cursor !== sentId) {
+            sentId = cursor;
+            blocked = !res.write(`id: ${cursor}\n\n`) && !(await tookIt());
           }
           // More may wait behind a full batch, or one cut short, whether or not the watcher says so.
           if (blocked || entries.length === READ_BATCH) grown = true;
