@@ -1667,7 +1667,7 @@ export interface paths {
         };
         /**
          * What holds a resource path
-         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included (an upper bound). GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included (an upper bound). Each list also stops once its records pass 128 KiB (a page of 256 KiB in all; wide leases, or payloads with include=payload, fill it sooner), so a list shorter than its count was cut: GET /v1/leases?prefix= pages through all the leases at or below a path, and GET /v1/leases/{id} reads one. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1743,7 +1743,7 @@ export interface paths {
                          */
                         "application/json": {
                             path: components["schemas"]["ResourcePath"];
-                            /** @description Leases on this path or an ancestor: whoever holds it now (the first 100). */
+                            /** @description Leases on this path or an ancestor: whoever holds it now (the first 100, fewer once their records pass 128 KiB; compare with coveredByCount). */
                             coveredBy: components["schemas"]["Lease"][];
                             /** @description How many leases cover the path (lock-delayed tombstones included). */
                             coveredByCount: number;
@@ -1751,7 +1751,7 @@ export interface paths {
                             below: {
                                 /** @description How many leases hold something below the path (below a path of four or more segments, exact up to 100 per mode, then an upper bound). */
                                 count: number;
-                                /** @description The first 100 of them: exclusive ones first, then shared ones. */
+                                /** @description The first 100 of them (fewer once their records pass 128 KiB; compare with count): exclusive ones first, then shared ones. */
                                 items: components["schemas"]["Lease"][];
                             };
                         };
@@ -1870,7 +1870,7 @@ export interface paths {
         };
         /**
          * What holds a resource path
-         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included (an upper bound). GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
+         * @description coveredBy: the active and orphaned leases on the path or an ancestor of it (the first 100), and coveredByCount, how many there are. below: the leases strictly below it (the first 100) and how many there are. Both counts also include ended leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included (an upper bound). Each list also stops once its records pass 128 KiB (a page of 256 KiB in all; wide leases, or payloads with include=payload, fill it sooner), so a list shorter than its count was cut: GET /v1/leases?prefix= pages through all the leases at or below a path, and GET /v1/leases/{id} reads one. Payload and progress are null unless include=payload. The path may be given with its slashes or URL-encoded. With access control on: roles operator, reader; others get 403 forbidden.
          */
         get: {
             parameters: {
@@ -1951,7 +1951,7 @@ export interface paths {
                          */
                         "application/json": {
                             path: components["schemas"]["ResourcePath"];
-                            /** @description Leases on this path or an ancestor: whoever holds it now (the first 100). */
+                            /** @description Leases on this path or an ancestor: whoever holds it now (the first 100, fewer once their records pass 128 KiB; compare with coveredByCount). */
                             coveredBy: components["schemas"]["Lease"][];
                             /** @description How many leases cover the path (lock-delayed tombstones included). */
                             coveredByCount: number;
@@ -1959,7 +1959,7 @@ export interface paths {
                             below: {
                                 /** @description How many leases hold something below the path (below a path of four or more segments, exact up to 100 per mode, then an upper bound). */
                                 count: number;
-                                /** @description The first 100 of them: exclusive ones first, then shared ones. */
+                                /** @description The first 100 of them (fewer once their records pass 128 KiB; compare with count): exclusive ones first, then shared ones. */
                                 items: components["schemas"]["Lease"][];
                             };
                         };

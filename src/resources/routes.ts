@@ -39,7 +39,9 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
           `there are. below: the leases strictly below it (the first ${LISTED}) and how many there are. Both counts also include ended ` +
           'leases still in their lock delay. Below a path of four or more segments the count is exact up to 100 leases of each mode; ' +
           'past that, the rest are counted per resource as the index holds them, ended leases the reaper has not settled yet included ' +
-          '(an upper bound). GET /v1/leases?prefix= pages through all the leases at or below a path. Payload and ' +
+          '(an upper bound). Each list also stops once its records pass 128 KiB (a page of 256 KiB in all; wide leases, or payloads ' +
+          'with include=payload, fill it sooner), so a list shorter than its count was cut: GET /v1/leases?prefix= pages through ' +
+          'all the leases at or below a path, and GET /v1/leases/{id} reads one. Payload and ' +
           'progress are null unless include=payload. The path may be given with its slashes or URL-encoded.',
         params: Type.Object({ '*': { ...ResourcePath, examples: ['instances/i-42/volumes/v-7'] } }),
         querystring: Type.Object({ include: Type.Optional(IncludePayload) }, { additionalProperties: false }),
@@ -47,14 +49,18 @@ export const resourceRoutes: FastifyPluginAsync<ResourceRoutesOptions> = async (
           200: Type.Object(
             {
               path: ref(ResourcePath),
-              coveredBy: Type.Array(ref(LeaseView), { description: `Leases on this path or an ancestor: whoever holds it now (the first ${LISTED}).` }),
+              coveredBy: Type.Array(ref(LeaseView), {
+                description: `Leases on this path or an ancestor: whoever holds it now (the first ${LISTED}, fewer once their records pass 128 KiB; compare with coveredByCount).`,
+              }),
               coveredByCount: Type.Integer({ description: 'How many leases cover the path (lock-delayed tombstones included).' }),
               below: Type.Object(
                 {
                   count: Type.Integer({
                     description: 'How many leases hold something below the path (below a path of four or more segments, exact up to 100 per mode, then an upper bound).',
                   }),
-                  items: Type.Array(ref(LeaseView), { description: `The first ${LISTED} of them: exclusive ones first, then shared ones.` }),
+                  items: Type.Array(ref(LeaseView), {
+                    description: `The first ${LISTED} of them (fewer once their records pass 128 KiB; compare with count): exclusive ones first, then shared ones.`,
+                  }),
                 },
                 { description: 'Leases strictly below the path (a volume of this instance, say).' },
               ),
