@@ -147,6 +147,24 @@ export interface paths {
                         "text/plain": string;
                     };
                 };
+                /** @description unauthorized: with AUTH=on and AUTH_METRICS=token, a scrape needs a bearer token (any valid one). */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "type": "https://lease-service.dev/problems/unauthorized",
+                         *       "title": "A bearer token is needed",
+                         *       "status": 401,
+                         *       "detail": "This request needs a bearer token: Authorization: Bearer <token>.",
+                         *       "code": "unauthorized"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;

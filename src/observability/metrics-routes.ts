@@ -4,6 +4,8 @@
 // with lease_redis_up 0, so Prometheus can tell "Redis down" from "service down".
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import { problem } from '../errors.js';
+import { problemResponse } from '../http/schemas/problems.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
 import type { SharedStats } from '../store/lease-store.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -44,6 +46,10 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
               },
             },
           },
+          401: problemResponse(
+            'unauthorized: with AUTH=on and AUTH_METRICS=token, a scrape needs a bearer token (any valid one).',
+            problem('unauthorized', 'This request needs a bearer token: Authorization: Bearer <token>.'),
+          ),
         },
       },
     },
