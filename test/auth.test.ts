@@ -284,6 +284,26 @@ describe('revocation', () => {
     }
   });
 
+  test('a waiting acquire whose token is revoked while it waits is 401 when it wakes, grants nothing and leaves no ticket', async () => {
+    const { token: operator } = await newToken(t, { role: 'operator', namespaces: '*' });
+    const { token, record } = await newToken(t, { role: 'conductor', namespaces: '*', holders: 'waiter-*' });
+    const path = `instances/${unique('revoked-waiter')}`;
+    const blocker = await call(t, 'POST', '/v1/leases', { token: operator, body: acquireBody('blocker', [path], { ttlMs: 60000 }) });
+    assert.equal(blocker.statusCode, 201, blocker.body);
+    const holder = unique('waiter');
+    const waiting = call(t, 'POST', '/v1/leases', { token, body: acquireBody(holder, [path], { waitMs: 10000 }) });
+    await waitFor(async () => (await t.redis.zcard(`${storeKeys(namespaceKeyPrefix(t.config.KEY_PREFIX, 'default')).prefix}wq`)) > 0, {
+      what: 'the waiter to queue',
+    });
+    assert.equal(await tokensOf(t).revoke(record.id), true);
+    assert.equal((await call(t, 'POST', `/v1/leases/${blocker.json<{ id: string }>().id}/release`, { token: operator, body: {} })).statusCode, 200);
+    assertUnauthorized(await waiting, `${REALM}, error="invalid_token"`, 'the waiter woken after its token was revoked');
+    const leases = await call(t, 'GET', `/v1/leases?holder=${encodeURIComponent(holder)}`, { token: operator });
+    assert.deepEqual(leases.json<{ items: unknown[] }>().items, []);
+    // The path is free again, for anyone still allowed.
+    assert.equal((await call(t, 'POST', '/v1/leases', { token: operator, body: acquireBody('after', [path]) })).statusCode, 201);
+  });
+
   // Each case is repeated: once revoke() has returned, the token must be refused every time,
   // not only when the revocation happens to reach the replica before the next request does.
   test('with the default settings, a revoked service token that worked gets 401 on the very next request', async () => {

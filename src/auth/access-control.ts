@@ -114,6 +114,17 @@ export function installAccessControl(app: FastifyInstance, { authenticator, prot
   });
 }
 
+/**
+ * Throws 401 when the request's token no longer grants what it did when the request began
+ * (revoked, or expired since): for what waits, such as an acquire with waitMs.
+ */
+export async function ensureGrantStillValid(request: FastifyRequest): Promise<void> {
+  if (await request.grantStillValid()) return;
+  throw new ProblemError('unauthorized', 'The token was revoked or expired while this request waited; nothing was granted.', {}, {
+    'www-authenticate': `${REALM}, error="invalid_token"`,
+  });
+}
+
 /** The holder a conductor's request names (undefined: none to check here; null: a listing that names none). */
 function holderNamed(request: FastifyRequest, rule: AccessRule): string | null | undefined {
   switch (rule.holder) {

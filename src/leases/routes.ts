@@ -9,7 +9,7 @@ import { ProblemError, type ProblemCode } from '../errors.js';
 import type { AcquireResult, LeaseChange, RenewResult } from '../store/lease-store.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
 import { namespaceOf, storeOf, writableStoreOf } from '../namespaces/routing.js';
-import { holdersOf, overQuota } from '../auth/access-control.js';
+import { ensureGrantStillValid, holdersOf, overQuota } from '../auth/access-control.js';
 import type { LeaseRecord, Outcome } from '../store/records.js';
 import type { ResourceClaim } from '../store/resource-codec.js';
 import { modeLabel, type AcquireOutcome, type ReleaseOutcome, type RenewOutcome, type ServiceMetrics } from '../observability/metrics.js';
@@ -118,7 +118,12 @@ export const leaseRoutes: FastifyPluginAsync<LeaseRoutesOptions> = async (fastif
       try {
         ({ result, queued } =
           waitMs > 0
-            ? await acquireWaiting({ store, namespace, notifications, ticketGraceMs }, input, waitMs, disconnectSignal(reply))
+            ? await acquireWaiting(
+                { store, namespace, notifications, ticketGraceMs, ensureStillAllowed: () => ensureGrantStillValid(request) },
+                input,
+                waitMs,
+                disconnectSignal(reply),
+              )
             : { result: await store.acquire({ ...input, wait: null }), queued: false });
         outcome = acquireOutcome(result, queued);
       } finally {

@@ -16,6 +16,8 @@ export interface WaitDeps {
   notifications: Notifications;
   /** How long a ticket outlives its wait in Redis (covers the last attempt's round trip). */
   ticketGraceMs: number;
+  /** Throws when the caller's token stopped granting the request while it waited (revoked, expired). */
+  ensureStillAllowed?: () => Promise<void>;
 }
 
 /** The answer, and whether the request queued (met a conflict and waited) on the way. */
@@ -25,7 +27,7 @@ export interface WaitedAcquire {
 }
 
 export async function acquireWaiting(
-  { store, namespace, notifications, ticketGraceMs }: WaitDeps,
+  { store, namespace, notifications, ticketGraceMs, ensureStillAllowed }: WaitDeps,
   input: Omit<AcquireInput, 'wait'>,
   waitMs: number,
   gone: AbortSignal,
@@ -55,6 +57,9 @@ export async function acquireWaiting(
         await store.cancelWait(input.id);
         return { result, queued };
       }
+      // A token revoked (or expired) while the request waited grants nothing more: the catch
+      // below takes the ticket out, and the caller answers 401.
+      await ensureStillAllowed?.();
       const over = deadline - performance.now() <= 0 || notifications.isClosed;
       result = await store.acquire({ ...input, wait: over ? { step: 'last' } : { step: 'retry', ticketTtlMs: ticketTtlMs() } });
     }
