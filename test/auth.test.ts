@@ -284,6 +284,33 @@ describe('revocation', () => {
     }
   });
 
+  test('a busy event stream (an event every 300 ms) ends within a heartbeat once its token is revoked', async () => {
+    const { token: operator } = await newToken(t, { role: 'operator', namespaces: '*' });
+    const { token, record } = await newToken(t, { role: 'reader', namespaces: '*' });
+    const controller = new AbortController();
+    const res = await fetch(`${t.baseUrl}/v1/events`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+    try {
+      assert.equal(res.status, 200);
+      let ended = false;
+      const reading = res.text().then(
+        () => (ended = true),
+        () => undefined,
+      );
+      assert.equal(await tokensOf(t).revoke(record.id), true);
+      // Never idle: an event every 300 ms, for at most 20 s.
+      const until = Date.now() + 20000;
+      while (!ended && Date.now() < until) {
+        const lease = await call(t, 'POST', '/v1/leases', { token: operator, body: acquireBody('busy', [`instances/${unique('busy')}`]) });
+        assert.equal(lease.statusCode, 201, lease.body);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      assert.equal(ended, true, 'the busy stream of a revoked token was still open 20 s later');
+      await reading;
+    } finally {
+      controller.abort();
+    }
+  });
+
   test('a waiting acquire whose token is revoked while it waits is 401 when it wakes, grants nothing and leaves no ticket', async () => {
     const { token: operator } = await newToken(t, { role: 'operator', namespaces: '*' });
     const { token, record } = await newToken(t, { role: 'conductor', namespaces: '*', holders: 'waiter-*' });

@@ -564,8 +564,8 @@ describe('at the end', () => {
 
 describe('crowds that a request must not pass, and wide leases that must not stall others', () => {
   /** The app's own store, to queue many tickets without as many open HTTP requests. */
-  const store = () =>
-    new LeaseStore(defineScripts(t.redis, loadLibrary()), { keyPrefix: P(), tombstoneTtlMs: 3600000, streamCap: 1000, commandTimeoutMs: 5000 });
+  const store = (keyPrefix = P()) =>
+    new LeaseStore(defineScripts(t.redis, loadLibrary()), { keyPrefix, tombstoneTtlMs: 3600000, streamCap: 1000, commandTimeoutMs: 5000 });
   const ticketInput = (holder: string, resources: string[], step: 'open' | 'retry' | 'last') => ({
     id: '',
     holder,
@@ -580,6 +580,13 @@ describe('crowds that a request must not pass, and wide leases that must not sta
     wait: step === 'last' ? ({ step } as const) : ({ step, ticketTtlMs: 30000 } as const),
   });
 
+  /** Queues a waiting request's ticket in `s` (it must wait), and notes its id in `queued`. */
+  const queueTicket = async (s: LeaseStore, queued: string[], id: string, holder: string, paths: string[]) => {
+    const answer = await s.acquire({ ...ticketInput(holder, paths, 'open'), id });
+    assert.equal(answer.kind, 'waiting', `${holder}: ${answer.kind}`);
+    queued.push(id);
+  };
+
   test('a waiting request never passes an earlier ticket it overlaps, though more than DEEP_SCAN later ones sort before it', async () => {
     const r = root();
     const node = `${r}/i-1/volumes/v-7`; // 4 segments: tickets below it are deep members
@@ -587,11 +594,7 @@ describe('crowds that a request must not pass, and wide leases that must not sta
     const lease = await hold('x', [blocked]);
     const s = store();
     const queued: string[] = [];
-    const queue = async (id: string, holder: string, resources: string[]) => {
-      const answer = await s.acquire({ ...ticketInput(holder, resources, 'open'), id });
-      assert.equal(answer.kind, 'waiting', `${holder}: ${answer.kind}`);
-      queued.push(id);
-    };
+    const queue = (id: string, holder: string, paths: string[]) => queueTicket(s, queued, id, holder, paths);
     const earlier = unique('earlier');
     await queue(earlier, 'earlier', [`${node}/zzz`, blocked]); // sorts after every later one below the node
     const waiter = unique('waiter');
@@ -613,16 +616,12 @@ describe('crowds that a request must not pass, and wide leases that must not sta
   test('the first in line is granted once its path is free, though more than DEEP_SCAN later tickets wait below it', async () => {
     // A store of its own: no other test's ticket may be queued before the first in line.
     const prefix = `{crowd-${unique('q')}}:`;
-    const s = new LeaseStore(defineScripts(t.redis, loadLibrary()), { keyPrefix: prefix, tombstoneTtlMs: 3600000, streamCap: 1000, commandTimeoutMs: 5000 });
+    const s = store(prefix);
     const node = `${root()}/i-1/volumes/v-7`; // 4 segments: tickets below it are deep members
     const blocker = { ...ticketInput('blocker', [node], 'open'), id: unique('blocker'), wait: null };
     assert.equal((await s.acquire(blocker)).kind, 'granted');
     const queued: string[] = [];
-    const queue = async (id: string, holder: string, paths: string[]) => {
-      const answer = await s.acquire({ ...ticketInput(holder, paths, 'open'), id });
-      assert.equal(answer.kind, 'waiting', `${holder}: ${answer.kind}`);
-      queued.push(id);
-    };
+    const queue = (id: string, holder: string, paths: string[]) => queueTicket(s, queued, id, holder, paths);
     const first = unique('first');
     await queue(first, 'first', [node]);
     for (let i = 0; i <= DEEP_SCAN; i++) await queue(unique('later'), 'later', [`${node}/a-${String(i).padStart(3, '0')}`]);

@@ -176,6 +176,17 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
       let closed = false;
       // The last id the client was sent (an event's, or an id-only frame's).
       let sentId = cursor;
+      // A revoked or expired token's stream ends within a heartbeat, idle or busy: its grant is
+      // asked again (one cached lookup) at each idle heartbeat, and between batches once a
+      // heartbeat has passed since it was last asked.
+      let grantCheckedAt = Date.now();
+      const stillGranted = async (atHeartbeat = false): Promise<boolean> => {
+        if (!atHeartbeat && Date.now() - grantCheckedAt < HEARTBEAT_MS) return true;
+        grantCheckedAt = Date.now();
+        if (await request.grantStillValid()) return true;
+        request.log.info('event stream ended: its token no longer grants it');
+        return false;
+      };
       // Ends the wait in progress, if any: for new entries (when idle) or for 'drain'.
       let wake: (() => void) | undefined;
       const unsubscribe = watchers.subscribe(namespace, () => {
@@ -263,15 +274,12 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (fastif
             wake = undefined;
             if (closed) break;
             if (!grown) {
-              // A revoked or expired token's stream ends here, within a heartbeat.
-              if (!(await request.grantStillValid())) {
-                request.log.info('event stream ended: its token no longer grants it');
-                break;
-              }
+              if (!(await stillGranted(true))) break;
               blocked = !res.write(': keepalive\n\n') && !(await tookIt());
               continue;
             }
           }
+          if (!(await stillGranted())) break;
           grown = false;
           let entries: EventRecord[];
           try {
