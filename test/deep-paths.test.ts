@@ -201,6 +201,29 @@ describe('what a lease on a deep path blocks', () => {
     await release((await hold(unique('writer'), [`${base}/snapshots/s-2`])).id);
     await assertSound();
   });
+
+  // A deep path first asks whether anything lies at its three shallow ancestors or below the
+  // third at all, and skips its own walk when nothing does: a lease at any other depth must
+  // still be seen, also from among paths of a fresh part of the tree, which skip theirs.
+  test('a lease at any ancestor of a deep path refuses it, alone or among 63 free deep paths, with a long first segment too', async () => {
+    for (const head of [root(), `${root()}-${'h'.repeat(100)}`]) {
+      const path = `${head}/i-3/volumes/v-7/snapshots/s-1/b-2/c-3`;
+      const free = Array.from({ length: 63 }, (_, k) => `${head}-free-${k}/i-3/volumes/v-7/snapshots/s-1/b-2`);
+      const ancestors = ancestorsOf(path);
+      assert.deepEqual(ancestors.map(segmentsOf), [1, 2, 3, 4, 5, 6, 7]);
+      for (const node of [...ancestors, path]) {
+        const exclusive = await hold(unique('above'), [node]);
+        assert.deepEqual(await refused([path]), [heldBy(exclusive, node)], `exclusive held on ${node}, alone`);
+        assert.deepEqual(await refused([...free, { path, mode: 'shared' }]), [heldBy(exclusive, node)], `exclusive held on ${node}, among free`);
+        await release(exclusive.id);
+        const shared = await hold(unique('reader'), [{ path: node, mode: 'shared' }]);
+        assert.deepEqual(await refused([...free, path]), [heldBy(shared, node)], `shared held on ${node}`);
+        await release((await hold(unique('reader'), [...free, { path, mode: 'shared' }])).id);
+        await release(shared.id);
+      }
+    }
+    await assertSound();
+  });
 });
 
 describe('expiry below a deep node is exact', () => {
