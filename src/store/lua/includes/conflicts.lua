@@ -11,8 +11,9 @@
   Cost, for a request of R resources of depth D: one EXISTS of at most 2D + 2 keys per
   resource (a deep path first asks at most 2 * SHALLOW + 2 keys whether anything lies in its
   subtree at all, see subtreeKeys, and most often that is all) and, only where one exists,
-  at most 2D + 2 range reads of at most `limit` entries (a set shared by several of the
-  request's paths is read once); at most DEEP_SCAN deep members in all, each with one
+  EXISTS of halves of them to tell which (fewer than 2 per key), and one range read of at
+  most `limit` entries per set that exists (a set shared by several of the request's paths
+  is read once); at most DEEP_SCAN deep members in all, each with one
   ZSCORE; one HMGET of six fields per distinct blocker (never its payload). Conflicts are appended to `out` as flattened {path, leaseId, holder,
   mode, state} tuples, one per blocking path and blocker, at most `limit`; the search stops
   once `out` is full.
@@ -32,18 +33,42 @@
 -- together below one path, and that the reaper has not settled yet, can use it up.
 local DEEP_SCAN = 256
 
--- The at-sets and below-sets to read for (path, mode): {key, node, mode of its entries, below?}.
+-- The at-sets and below-sets to read for (path, mode): {key, cut (the node they concern is
+-- path's first `cut` characters), mode of its entries, below?}.
 local function blockingSets(path, mode, sets)
   local found = {}
   coveringSets(path, sets, mode == 'exclusive', found)
   if keepsBelowSets(path) then
     local name = pathKey(path)
-    found[#found + 1] = { key = P .. sets.belowX .. name, node = path, mode = 'exclusive', below = true }
+    found[#found + 1] = { key = P .. sets.belowX .. name, cut = #path, mode = 'exclusive', below = true }
     if mode == 'exclusive' then
-      found[#found + 1] = { key = P .. sets.belowS .. name, node = path, mode = 'shared', below = true }
+      found[#found + 1] = { key = P .. sets.belowS .. name, cut = #path, mode = 'shared', below = true }
     end
   end
   return found
+end
+
+-- Of `found` (blockingSets), those whose set exists, in the same order: one EXISTS of all,
+-- then, while some exist and some do not, EXISTS of each half. A path blocked at one node
+-- so costs about log2(#found) small calls where reading every set would cost #found range
+-- reads (32 for a path of 16 segments).
+local function existingSets(found)
+  local keys = {}
+  for i, set in ipairs(found) do keys[i] = set.key end
+  local existing = {}
+  local function split(from, to, count)
+    if count == 0 then return end
+    if count == to - from + 1 then
+      for i = from, to do existing[#existing + 1] = found[i] end
+      return
+    end
+    local middle = math.floor((from + to) / 2)
+    local left = redis.call('EXISTS', unpack(keys, from, middle))
+    split(from, middle, left)
+    split(middle + 1, to, count - left)
+  end
+  split(1, #keys, redis.call('EXISTS', unpack(keys)))
+  return existing
 end
 
 -- Just the keys of blockingSets(path, mode, sets).
@@ -123,17 +148,17 @@ local function findBlockers(request, sets, limit, out, wake, range, deepScore, d
   for _, r in ipairs(request) do
     -- Almost always nothing blocks: one EXISTS over all of a path's sets (an empty sorted
     -- set does not exist) spares reading them one by one.
-    -- A deep path whose subtree holds nothing (see subtreeKeys) needs neither.
+    -- A deep path whose subtree holds nothing (see subtreeKeys) needs neither. Of the sets
+    -- that might hold a blocker, only those that exist are read.
     local unread = {}
-    local maybe, deepToo = nil, true
+    local deepToo = true
     if mayBlock then
-      maybe = mayBlock(r)
+      if mayBlock(r) then unread = existingSets(blockingSets(r.path, r.mode, sets)) end
     elseif not keepsBelowSets(r.path) and redis.call('EXISTS', unpack(subtreeKeys(r.path, r.mode, sets))) == 0 then
-      maybe, deepToo = false, false
+      deepToo = false
     else
-      maybe = redis.call('EXISTS', unpack(blockingKeys(r.path, r.mode, sets))) > 0
+      unread = existingSets(blockingSets(r.path, r.mode, sets))
     end
-    if maybe then unread = blockingSets(r.path, r.mode, sets) end
     for _, set in ipairs(unread) do
       if full then return false end
       if not read[set.key] then
@@ -145,10 +170,10 @@ local function findBlockers(request, sets, limit, out, wake, range, deepScore, d
           local b = blocker(id)
           if b and wake and b.wake then wake.at = math.min(wake.at, tonumber(entries[i + 1])) end
           if b and not set.below then
-            report(set.node, id, b, set.mode)
+            report(set.cut == #r.path and r.path or string.sub(r.path, 1, set.cut), id, b, set.mode)
           elseif b then
             for _, held in ipairs(resourcesOf(b)) do
-              if held.mode == set.mode and held.path ~= set.node and covers(set.node, held.path) then report(held.path, id, b, set.mode) end
+              if held.mode == set.mode and held.path ~= r.path and covers(r.path, held.path) then report(held.path, id, b, set.mode) end
             end
           end
         end

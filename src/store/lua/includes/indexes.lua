@@ -195,10 +195,10 @@ end
 -- the keys of the at-sets whose entries are the leases (or, with TICKET_SETS, the tickets)
 -- that cover `path`, those of the path and of each of its proper ancestors, shallowest
 -- first: each node's exclusive set and then, when `withShared`, its shared set. `records`,
--- when given, also gets {key, node, mode of its entries} for each, in the same order.
--- Without it the walk makes no string longer than NODE_KEY_MAX but the keys: an acquire walks
--- every path it asks for to see whether anything might block it at all, and most often
--- nothing does.
+-- when given, also gets {key, cut (the node is path's first `cut` characters), mode of its
+-- entries} for each, in the same order. The walk makes no string but the keys (and the
+-- names of nodes of at most NODE_KEY_MAX characters): an acquire walks every path it asks
+-- for to see whether anything might block it at all, and most often nothing does.
 local function coveringSets(path, sets, withShared, records)
   local keys, long, at = {}, 0, 0
   repeat
@@ -214,11 +214,10 @@ local function coveringSets(path, sets, withShared, records)
       keyX, keyS = P .. sets.atX .. '#' .. digest, withShared and (P .. sets.atS .. '#' .. digest)
     end
     keys[#keys + 1] = keyX
-    local node = records and (at and string.sub(path, 1, cut) or path)
-    if records then records[#records + 1] = { key = keyX, node = node, mode = 'exclusive' } end
+    if records then records[#records + 1] = { key = keyX, cut = cut, mode = 'exclusive' } end
     if withShared then
       keys[#keys + 1] = keyS
-      if records then records[#records + 1] = { key = keyS, node = node, mode = 'shared' } end
+      if records then records[#records + 1] = { key = keyS, cut = cut, mode = 'shared' } end
     end
   until not at
   return keys
