@@ -11,8 +11,8 @@
   Cost, for a request of R resources of depth D: one EXISTS of at most 2D + 2 keys per
   resource (a deep path first asks at most 2 * SHALLOW + 2 keys whether anything lies in its
   subtree at all, see subtreeKeys, and most often that is all) and, only where one exists,
-  EXISTS of halves of them to tell which (fewer than 2 per key), and one range read of at
-  most `limit` entries per set that exists (a set shared by several of the request's paths
+  EXISTS of halves of them to tell which (fewer calls than keys; about log2 of them when
+  one exists), and one range read of at most `limit` entries per set that exists (a set shared by several of the request's paths
   is read once); at most DEEP_SCAN deep members in all, each with one
   ZSCORE; one HMGET of six fields per distinct blocker (never its payload). Conflicts are appended to `out` as flattened {path, leaseId, holder,
   mode, state} tuples, one per blocking path and blocker, at most `limit`; the search stops
