@@ -277,20 +277,23 @@ export class ProcessNode implements RedisNode {
 
 async function waitForReplicas(primary: ProcessNode, count: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let seen = 'no answer';
   while (Date.now() < deadline) {
     const client = primary.client();
     try {
       const info = await client.info('replication');
-      const online = info.split('\n').filter((line) => /^slave\d+:.*state=online/.test(line)).length;
-      if (online >= count) return;
-    } catch {
-      // not yet
+      const replicas = info.split('\n').filter((line) => /^slave\d+:/.test(line));
+      seen = `role ${/^role:(\S+)/m.exec(info)?.[1] ?? '?'}, replicas: ${replicas.map((line) => line.trim()).join('; ') || 'none'}`;
+      if (replicas.filter((line) => /state=online/.test(line)).length >= count) return;
+    } catch (error) {
+      seen = `no answer (${(error as Error).message})`;
     } finally {
       client.disconnect();
     }
     await sleep(50);
   }
-  throw new Error(`the replicas did not sync with the primary within ${timeoutMs} ms`);
+  // What the primary last said, so that a slow machine and a stuck replica can be told apart.
+  throw new Error(`the replicas did not sync with the primary (port ${primary.port}) within ${timeoutMs} ms; it last said: ${seen}`);
 }
 
 /** Until every sentinel knows the replicas and the other sentinels (else a failover cannot start). */

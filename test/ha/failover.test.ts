@@ -87,8 +87,10 @@ function recoveryTimes(record: LoadRecord, since: number): number[] {
 }
 
 async function runFailover(fault: (primary: RedisNode) => Promise<void> | void, { abandonEvery = 0 } = {}) {
-  // A node a previous test killed is back, as a replica: the topology is whole again.
-  await topology.heal(20000);
+  // A node a previous test killed is back, as a replica: the topology is whole again (a
+  // restarted primary serves as one until the sentinels turn it into a replica, then syncs
+  // in full: on a slow machine, more than 20 s once).
+  await topology.heal(45000);
   const load = startConductors({ urls: services.map((s) => s.url), conductors: 6, paths: PATHS, ttlMs: 2000, abandonEvery });
   await waitFor(() => load.record.grants.length >= 20, { timeoutMs: 15000, what: 'grants before the fault' });
   const oldPrimary = await topology.primary();
@@ -200,7 +202,7 @@ describe('Sentinel mode with REDIS_MIN_REPLICAS=1, three service replicas', { co
     // replica in sync, which a second failover can leave the primary without for a while.
     await oldPrimary.restart();
     await waitFor(async () => (await oldPrimary.role()) === 'slave', { timeoutMs: 20000, what: 'the old primary to rejoin as a replica' });
-    await topology.heal(20000);
+    await topology.heal(45000);
 
     // One reaper leader again, and each abandoned lease orphaned once.
     await waitFor(async () => (await reaperLeaders()) === 1, {
