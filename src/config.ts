@@ -39,7 +39,7 @@ export const ConfigSchema = Type.Object({
     0,
     0,
     1000000,
-    'Requests a second one caller (a token with AUTH=on, else a client address) may make in one namespace, counted in Redis across replicas; more get 429 rate_limited with Retry-After. 0: no limit.',
+    'Requests a second one caller (a token with AUTH=on, else a client address) may make in one namespace (requests naming one that does not exist count in the namespace default\'s), counted in Redis across replicas; more get 429 rate_limited with Retry-After. 0: no limit.',
   ),
   AUTH_METRICS: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public', description: 'AUTH=on: whether /metrics needs a bearer token (any valid one).' }),
   AUTH_DOCS: Type.Union([Type.Literal('public'), Type.Literal('token')], { default: 'public', description: 'AUTH=on: whether /docs and /openapi.json need a bearer token (any valid one).' }),

@@ -109,6 +109,12 @@ describe('RATE_LIMIT_PER_SECOND with access control on: per token and namespace,
   let app: TestApp;
   before(async () => {
     app = await startTestApp(redis.url, { AUTH: 'on', RATE_LIMIT_PER_SECOND: '5' }, { sweep: false });
+    // Namespaces that exist, each with its own buckets (one that does not counts in the default's).
+    const setup = await makeToken(app, { role: 'conductor', namespaces: ['cell-1', 'cell-2'], holders: 'setup' });
+    for (const namespace of ['cell-1', 'cell-2']) {
+      const res = await as(app, setup, 'POST', `${base(namespace)}/leases`, acquireBody('setup', [`instances/${unique('setup')}`]));
+      assertStatus(res, 201, `the first acquire in ${namespace}`);
+    }
   });
   after(async () => {
     await app?.close();
@@ -162,6 +168,19 @@ describe('RATE_LIMIT_PER_SECOND with access control on: per token and namespace,
     assert.ok((await app.redis.exists(`${prefixOf(app, 'default')}rate:${caller.id}`)) === 1, 'it was counted, in the default bucket');
   });
 
+  test('a namespace that does not exist counts in the default namespace\'s bucket: made-up names add no budget', async () => {
+    const reader = await makeToken(app, { role: 'reader', namespaces: '*' });
+    const defaultKey = `${prefixOf(app, 'default')}rate:${reader.id}`;
+    const madeUp = Array.from({ length: 6 }, () => unique('nowhere'));
+    const seen = await inOneWindow(app, defaultKey, 6, async () => {
+      const answers: number[] = [];
+      for (const namespace of madeUp) answers.push((await as(app, reader, 'GET', `${base(namespace)}/leases`)).statusCode);
+      return answers;
+    });
+    assert.deepEqual(seen, [200, 200, 200, 200, 200, 429], 'the 6th request in a second, whatever name it makes up');
+    for (const namespace of madeUp) assert.equal(await app.redis.exists(`${prefixOf(app, namespace)}rate:${reader.id}`), 0, `no bucket of ${namespace}`);
+  });
+
   test('/healthz, /readyz and /metrics are never limited, with or without a token', async () => {
     const alice = await makeToken(app, { role: 'conductor', namespaces: ['cell-1'], holders: 'c-*' });
     const rateKeysBefore = (await app.redis.keys(`*rate*`)).sort();
@@ -206,6 +225,11 @@ describe('RATE_LIMIT_PER_SECOND with access control off: per client address and 
   let app: TestApp;
   before(async () => {
     app = await startTestApp(redis.url, { RATE_LIMIT_PER_SECOND: '5' }, { sweep: false });
+    // Namespaces that exist, each with its own buckets (one that does not counts in the default's).
+    for (const namespace of ['cell-1', 'cell-2']) {
+      const res = await as(app, null, 'POST', `${base(namespace)}/leases`, acquireBody('h-setup', [`instances/${unique('setup')}`]), '10.0.0.9');
+      assertStatus(res, 201, `the first acquire in ${namespace}`);
+    }
   });
   after(async () => {
     await app?.close();

@@ -15,7 +15,7 @@ import { namespaceOf } from '../namespaces/routing.js';
 const WELL_FORMED = new RegExp(NAMESPACE_PATTERN);
 
 const RATE_LIMITED =
-  'rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace. Retry after Retry-After seconds.';
+  'rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace (in the namespace default, for one that does not exist). Retry after Retry-After seconds.';
 
 /**
  * Every /v1 operation documents the 429 of the rate limit (whether or not it is set here, as
@@ -46,10 +46,13 @@ export async function registerRateLimit(app: FastifyInstance, redis: RedisClient
     nameSpace: '',
     // The limiter runs before the route's schema checks the namespace: a malformed one (it
     // would reach a key name, and could forge another key's) counts in the default's bucket.
-    keyGenerator: (request) => {
+    // So does a well-formed one that does not exist (yet): a caller that may read every
+    // namespace would otherwise get a fresh budget for each name it makes up. (A namespace
+    // this replica has not seen costs one SISMEMBER to ask; one that exists is remembered.)
+    keyGenerator: async (request) => {
       const namespace = namespaceOf(request);
-      const bucket = WELL_FORMED.test(namespace) ? namespace : DEFAULT_NAMESPACE;
-      return `${namespaces.prefix(bucket)}rate:${request.grant?.actor ?? `ip:${request.ip}`}`;
+      const own = WELL_FORMED.test(namespace) && (await namespaces.isRegistered(namespace));
+      return `${namespaces.prefix(own ? namespace : DEFAULT_NAMESPACE)}rate:${request.grant?.actor ?? `ip:${request.ip}`}`;
     },
     // /v1 only: health, metrics and docs are never limited.
     allowList: (request) => request.routeOptions.config.access === undefined,

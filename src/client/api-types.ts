@@ -3690,7 +3690,7 @@ export interface components {
                 "application/json": components["schemas"]["Problem"];
             };
         };
-        /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. Also rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace. Retry after Retry-After seconds. */
+        /** @description rate_limited: too many requests of this kind are open on this replica; retry after Retry-After seconds. Also rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace (in the namespace default, for one that does not exist). Retry after Retry-After seconds. */
         RateLimited: {
             headers: {
                 [name: string]: unknown;
@@ -3726,7 +3726,7 @@ export interface components {
                 "application/json": components["schemas"]["Problem"];
             };
         };
-        /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. Also rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace. Retry after Retry-After seconds. */
+        /** @description rate_limited: this replica (EVENT_STREAMS_MAX) or this client address (EVENT_STREAMS_MAX_PER_CLIENT) has as many streams open as it may. Retry after Retry-After seconds. Also rate_limited: with RATE_LIMIT_PER_SECOND set, more than that many requests a second came from this caller (its token, else its address) in this namespace (in the namespace default, for one that does not exist). Retry after Retry-After seconds. */
         RateLimited429: {
             headers: {
                 [name: string]: unknown;

@@ -50,6 +50,11 @@ export class Namespaces {
     return this.registry.admit(namespace, mayCreate);
   }
 
+  /** Whether the namespace exists (is registered; "default" always is). */
+  isRegistered(namespace: string): Promise<boolean> {
+    return this.registry.isRegistered(namespace);
+  }
+
   /** Every namespace that may hold state, "default" first. */
   list(): Promise<string[]> {
     return this.registry.list();

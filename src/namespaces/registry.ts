@@ -80,6 +80,19 @@ export class NamespaceRegistry {
     this.admittedAt.set(namespace, performance.now());
   }
 
+  /**
+   * Whether `namespace` is registered (the default one always is): this replica's memory of
+   * it, else one SISMEMBER (a name that is, is remembered as an admitted one is).
+   */
+  async isRegistered(namespace: string): Promise<boolean> {
+    if (namespace === DEFAULT_NAMESPACE) return true;
+    const at = this.admittedAt.get(namespace);
+    if (at !== undefined && performance.now() - at < REMEMBER_MS) return true;
+    if ((await this.redis.sismember(this.key, namespace)) !== 1) return false;
+    this.admittedAt.set(namespace, performance.now());
+    return true;
+  }
+
   /** Every namespace, "default" first: at most NAMESPACES_MAX + 1 names. */
   async list(): Promise<string[]> {
     const registered = await this.redis.smembers(this.key);
