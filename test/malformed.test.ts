@@ -334,6 +334,11 @@ const CASES: Case[] = [
     invalidRequest('limit -Infinity', get('/v1/leases?limit=-Infinity')),
     invalidRequest('orphans limit 1e309', get('/v1/orphans?limit=1e309')),
     invalidRequest('orphans limit -1e309', get('/v1/orphans?limit=-1e309')),
+    // ...and these 16, 1, 1 and 100: a number in a query string is written in decimal digits.
+    invalidRequest('limit 0x10', get('/v1/leases?limit=0x10')),
+    invalidRequest('limit " 1" (a leading space)', get('/v1/leases?limit=%201')),
+    invalidRequest('limit +1', get('/v1/leases?limit=%2B1')),
+    invalidRequest('limit 1e2', get('/v1/orphans?limit=1e2')),
     invalidRequest('state "expired"', get('/v1/leases?state=expired')),
     invalidRequest('state "ACTIVE" (states are case-sensitive)', get('/v1/leases?state=ACTIVE')),
     invalidRequest('an empty holder', get('/v1/leases?holder=')),

@@ -46,30 +46,46 @@ export function addSharedSchemas(schemas: TSchema[]): void {
   }
 }
 
-/** The JSON pointer of the first number in a coerced part (a flat object of values or lists) that is not finite, or null. */
-function nonFiniteAt(data: unknown): string | null {
+/** How a number is written in a query string, path or header: decimal digits, a sign and a fraction at most. */
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+/** The texts of a coerced part (a flat object of values or lists), before Ajv coerces them in place. */
+function textsOf(data: unknown): Map<string, unknown[]> {
+  const texts = new Map<string, unknown[]>();
+  if (data === null || typeof data !== 'object') return texts;
+  for (const [key, value] of Object.entries(data as Record<string, unknown>)) texts.set(key, Array.isArray(value) ? [...(value as unknown[])] : [value]);
+  return texts;
+}
+
+/** The JSON pointer of the first value Ajv made a number of that was not written as a decimal number, or null. */
+function oddNumberAt(data: unknown, texts: Map<string, unknown[]>): string | null {
   if (data === null || typeof data !== 'object') return null;
   for (const [key, value] of Object.entries(data)) {
+    // (A key that was not sent holds its default, which Ajv put there.)
+    const written = texts.get(key);
+    if (!written) continue;
     const values: unknown[] = Array.isArray(value) ? value : [value];
-    if (values.some((v) => typeof v === 'number' && !Number.isFinite(v))) return `/${key}`;
+    if (values.some((v, i) => typeof v === 'number' && !(typeof written[i] === 'string' && DECIMAL.test(written[i])))) return `/${key}`;
   }
   return null;
 }
 
 /**
- * Ajv's coercion turns the text "Infinity" (or "1e309") into Infinity, which then passes
- * type integer and skips minimum and maximum (they only judge finite numbers): limit=Infinity
- * reached Lua and failed there, a 500. A coerced part with a number that is not finite is
- * refused as Ajv would refuse it, so the answer is the usual 400.
+ * Ajv's coercion reads a number the way JavaScript does: "Infinity" and "1e309" become
+ * Infinity, which then passes type integer and skips minimum and maximum (limit=Infinity
+ * reached Lua and failed there, a 500); "0x10", " 1", "+1" and "1e2" pass as 16, 1, 1 and
+ * 100. A coerced part with a number not written in decimal digits is refused as Ajv would
+ * refuse a word, so the answer is the usual 400.
  */
-function refusingNonFinite(validate: ValidateFunction): ValidateFunction {
+function refusingOddNumbers(validate: ValidateFunction): ValidateFunction {
   const wrapped = ((data: unknown) => {
+    const texts = textsOf(data);
     const valid = validate(data);
     wrapped.errors = validate.errors;
     if (!valid) return false;
-    const at = nonFiniteAt(data);
+    const at = oddNumberAt(data, texts);
     if (at === null) return true;
-    const error: ErrorObject = { instancePath: at, schemaPath: '#/type', keyword: 'type', params: { type: 'number' }, message: 'must be a finite number' };
+    const error: ErrorObject = { instancePath: at, schemaPath: '#/type', keyword: 'type', params: { type: 'number' }, message: 'must be a number in decimal digits' };
     wrapped.errors = [error];
     return false;
   }) as ValidateFunction;
@@ -80,5 +96,5 @@ export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, http
   const part = httpPart ?? 'body';
   const ajv = compilers[part] ?? compilers.body!;
   const validate = ajv.compile(schema as object);
-  return ajv === compilers.body ? validate : refusingNonFinite(validate);
+  return ajv === compilers.body ? validate : refusingOddNumbers(validate);
 };
