@@ -8,13 +8,14 @@
   Only entries scored above now count (a deep member by its lease's at-set entry), so
   expired leases never block anyone. Waiting tickets (includes/tickets) are found the same
   way in their own sets.
-  Cost, for a request of R resources of depth D: one EXISTS of at most 2D + 2 keys per
-  resource (a deep path first asks at most 2 * SHALLOW + 2 keys whether anything lies in its
-  subtree at all, see subtreeKeys, and most often that is all) and, only where one exists,
-  EXISTS of halves of them to tell which (fewer calls than keys; about log2 of them when
-  one exists), and one range read of at most `limit` entries per set that exists (a set shared by several of the request's paths
-  is read once); at most DEEP_SCAN deep members in all, each with one
-  ZSCORE; one HMGET of six fields per distinct blocker (never its payload). Conflicts are appended to `out` as flattened {path, leaseId, holder,
+  Cost, for a request of R resources of depth D, per resource: a deep path first asks at
+  most 2 * SHALLOW + 2 keys whether anything lies in its subtree at all (see subtreeKeys),
+  and most often that is all; else one EXISTS of at most 2D + 2 keys and, only where one
+  exists, EXISTS of halves of them to tell which (fewer calls than keys; about log2 of them
+  when one exists), and one range read of at most `limit` entries per set that exists (a
+  set shared by several of the request's paths is read once). At most DEEP_SCAN deep
+  members in all, each with one ZSCORE; one HMGET of six fields per distinct blocker (never
+  its payload). Conflicts are appended to `out` as flattened {path, leaseId, holder,
   mode, state} tuples, one per blocking path and blocker, at most `limit`; the search stops
   once `out` is full.
   `wake.at`, when given, is lowered to the earliest time a blocker seen stops blocking by
@@ -146,10 +147,10 @@ local function findBlockers(request, sets, limit, out, wake, range, deepScore, d
     return blockers[id]
   end
   for _, r in ipairs(request) do
-    -- Almost always nothing blocks: one EXISTS over all of a path's sets (an empty sorted
-    -- set does not exist) spares reading them one by one.
-    -- A deep path whose subtree holds nothing (see subtreeKeys) needs neither. Of the sets
-    -- that might hold a blocker, only those that exist are read.
+    -- Almost always nothing blocks: a deep path whose subtree holds nothing (see
+    -- subtreeKeys) is done with one EXISTS; else one EXISTS over all of a path's sets (an
+    -- empty sorted set does not exist) tells whether any may hold a blocker, and only those
+    -- that exist are read (see existingSets).
     local unread = {}
     local deepToo = true
     if mayBlock then
