@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
 import rateLimit from '@fastify/rate-limit';
-import type { RedisClient } from '../redis/connection.js';
+import { isBackendUnavailable, type RedisClient } from '../redis/connection.js';
 import { problem, ProblemError } from '../errors.js';
 import { problemResponse } from '../http/schemas/problems.js';
 import type { Namespaces } from '../namespaces/namespaces.js';
@@ -35,6 +35,16 @@ export function documentRateLimit(app: FastifyInstance): void {
   });
 }
 
+/** Whether the namespace is registered; true too when the registry cannot be asked (Redis trouble). */
+async function registeredOrUnknown(namespaces: Namespaces, namespace: string): Promise<boolean> {
+  try {
+    return await namespaces.isRegistered(namespace);
+  } catch (error) {
+    if (isBackendUnavailable(error)) return true;
+    throw error;
+  }
+}
+
 export async function registerRateLimit(app: FastifyInstance, redis: RedisClient, namespaces: Namespaces, perSecond: number): Promise<void> {
   if (perSecond === 0) return;
   await app.register(rateLimit, {
@@ -48,10 +58,12 @@ export async function registerRateLimit(app: FastifyInstance, redis: RedisClient
     // would reach a key name, and could forge another key's) counts in the default's bucket.
     // So does a well-formed one that does not exist (yet): a caller that may read every
     // namespace would otherwise get a fresh budget for each name it makes up. (A namespace
-    // this replica has not seen costs one SISMEMBER to ask; one that exists is remembered.)
+    // this replica has not seen costs one SISMEMBER to ask; one that exists is remembered.
+    // The registry lives on the namespace default's shard: while that one cannot answer, a
+    // namespace counts in its own bucket, on its own shard, as before there was this check.)
     keyGenerator: async (request) => {
       const namespace = namespaceOf(request);
-      const own = WELL_FORMED.test(namespace) && (await namespaces.isRegistered(namespace));
+      const own = WELL_FORMED.test(namespace) && (await registeredOrUnknown(namespaces, namespace));
       return `${namespaces.prefix(own ? namespace : DEFAULT_NAMESPACE)}rate:${request.grant?.actor ?? `ip:${request.ip}`}`;
     },
     // /v1 only: health, metrics and docs are never limited.
