@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { Value } from '@sinclair/typebox/value';
 import { GrantClaims, type Grant } from './grants.js';
+import { illFormedStringAt } from '../http/well-formed.js';
 
 export interface JwtOptions {
   /** A PEM file holding the public key (SPKI) the JWTs are signed with. */
@@ -61,15 +62,8 @@ export class JwtVerifier {
     if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 128) throw new JwtRefusal('The JWT needs a sub (1 to 128 characters): it names the caller.');
     // Redis stores text as UTF-8, where a lone surrogate becomes U+FFFD: two subs that differ
     // only there would name one actor (its quota, its rate limit, its events).
-    if (!wellFormedStrings([payload.sub, claims])) throw new JwtRefusal('The JWT holds a string that is not well-formed Unicode (a lone UTF-16 surrogate).');
+    if (illFormedStringAt([payload.sub, claims]) !== null) throw new JwtRefusal('The JWT holds a string that is not well-formed Unicode (a lone UTF-16 surrogate).');
     return { ...claims, actor: `jwt:${payload.sub}`, expiresAt: payload.exp * 1000 };
   }
 }
 
-/** Whether every string in `value` (strings, lists and objects of them, as JWT claims are) is well-formed Unicode. */
-function wellFormedStrings(value: unknown): boolean {
-  if (typeof value === 'string') return value.isWellFormed();
-  if (Array.isArray(value)) return value.every(wellFormedStrings);
-  if (value !== null && typeof value === 'object') return Object.values(value).every(wellFormedStrings);
-  return true;
-}
